@@ -1,0 +1,61 @@
+"""One exception hierarchy for every front end.
+
+Messages say what was wrong and what to do; the CLI prints them on one line,
+the magics as a short red line, the REST API as JSON with a 4xx status.
+"""
+from __future__ import annotations
+
+
+class CybershuttleError(Exception):
+    """Base of every error a user is meant to read."""
+
+    #: exit status the CLI uses for this kind of error
+    exit_code: int = 1
+    #: HTTP status the REST API uses for this kind of error
+    http_status: int = 400
+
+
+class UsageError(CybershuttleError):
+    """The command line or call was malformed (unknown verb, bad option)."""
+
+    exit_code = 2
+
+
+class NotBuiltError(UsageError):
+    """A verb that exists in the design but is not implemented yet."""
+
+
+class InvalidNameError(CybershuttleError):
+    """A name that is not `[A-Za-z0-9][A-Za-z0-9._-]*`."""
+
+
+class NotFoundError(CybershuttleError):
+    """A named thing (storage, dataset, resource, ...) that does not exist."""
+
+    http_status = 404
+
+
+class AlreadyExistsError(CybershuttleError):
+    """A name already taken in the catalog."""
+
+    http_status = 409
+
+
+class SetupFileError(CybershuttleError):
+    """A cybershuttle.yml that cannot be read or has a wrong type."""
+
+
+class SSHError(CybershuttleError):
+    """Connecting or authenticating over SSH failed."""
+
+    http_status = 502
+
+
+class HostKeyError(SSHError):
+    """The server's host key is unknown or does not match known_hosts."""
+
+
+class RemoteCommandError(CybershuttleError):
+    """A command run on a resource exited non-zero."""
+
+    http_status = 502

@@ -1,0 +1,290 @@
+"""The catalog store: one small API over SQLite for every kind of entry.
+
+Each entry is `(kind, name) -> data`, where `kind` is the module that owns it
+("storage", "dataset", "compute", ...) and `data` a JSON object that module
+defines. Two scopes share the API: the user's private catalog and the site's
+public one (see `cybershuttle.profile`).
+
+Why SQLite in WAL mode with `BEGIN IMMEDIATE`: two shells, the server and a
+kernel write at the same time; an immediate transaction takes the write lock
+up front, so read-modify-write never interleaves and the busy timeout makes
+the others wait instead of failing. The schema carries a version
+(`PRAGMA user_version`) and migrations run in order inside one transaction.
+
+Everything above this module talks to `Registry`/`Catalog`, never to SQL, so
+a site catalog can later move to PostgreSQL behind the same methods.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+from . import names
+from .errors import AlreadyExistsError, CybershuttleError, NotFoundError
+
+Scope = Literal["private", "public"]
+
+#: Ordered schema migrations; entry i brings the schema from version i to i+1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE entries (
+        kind    TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        owner   TEXT NOT NULL,
+        data    TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_BUSY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalog entry as every front end sees it."""
+
+    kind: str
+    name: str
+    owner: str
+    scope: Scope
+    data: dict[str, Any]
+    created: float
+    updated: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Registry:
+    """One SQLite catalog file (one scope)."""
+
+    def __init__(self, path: str | os.PathLike[str], scope: Scope = "private") -> None:
+        self.path = Path(path)
+        self.scope: Scope = scope
+        self._local = threading.local()
+        self._migrate()
+
+    # -- public API --------------------------------------------------------
+    def add(self, kind: str, name: str, data: dict[str, Any], owner: str, *, replace: bool = False) -> Entry:
+        """Add an entry; an existing name is an error unless `replace`."""
+        names.validate(name, f"{kind} name")
+        now = time.time()
+        payload = _dumps(data)
+        with self._write() as db:
+            row = db.execute("SELECT created FROM entries WHERE kind=? AND name=?", (kind, name)).fetchone()
+            if row and not replace:
+                raise AlreadyExistsError(
+                    f"a {kind} named {name!r} already exists in the {self.scope} catalog: "
+                    "choose another name or remove it first"
+                )
+            created = row[0] if row else now
+            db.execute(
+                "INSERT OR REPLACE INTO entries(kind, name, owner, data, created, updated) VALUES (?,?,?,?,?,?)",
+                (kind, name, owner, payload, created, now),
+            )
+        return Entry(kind, name, owner, self.scope, data, created, now)
+
+    def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Entry:
+        """Read-modify-write one entry atomically; `change` may mutate in place."""
+        with self._write() as db:
+            entry = self._get(db, kind, name)
+            if entry is None:
+                raise self._missing(kind, name)
+            data = dict(entry.data)
+            new = change(data)
+            data = data if new is None else new
+            now = time.time()
+            db.execute("UPDATE entries SET data=?, updated=? WHERE kind=? AND name=?", (_dumps(data), now, kind, name))
+        return Entry(kind, name, entry.owner, self.scope, data, entry.created, now)
+
+    def find(self, kind: str, name: str) -> Entry | None:
+        """The entry, or None."""
+        return self._get(self._conn(), kind, name)
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry, or NotFoundError naming what exists."""
+        entry = self.find(kind, name)
+        if entry is None:
+            raise self._missing(kind, name)
+        return entry
+
+    def list(self, kind: str, search: str | None = None) -> list[Entry]:
+        """Entries of one kind sorted by name; `search` filters name and data text."""
+        sql = "SELECT kind, name, owner, data, created, updated FROM entries WHERE kind=?"
+        params: list[Any] = [kind]
+        if search:
+            sql += " AND (name LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')"
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [pattern, pattern]
+        rows = self._conn().execute(sql + " ORDER BY name", params).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def remove(self, kind: str, name: str) -> Entry:
+        """Remove and return an entry."""
+        with self._write() as db:
+            entry = self._get(db, kind, name)
+            if entry is None:
+                raise self._missing(kind, name)
+            db.execute("DELETE FROM entries WHERE kind=? AND name=?", (kind, name))
+        return entry
+
+    def count(self, kind: str) -> int:
+        return self._conn().execute("SELECT count(*) FROM entries WHERE kind=?", (kind,)).fetchone()[0]
+
+    def schema_version(self) -> int:
+        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- internals ---------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.scope == "private" and not self.path.exists():
+                # Created 0600 before SQLite opens it; its -wal/-shm files inherit the mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            try:
+                conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise CybershuttleError(f"cannot open the {self.scope} catalog {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise CybershuttleError(f"the {self.scope} catalog {self.path} is busy ({exc}); try again") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        db = self._conn()
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._write():
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise CybershuttleError(
+                    f"the catalog {self.path} has schema version {version}, newer than this "
+                    f"Cybershuttle understands ({SCHEMA_VERSION}): upgrade cybershuttle"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _get(self, db: sqlite3.Connection, kind: str, name: str) -> Entry | None:
+        row = db.execute(
+            "SELECT kind, name, owner, data, created, updated FROM entries WHERE kind=? AND name=?", (kind, name)
+        ).fetchone()
+        return self._entry(row) if row else None
+
+    def _entry(self, row: tuple[Any, ...]) -> Entry:
+        kind, name, owner, data, created, updated = row
+        return Entry(kind, name, owner, self.scope, json.loads(data), created, updated)
+
+    def _missing(self, kind: str, name: str) -> NotFoundError:
+        known = [e.name for e in self.list(kind)][:10]
+        hint = f"known: {', '.join(known)}" if known else f"none is registered yet"
+        return NotFoundError(f"no {kind} named {name!r} in the {self.scope} catalog ({hint})")
+
+
+class Catalog:
+    """The private and the public registry of one user, read as one."""
+
+    def __init__(self, private: Registry, public: Registry, user: str) -> None:
+        self.private = private
+        self.public = public
+        self.user = user
+
+    def scope(self, public: bool) -> Registry:
+        return self.public if public else self.private
+
+    def add(self, kind: str, name: str, data: dict[str, Any], *, public: bool = False, replace: bool = False) -> Entry:
+        """Register in one scope; a name taken in the other scope is refused too."""
+        other = self.scope(not public).find(kind, names.validate(name, f"{kind} name"))
+        if other is not None:
+            raise AlreadyExistsError(
+                f"a {kind} named {name!r} already exists in the {other.scope} catalog: choose another name"
+            )
+        return self.scope(public).add(kind, name, data, self.user, replace=replace)
+
+    def find(self, kind: str, name: str) -> Entry | None:
+        """Private entries shadow public ones of the same name."""
+        return self.private.find(kind, name) or self.public.find(kind, name)
+
+    def get(self, kind: str, name: str) -> Entry:
+        names.validate(name, f"{kind} name")
+        entry = self.find(kind, name)
+        if entry is None:
+            known = sorted({e.name for e in self.list(kind)})[:10]
+            hint = f"known: {', '.join(known)}" if known else "none is registered yet"
+            raise NotFoundError(f"no {kind} named {name!r} ({hint})")
+        return entry
+
+    def list(self, kind: str, search: str | None = None) -> list[Entry]:
+        entries = {e.name: e for e in self.public.list(kind, search)}
+        entries.update({e.name: e for e in self.private.list(kind, search)})
+        return [entries[n] for n in sorted(entries)]
+
+    def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Entry:
+        entry = self.get(kind, name)
+        self._check_owner(entry, "change")
+        return self.scope(entry.scope == "public").update(kind, name, change)
+
+    def remove(self, kind: str, name: str) -> Entry:
+        entry = self.get(kind, name)
+        self._check_owner(entry, "remove")
+        return self.scope(entry.scope == "public").remove(kind, name)
+
+    def _check_owner(self, entry: Entry, verb: str) -> None:
+        if entry.scope == "public" and entry.owner != self.user:
+            raise CybershuttleError(
+                f"the public {entry.kind} {entry.name!r} belongs to {entry.owner}: only its owner can {verb} it"
+            )
+
+
+_catalogs: dict[tuple[str, str, str], Catalog] = {}
+
+
+def catalog() -> Catalog:
+    """The active user's catalog (cached per profile path)."""
+    from . import profile
+
+    prof = profile.active()
+    key = (prof.user, str(prof.catalog), str(prof.site_catalog))
+    if key not in _catalogs:
+        _catalogs[key] = Catalog(Registry(prof.catalog, "private"), Registry(prof.site_catalog, "public"), prof.user)
+    return _catalogs[key]
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    if not isinstance(data, dict):
+        raise TypeError("catalog data must be a dict")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
