@@ -43,10 +43,16 @@ def _ls(args: argparse.Namespace) -> None:
         )
 
 
-group.planned("register", "register a storage under a name", "cybershuttle storage register --name lab --location /data/lab --read-only", ISSUE)
-group.planned("cp", "copy files between storages, recursive, resumable", "cybershuttle storage cp lab:/a.csv hpc:/b/ --checksum", ISSUE)
-group.planned("rm", "remove a storage from the catalog", "cybershuttle storage rm lab", ISSUE)
-group.planned("info", "show one storage", "cybershuttle storage info lab", ISSUE)
-group.planned("mount", "make DIR/NAME show a storage's files", "cybershuttle storage mount lab ~/mnt", ISSUE)
-group.planned("umount", "undo a mount", "cybershuttle storage umount lab", ISSUE)
-group.planned("mounts", "list active mounts", "cybershuttle storage mounts --json", ISSUE)
+NAME = arg("name", help="the storage's name")
+
+group.planned("register", "register a storage under a name", "cybershuttle storage register --name lab --location /data/lab --read-only", ISSUE,
+              arg("--name", required=True), arg("--location", required=True, help="a path or URL (sftp://, host:/path, rclone:remote:path, ...)"),
+              arg("--resource", metavar="R", help="a compute resource whose SSH settings reach the path"),
+              arg("--read-only", action="store_true"), arg("--public", action="store_true"))
+group.planned("cp", "copy files between storages, recursive, resumable", "cybershuttle storage cp lab:/a.csv hpc:/b/ --checksum", ISSUE,
+              arg("source", metavar="SRC"), arg("target", metavar="DST"), arg("--checksum", action="store_true"))
+group.planned("rm", "remove a storage from the catalog", "cybershuttle storage rm lab", ISSUE, NAME)
+group.planned("info", "show one storage", "cybershuttle storage info lab", ISSUE, NAME, listing=True)
+group.planned("mount", "make DIR/NAME show a storage's files", "cybershuttle storage mount lab ~/mnt", ISSUE, NAME, arg("dir", nargs="?"))
+group.planned("umount", "undo a mount", "cybershuttle storage umount lab", ISSUE, NAME)
+group.planned("mounts", "list active mounts", "cybershuttle storage mounts --json", ISSUE, listing=True)

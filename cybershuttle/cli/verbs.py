@@ -73,9 +73,13 @@ class Group:
 
         return register
 
-    def planned(self, name: str, help: str, example: str, issue: str) -> None:
-        """Declare a verb that is designed but not built yet."""
-        self.verbs[name] = Verb(name, help, example, planned_in=issue)
+    def planned(self, name: str, help: str, example: str, issue: str, *args: Arg, listing: bool = False) -> None:
+        """Declare a verb that is designed but not built yet.
+
+        Its arguments are declared already, so `--help` documents the interface
+        and a misspelt option is reported as such; running it exits 2.
+        """
+        self.verbs[name] = Verb(name, help, example, list(args), planned_in=issue, listing=listing)
 
     def build(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=CliParser)
@@ -107,7 +111,14 @@ class Group:
 
 
 class CliParser(argparse.ArgumentParser):
-    """argparse whose errors become one-line UsageErrors (exit 2)."""
+    """argparse whose errors become one-line UsageErrors (exit 2).
+
+    Abbreviated options are off: a guessed `--res` must not silently mean `--resources`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
@@ -115,14 +126,14 @@ class CliParser(argparse.ArgumentParser):
 
 def run_verb(args: argparse.Namespace, extra: list[str]) -> int:
     verb: Verb = args._verb
-    if verb.planned_in:
-        raise NotBuiltError(
-            f"'cybershuttle {args.module} {verb.name}' is not built yet (planned in: {verb.planned_in}); nothing was done"
-        )
     if extra:
         raise UsageError(
             f"cybershuttle {args.module} {verb.name}: unrecognized arguments: {' '.join(extra)} "
             f"(see 'cybershuttle {args.module} {verb.name} --help')"
+        )
+    if verb.planned_in:
+        raise NotBuiltError(
+            f"'cybershuttle {args.module} {verb.name}' is not built yet (planned in: {verb.planned_in}); nothing was done"
         )
     assert verb.handler is not None
     return verb.handler(args) or 0

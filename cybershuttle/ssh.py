@@ -1,0 +1,340 @@
+"""The one SSH connection pool: every SSH use in Cybershuttle goes through it.
+
+One authenticated paramiko transport per (user, host, port) carries commands,
+SFTP and port forwards alike, so a notebook that runs a job, copies a file and
+forwards five kernel ports still authenticates (and asks for an OTP) once.
+
+Host keys are always checked against a known_hosts file; an unknown host is
+refused with the command that trusts it. Sockets get TCP_NODELAY: without it a
+small kernel message can wait ~40 ms for Nagle's algorithm.
+"""
+from __future__ import annotations
+
+import getpass
+import shlex
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import paramiko
+
+from .errors import HostKeyError, RemoteCommandError, SSHError
+
+CONNECT_TIMEOUT_S = 15.0
+KEEPALIVE_S = 30
+_DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class Prompter(Protocol):
+    """Asks the person at the front end in use (terminal, notebook) for an answer."""
+
+    def __call__(self, prompt: str, secret: bool) -> str: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one SSH server as one user."""
+
+    host: str
+    port: int = 22
+    user: str = field(default_factory=getpass.getuser)
+    key: str | None = None  # private key file; None: agent, then ~/.ssh/id_*
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+    @property
+    def host_key_name(self) -> str:
+        """The name known_hosts files use for this server."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def openssh_options(self) -> list[str]:
+        """The same settings as OpenSSH client options (for scp/rsync fast paths)."""
+        opts = ["-p", str(self.port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts_path}"]
+        if self.key:
+            opts += ["-i", str(Path(self.key).expanduser()), "-o", "IdentitiesOnly=yes"]
+        return opts
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a remote command did."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Connection:
+    """One authenticated transport; cheap channels for commands, SFTP and forwards."""
+
+    def __init__(self, endpoint: Endpoint, transport: paramiko.Transport) -> None:
+        self.endpoint = endpoint
+        self.transport = transport
+        self._sftp: paramiko.SFTPClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self.transport.is_active()
+
+    def run(self, command: str, *, check: bool = True, timeout: float | None = None,
+            stdin: bytes | None = None, login_shell: bool = False) -> Result:
+        """Run `command` (a shell string: quote what you put in it) and collect its output.
+
+        `login_shell` runs it under `bash -lc`, which is where `module` exists
+        on HPC systems.
+        """
+        remote = f"bash -lc {shlex.quote(command)}" if login_shell else command
+        try:
+            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.endpoint.label}: cannot open a channel ({exc}); the connection was lost") from exc
+        with chan:
+            chan.settimeout(timeout)
+            chan.exec_command(remote)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            err_chunks: list[bytes] = []
+            # stderr is drained in a thread so a command writing a lot to both
+            # streams cannot fill one window while we block on the other.
+            reader = threading.Thread(target=_drain, args=(chan.makefile_stderr("rb"), err_chunks), daemon=True)
+            reader.start()
+            try:
+                out = chan.makefile("rb").read()
+                reader.join()
+                code = chan.recv_exit_status()
+            except socket.timeout as exc:
+                raise RemoteCommandError(f"{self.endpoint.label}: {command!r} did not finish within {timeout} s") from exc
+        result = Result(command, code, out.decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
+        if check and not result.ok:
+            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise RemoteCommandError(
+                f"{self.endpoint.label}: {command!r} exited with {result.exit_code}: {detail[0]}"
+            )
+        return result
+
+    def sftp(self) -> paramiko.SFTPClient:
+        """The connection's SFTP session (opened once, shared)."""
+        with self._lock:
+            if self._sftp is None or self._sftp.sock.closed:
+                self._sftp = paramiko.SFTPClient.from_transport(self.transport)
+            assert self._sftp is not None
+            return self._sftp
+
+    def open_tunnel(self, remote_host: str, remote_port: int) -> paramiko.Channel:
+        """A direct-tcpip channel to `remote_host:remote_port` as seen by the server."""
+        try:
+            return self.transport.open_channel(
+                "direct-tcpip", (remote_host, remote_port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT_S
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.endpoint.label}: cannot forward to {remote_host}:{remote_port}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+        self.transport.close()
+
+
+class Pool:
+    """Connections keyed by (user, host, port), re-established when they drop."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, str, int], Connection] = {}
+        self._keys: dict[str, paramiko.PKey] = {}  # decrypted keys: a passphrase is asked once
+        self._lock = threading.Lock()
+
+    def connect(self, endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
+        """A live connection to `endpoint`, reusing the pooled one when it is alive."""
+        ident = (endpoint.user, endpoint.host, endpoint.port)
+        with self._lock:
+            conn = self._connections.get(ident)
+            if conn is not None and conn.alive:
+                return conn
+            conn = Connection(endpoint, self._open(endpoint, prompter or terminal_prompter))
+            self._connections[ident] = conn
+            return conn
+
+    def drop(self, endpoint: Endpoint) -> None:
+        """Close and forget the pooled connection to `endpoint` (if any)."""
+        with self._lock:
+            conn = self._connections.pop((endpoint.user, endpoint.host, endpoint.port), None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._connections = list(self._connections.values()), {}
+        for conn in conns:
+            conn.close()
+
+    # -- connecting --------------------------------------------------------
+    def _open(self, endpoint: Endpoint, prompter: Prompter) -> paramiko.Transport:
+        known = _known_keys(endpoint)
+        try:
+            sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            raise SSHError(f"cannot reach {endpoint.host}:{endpoint.port} ({exc}): check the host, the port and your network") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock)
+        if known:
+            # Negotiate a host key type we have on record, so a server that also
+            # offers another type is not mistaken for an unknown one.
+            supported = set(transport.get_security_options().key_types)
+            transport.get_security_options().key_types = [t for t in known if t in supported] or list(supported)
+        try:
+            transport.start_client(timeout=CONNECT_TIMEOUT_S)
+            _check_host_key(endpoint, transport.get_remote_server_key(), known)
+            self._authenticate(endpoint, transport, prompter)
+        except BaseException:
+            transport.close()
+            raise
+        transport.set_keepalive(KEEPALIVE_S)
+        return transport
+
+    def _authenticate(self, endpoint: Endpoint, transport: paramiko.Transport, prompter: Prompter) -> None:
+        remaining: list[str] = []
+        tried: list[str] = []
+        for label, key in self._candidate_keys(endpoint, prompter):
+            tried.append(label)
+            try:
+                remaining = transport.auth_publickey(endpoint.user, key)
+            except paramiko.BadAuthenticationType as exc:
+                remaining = list(exc.allowed_types)
+                break
+            except paramiko.AuthenticationException:
+                continue
+            break
+        if transport.is_authenticated():
+            return
+        if "keyboard-interactive" in remaining or (not tried and not remaining):
+            try:
+                transport.auth_interactive(endpoint.user, _interactive_handler(prompter))
+            except paramiko.AuthenticationException as exc:
+                raise SSHError(f"{endpoint.label}: keyboard-interactive authentication failed ({exc})") from exc
+            if transport.is_authenticated():
+                return
+        keys = ", ".join(tried) or "none found (no key given, no agent, no ~/.ssh/id_*)"
+        raise SSHError(f"{endpoint.label}: authentication failed; keys tried: {keys}. "
+                       "Check the user name and that the public key is in the server's authorized_keys")
+
+    def _candidate_keys(self, endpoint: Endpoint, prompter: Prompter):
+        if endpoint.key:
+            yield endpoint.key, self._load_key(Path(endpoint.key).expanduser(), prompter)
+            return
+        try:
+            for i, key in enumerate(paramiko.Agent().get_keys()):
+                yield f"agent key {i + 1}", key
+        except paramiko.SSHException:
+            pass
+        for name in _DEFAULT_KEYS:
+            path = Path("~/.ssh").expanduser() / name
+            if path.is_file():
+                yield str(path), self._load_key(path, prompter)
+
+    def _load_key(self, path: Path, prompter: Prompter) -> paramiko.PKey:
+        cache_key = str(path.resolve())
+        if cache_key in self._keys:
+            return self._keys[cache_key]
+        if not path.is_file():
+            raise SSHError(f"SSH key {path} does not exist: give the path of your private key")
+        try:
+            key = paramiko.PKey.from_path(path)
+        except paramiko.PasswordRequiredException:
+            passphrase = prompter(f"Passphrase for SSH key {path}: ", True)
+            try:
+                key = paramiko.PKey.from_path(path, passphrase=passphrase)
+            except paramiko.SSHException as exc:
+                raise SSHError(f"cannot decrypt SSH key {path}: wrong passphrase?") from exc
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            raise SSHError(f"cannot read SSH key {path}: {exc}") from exc
+        self._keys[cache_key] = key
+        return key
+
+
+#: The process-wide pool.
+pool = Pool()
+
+
+def connect(endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
+    """A pooled, authenticated connection to `endpoint`."""
+    return pool.connect(endpoint, prompter)
+
+
+def terminal_prompter(prompt: str, secret: bool) -> str:
+    """Ask on the controlling terminal; refuse clearly where there is none."""
+    if not sys.stdin or not sys.stdin.isatty():
+        raise SSHError(f"the SSH server asks {prompt.strip()!r} but there is no terminal to answer it: "
+                       "run the command in a terminal, or `%authenticate` in a notebook")
+    return getpass.getpass(prompt) if secret else input(prompt)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+# -- helpers ---------------------------------------------------------------
+def _known_keys(endpoint: Endpoint) -> dict[str, paramiko.PKey]:
+    path = endpoint.known_hosts_path
+    if not path.is_file():
+        return {}
+    try:
+        host_keys = paramiko.HostKeys(str(path))
+    except (OSError, paramiko.SSHException) as exc:
+        raise HostKeyError(f"cannot read known_hosts file {path}: {exc}") from exc
+    entry = host_keys.lookup(endpoint.host_key_name)
+    return dict(entry) if entry else {}
+
+
+def _check_host_key(endpoint: Endpoint, key: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
+    path = endpoint.known_hosts_path
+    if not known:
+        port = f"-p {endpoint.port} " if endpoint.port != 22 else ""
+        raise HostKeyError(
+            f"the host key of {endpoint.host_key_name} ({key.get_name()} {fingerprint(key)}) is not in {path}. "
+            f"If that fingerprint is the server's, trust it with: ssh-keyscan {port}{endpoint.host} >> {path}"
+        )
+    recorded = known.get(key.get_name())
+    if recorded is None or recorded != key:
+        raise HostKeyError(
+            f"the host key of {endpoint.host_key_name} does NOT match {path} (got {key.get_name()} "
+            f"{fingerprint(key)}): someone may be intercepting the connection. If the server was "
+            f"reinstalled, remove the old key with: ssh-keygen -R '{endpoint.host_key_name}' -f {path}"
+        )
+
+
+def _interactive_handler(prompter: Prompter) -> Callable[[str, str, list[tuple[str, bool]]], list[str]]:
+    def handler(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        if instructions.strip():
+            print(instructions.strip(), file=sys.stderr)
+        return [prompter(text, not echo) for text, echo in prompts]
+
+    return handler
+
+
+def _drain(stream, chunks: list[bytes]) -> None:
+    chunks.append(stream.read())

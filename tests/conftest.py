@@ -1,0 +1,103 @@
+"""Shared fixtures: an isolated Cybershuttle home per test, the CLI as a
+subprocess, and the loopback test cluster (`tests/cluster/cluster.sh`)."""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER_SH = REPO / "tests" / "cluster" / "cluster.sh"
+CLI = Path(sys.executable).parent / "cybershuttle"
+
+
+@pytest.fixture(autouse=True)
+def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own CYBERSHUTTLE_HOME and no site-catalog override."""
+    home = tmp_path / "cshome"
+    monkeypatch.setenv("CYBERSHUTTLE_HOME", str(home))
+    monkeypatch.delenv("CYBERSHUTTLE_SITE_CATALOG", raising=False)
+    monkeypatch.delenv("CYBERSHUTTLE_USER", raising=False)
+    from cybershuttle import registry
+
+    registry._catalogs.clear()
+    yield home
+    for cat in registry._catalogs.values():
+        cat.private.close()
+        cat.public.close()
+    registry._catalogs.clear()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli():
+    """Run `cybershuttle ARGS...` as a user would, in a subprocess."""
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
+        proc = subprocess.run([str(CLI), *args], capture_output=True, text=True, input=input,
+                              env={**os.environ, **(env or {})}, timeout=120)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Cluster:
+    host: str
+    port: int
+    user: str
+    key: str
+    known_hosts: str
+    partition: str
+    other_user: str
+    other_key: str
+    state_dir: str
+
+    def endpoint(self, **overrides):
+        from cybershuttle.ssh import Endpoint
+
+        values = dict(host=self.host, port=self.port, user=self.user, key=self.key, known_hosts=self.known_hosts)
+        values.update(overrides)
+        return Endpoint(**values)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The running loopback cluster; `make test` starts it."""
+    proc = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"the loopback test cluster is not running ({proc.stderr.strip()}): "
+                    f"start it with `sudo bash {CLUSTER_SH} start` or run `make test`", pytrace=False)
+    env: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    return Cluster(
+        host=env["CS_TEST_HOST"], port=int(env["CS_TEST_PORT"]), user=env["CS_TEST_USER"],
+        key=env["CS_TEST_KEY"], known_hosts=env["CS_TEST_KNOWN_HOSTS"],
+        partition=env["CS_TEST_SLURM_PARTITION"], other_user=env.get("CS_TEST_OTHER_USER", ""),
+        other_key=env.get("CS_TEST_OTHER_KEY", ""), state_dir=env.get("CS_CLUSTER_DIR", ""),
+    )
+
+
+@pytest.fixture
+def ssh_pool():
+    """A fresh connection pool, closed after the test."""
+    from cybershuttle.ssh import Pool
+
+    pool = Pool()
+    yield pool
+    pool.close_all()

@@ -1,0 +1,135 @@
+"""The `cybershuttle` command as a user meets it."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from cybershuttle.cli.main import MODULES
+
+PROFILE_MODULES = [m for m in MODULES if m != "setup"]
+
+
+def _verbs(cli, module: str) -> list[str]:
+    import importlib
+
+    return list(importlib.import_module(f"cybershuttle.cli.{module}").group.verbs)
+
+
+def test_top_level_help_lists_every_module(cli):
+    res = cli("--help")
+    assert res.code == 0
+    for module in ["storage", "dataset", "compute", "session", "template", "application", "module", "model"]:
+        assert f"\n    {module}" in res.out
+
+
+@pytest.mark.parametrize("module", list(MODULES))
+def test_every_verb_has_help_with_an_example(cli, module):
+    for verb in _verbs(cli, module):
+        res = cli(module, verb, "--help")
+        assert res.code == 0, res.err
+        assert f"example:\n  cybershuttle {module} {verb}" in res.out
+
+
+@pytest.mark.parametrize("module", PROFILE_MODULES)
+def test_initialize_creates_the_profile_once_for_every_module(cli, cs_home, module):
+    first = cli(module, "initialize", "alice")
+    assert first.code == 0, first.err
+    assert "created" in first.out
+    again = cli(module, "initialize", "alice")
+    assert again.code == 0 and "already existed" in again.out
+    root = cs_home / "users" / "alice"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert (cs_home / "current").read_text().strip() == "alice"
+
+
+def test_initialize_registers_local_compute_and_home_storage(cli, cs_home):
+    assert cli("compute", "initialize", "alice").code == 0
+    assert cli("storage", "initialize", "alice").code == 0
+    resources = json.loads(cli("compute", "list", "--json").out)
+    assert [(r["name"], r["data"]["kind"]) for r in resources] == [("local", "local")]
+    storages = json.loads(cli("storage", "ls", "--json").out)
+    assert [(s["name"], s["data"]["location"]) for s in storages] == [("home", str(Path.home()))]
+    assert "home" in cli("storage", "ls").out
+    # idempotent: a second initialize registers nothing twice
+    assert "already registered" in cli("compute", "initialize", "alice").out
+    assert len(json.loads(cli("compute", "list", "--json").out)) == 1
+
+
+def test_two_users_have_separate_profiles(cli, cs_home):
+    cli("storage", "initialize", "alice")
+    cli("storage", "initialize", "bob")
+    assert (cs_home / "users" / "alice" / "catalog.db").is_file()
+    assert (cs_home / "users" / "bob" / "catalog.db").is_file()
+    assert (cs_home / "current").read_text().strip() == "bob"
+
+
+def test_not_built_verb_says_so_and_exits_2(cli, cs_home):
+    res = cli("storage", "cp", "a:/x", "b:/y")
+    assert res.code == 2
+    assert "not built yet" in res.err and res.err.count("\n") == 1
+    assert "Traceback" not in res.err
+
+
+@pytest.mark.parametrize("spelling", ["--after_download_command", "--after-download-command"])
+def test_scientists_spellings_and_dashed_twins_are_accepted(cli, spelling):
+    res = cli("dataset", "register", "--name", "d", "--location", "/tmp", spelling, "tar -xz")
+    assert res.code == 2 and "not built yet" in res.err  # accepted by the parser, refused as unbuilt
+
+
+@pytest.mark.parametrize("args", [
+    ["compute", "execute", "true", "--resource", "r", "--setup_file", "c.yml"],
+    ["template", "add", "--name", "t", "--input_file_format", "s.toml"],
+    ["template", "run", "--name", "t", "--input_file", "i.yml"],
+    ["model", "run", "m", "--input_folder", "d"],
+    ["model", "run", "m", "--input_sequence", "s.fasta"],
+])
+def test_legacy_underscore_options_parse(cli, args):
+    res = cli(*args)
+    assert res.code == 2 and "not built yet" in res.err, res.err
+
+
+def test_misspelt_option_is_an_error_not_silently_accepted(cli):
+    res = cli("dataset", "register", "--name", "d", "--location", "/tmp", "--after_download_comand", "x")
+    assert res.code == 2 and "unrecognized arguments: --after_download_comand" in res.err
+
+
+def test_abbreviated_options_are_refused(cli):
+    res = cli("compute", "list", "--js")
+    assert res.code == 2 and "unrecognized" in res.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuch"], "unknown module 'nosuch'"),
+    (["storage", "nosuch"], "invalid choice: 'nosuch'"),
+    (["storage"], "required: VERB"),
+])
+def test_unknown_module_or_verb_is_one_line_exit_2(cli, args, message):
+    res = cli(*args)
+    assert res.code == 2
+    assert message in res.err
+    assert len(res.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["my name", "..", "../x", "a/b", "x;id", "$(id)", "a|b", "`id`"])
+def test_bad_user_names_are_refused_and_nothing_is_written(cli, cs_home, name):
+    res = cli("compute", "initialize", name)
+    assert res.code == 1
+    assert "not a valid user name" in res.err and "Traceback" not in res.err
+    assert not (cs_home / "users").exists() or not any((cs_home / "users").iterdir())
+
+
+def test_errors_have_no_traceback_unless_debug(cli, cs_home, tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("project: [unclosed\n")
+    res = cli("setup", "validate", str(bad))
+    assert res.code == 1 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+    debug = cli("--debug", "setup", "validate", str(bad))
+    assert debug.code != 0 and "Traceback" in debug.err
+
+
+def test_json_listing_is_valid_json_even_when_empty(cli, cs_home):
+    assert json.loads(cli("compute", "list", "--json").out) == []
