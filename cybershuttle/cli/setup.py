@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .output import print_json
 from .verbs import Group, arg
@@ -24,7 +23,5 @@ def _validate(args: argparse.Namespace) -> None:
     if args.json:
         print_json(setup.to_dict())
         return
-    for line in setup.summary_lines():
+    for line in setup.summary_lines():  # ends with the warnings, if any
         print(line)
-    for warning in setup.warnings:
-        print(f"warning: {warning}", file=sys.stderr)

@@ -42,7 +42,7 @@ class IndexHandler(CybershuttleHandler):
         """The list of routes this API serves."""
         base = self.settings.get("base_url", "/")
         self.write_json({"version": _version(),
-                         "routes": [{"path": url_path_join(base, API_PREFIX, path), "methods": methods,
+                         "routes": [{"path": route_url(base, path), "methods": methods,
                                      "help": help_text} for path, _, methods, help_text in ROUTES]})
 
 
@@ -54,8 +54,12 @@ ROUTES: list[tuple[str, type[CybershuttleHandler], list[str], str]] = [
 
 def setup_handlers(web_app: Any) -> None:
     base = web_app.settings.get("base_url", "/")
-    web_app.add_handlers(".*$", [(url_path_join(base, API_PREFIX, path) + "/?", handler)
-                                 for path, handler, _, _ in ROUTES])
+    web_app.add_handlers(".*$", [(route_url(base, path).rstrip("/") + "/?", handler) for path, handler, _, _ in ROUTES])
+
+
+def route_url(base: str, path: str) -> str:
+    """The absolute URL path of a route (the index ends with a slash)."""
+    return url_path_join(base, API_PREFIX, path) + ("" if path else "/")
 
 
 def _version() -> str:
