@@ -259,11 +259,13 @@ class Pool:
             raise SSHError(f"SSH key {path} does not exist: give the path of your private key")
         try:
             key = paramiko.PKey.from_path(path)
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):
+            # paramiko's own loaders raise PasswordRequiredException; the
+            # cryptography-backed OpenSSH loader raises TypeError.
             passphrase = prompter(f"Passphrase for SSH key {path}: ", True)
             try:
-                key = paramiko.PKey.from_path(path, passphrase=passphrase)
-            except paramiko.SSHException as exc:
+                key = paramiko.PKey.from_path(path, passphrase.encode())
+            except (paramiko.SSHException, ValueError, TypeError) as exc:
                 raise SSHError(f"cannot decrypt SSH key {path}: wrong passphrase?") from exc
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise SSHError(f"cannot read SSH key {path}: {exc}") from exc
@@ -337,4 +339,7 @@ def _interactive_handler(prompter: Prompter) -> Callable[[str, str, list[tuple[s
 
 
 def _drain(stream, chunks: list[bytes]) -> None:
-    chunks.append(stream.read())
+    try:
+        chunks.append(stream.read())
+    except (socket.timeout, OSError, EOFError):
+        pass  # the reader on stdout reports the timeout or the lost connection
