@@ -22,6 +22,11 @@ def register_home() -> tuple[Entry, bool]:
     return cat.add(KIND, "home", {"location": location, "protocol": "file", "read_only": False}), True
 
 
+def get(name: str) -> Entry:
+    """The storage called `name` (NotFoundError naming the known ones)."""
+    return catalog().get(KIND, name)
+
+
 def ls() -> "list[Entry]":
     """Every storage the active user can see, private and public."""
     return catalog().list(KIND)

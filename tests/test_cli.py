@@ -133,3 +133,12 @@ def test_errors_have_no_traceback_unless_debug(cli, cs_home, tmp_path):
 
 def test_json_listing_is_valid_json_even_when_empty(cli, cs_home):
     assert json.loads(cli("compute", "list", "--json").out) == []
+
+
+def test_unknown_storage_name_is_reported_by_name(cli, cs_home):
+    cli("storage", "initialize", "alice")
+    res = cli("storage", "ls", "nosuch:/x")
+    assert res.code == 1
+    assert res.err.strip() == "cybershuttle: error: no storage named 'nosuch' (known: home)"
+    bad = cli("storage", "ls", "no such")
+    assert bad.code == 1 and "not a valid storage name" in bad.err

@@ -31,6 +31,8 @@ def _ls(args: argparse.Namespace) -> None:
     from ..errors import NotBuiltError
 
     if args.target:
+        name = args.target.split(":", 1)[0]
+        storage.get(name)  # an unknown name is reported as such, before "not built"
         raise NotBuiltError(f"listing files of {args.target!r} is not built yet (planned in: {ISSUE})")
     entries = storage.ls()
     if args.json:
