@@ -122,6 +122,8 @@ class Connection:
                 code = chan.recv_exit_status()
             except socket.timeout as exc:
                 raise RemoteCommandError(f"{self.endpoint.label}: {command!r} did not finish within {timeout} s") from exc
+            if code == -1 and not self.transport.is_active():
+                raise SSHError(f"{self.endpoint.label}: the connection dropped while running {command!r}")
         result = Result(command, code, out.decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
         if check and not result.ok:
             detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
@@ -129,6 +131,30 @@ class Connection:
                 f"{self.endpoint.label}: {command!r} exited with {result.exit_code}: {detail[0]}"
             )
         return result
+
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
+        """Run `command`, handing its stdout (stderr merged) to `sink` as it arrives.
+
+        Returns the exit code. A dropped connection raises SSHError, so the
+        caller can reconnect and resume from what `sink` already received.
+        """
+        remote = f"bash -lc {shlex.quote(command)}" if login_shell else command
+        try:
+            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+            with chan:
+                chan.set_combine_stderr(True)
+                chan.exec_command(remote)
+                chan.shutdown_write()
+                while True:
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    sink(data)
+                if not self.transport.is_active():
+                    raise SSHError(f"{self.endpoint.label}: the connection dropped")
+                return chan.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.endpoint.label}: the connection dropped ({exc})") from exc
 
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once, shared)."""
@@ -156,16 +182,21 @@ class Connection:
 
 
 class Pool:
-    """Connections keyed by (user, host, port), re-established when they drop."""
+    """Connections keyed by endpoint, re-established when they drop.
+
+    The key is the whole endpoint (user, host, port, key, known_hosts), not
+    just (user, host, port): a transport verified against one known_hosts
+    file must not be handed to a caller who pinned another.
+    """
 
     def __init__(self) -> None:
-        self._connections: dict[tuple[str, str, int], Connection] = {}
+        self._connections: dict[Endpoint, Connection] = {}
         self._keys: dict[str, paramiko.PKey] = {}  # decrypted keys: a passphrase is asked once
         self._lock = threading.Lock()
 
     def connect(self, endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
         """A live connection to `endpoint`, reusing the pooled one when it is alive."""
-        ident = (endpoint.user, endpoint.host, endpoint.port)
+        ident = endpoint
         with self._lock:
             conn = self._connections.get(ident)
             if conn is not None and conn.alive:
@@ -177,7 +208,7 @@ class Pool:
     def drop(self, endpoint: Endpoint) -> None:
         """Close and forget the pooled connection to `endpoint` (if any)."""
         with self._lock:
-            conn = self._connections.pop((endpoint.user, endpoint.host, endpoint.port), None)
+            conn = self._connections.pop(endpoint, None)
         if conn is not None:
             conn.close()
 

@@ -23,10 +23,11 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CYBERSHUTTLE_HOME", str(home))
     monkeypatch.delenv("CYBERSHUTTLE_SITE_CATALOG", raising=False)
     monkeypatch.delenv("CYBERSHUTTLE_USER", raising=False)
-    from cybershuttle import registry
+    from cybershuttle import registry, ssh
 
     registry._catalogs.clear()
     yield home
+    ssh.pool.close_all()
     for cat in registry._catalogs.values():
         cat.private.close()
         cat.public.close()

@@ -2,63 +2,280 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from typing import Any
 
 from .output import print_json, print_table
 from .verbs import Group, arg
 
-ISSUE = "Compute resources and jobs"
 RUNTIMES = "Remote runtimes and notebook magics"
 
 
 def _initialize(user: str) -> list[str]:
     from .. import compute
 
-    entry, created = compute.register_local()
-    return [f"compute resource {entry.name!r} {'registered' if created else 'already registered'} ({entry.data['kind']})"]
+    res, created = compute.register_local()
+    return [f"compute resource {res.name!r} {'registered' if created else 'already registered'} ({res.kind})"]
 
 
 group = Group("compute", initialize=_initialize)
+JOB = arg("job", help="the job's id (as `compute jobs` shows it, or the bare Slurm id)")
+SPEC_ARGS = (
+    arg("--kind", required=True, choices=["local", "ssh", "slurm"]),
+    arg("--host", help="login node or workstation (leave out for this machine)"),
+    arg("--port", type=int, default=22), arg("--user", help="your login name there"),
+    arg("--key", help="your private key file"), arg("--known-hosts", help="known_hosts file holding its host key"),
+    arg("--partition", help="default Slurm partition"), arg("--account", help="Slurm account"),
+    arg("--qos", help="Slurm QoS"), arg("--python", help="python3 to run jobs and kernels with"),
+)
 
 
-@group.verb("list", "list registered compute resources", "cybershuttle compute list --json", listing=True)
+@group.verb("list", "list compute resources with their live status", "cybershuttle compute list --json",
+            arg("--offline", action="store_true", help="do not contact the resources"), listing=True)
 def _list(args: argparse.Namespace) -> None:
     from .. import compute
 
-    entries = compute.list()
+    items = compute.list()
+    live = {} if args.offline else compute.statuses(items)
+    rows = []
+    for r in items:
+        s = live.get(r.name, {})
+        rows.append({"name": r.name, "kind": r.kind, "host": r.host or "this machine", "scope": r.scope,
+                     "partition": r.default_partition, "status": s, "resource": r.to_data()})
     if args.json:
-        print_json([e.to_dict() for e in entries])
+        print_json(rows)
+        return
+    print_table([{**row, "status": _status_text(row["status"]) if not args.offline else "-"} for row in rows],
+                [("name", "name"), ("kind", "kind"), ("host", "host"), ("partition", "partition"),
+                 ("status", "status"), ("scope", "scope")])
+
+
+@group.verb("show", "show one resource: partitions, limits, GPUs, software, live status",
+            "cybershuttle compute show testcluster", arg("name"), listing=True)
+def _show(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    res = compute.get(args.name)
+    live = compute.statuses([res])[res.name]
+    if args.json:
+        print_json({"name": res.name, "scope": res.scope, "status": live, **res.to_data()})
+        return
+    f = res.facts
+    print(f"{res.name} ({res.kind}, {res.scope}) on {res.host or 'this machine'}"
+          + (f":{res.port} as {res.user}" if res.host else ""))
+    print(f"  status:    {_status_text(live)}")
+    if res.kind == "slurm":
+        print(f"  slurm:     {f.get('slurm_version')}; default partition {res.default_partition}"
+              + (f", account {res.account}" if res.account else "") + (f", qos {res.qos}" if res.qos else ""))
+        for p in res.partitions:
+            limit = f"{p['max_time_min']} min" if p.get("max_time_min") else "no limit"
+            print(f"    {p['name']}{'*' if p.get('default') else ''}: {p['nodes']} node(s), {p['cpus_per_node']} CPUs, "
+                  f"{p['memory_mb_per_node']} MB, {p['gpus_per_node']} GPUs per node; time limit {limit}")
     else:
-        print_table(
-            [{"name": e.name, "kind": e.data.get("kind"), "host": e.data.get("host"), "scope": e.scope} for e in entries],
-            [("name", "name"), ("kind", "kind"), ("host", "host"), ("scope", "scope")],
-        )
+        print(f"  machine:   {f.get('cpus')} CPUs, {f.get('memory_mb')} MB memory, {f.get('gpus', 0)} GPUs")
+    print(f"  python:    {res.python or f.get('python') or 'none'} ({f.get('python_version', '?')})")
+    print(f"  lmod:      {f.get('lmod') or 'none'};  conda: {f.get('conda') or 'none'};  uv: {f.get('uv') or 'none'}")
+    if f.get("free_disk_mb") is not None:
+        print(f"  disk:      {f['free_disk_mb']} MB free in {f.get('home')}")
 
 
-JOB = arg("job", help="the job's id")
-RESOURCE = arg("--resource", metavar="R", help="the compute resource")
+@group.verb("register", "check a resource and register it when every required check passes",
+            "cybershuttle compute register --name testcluster --kind slurm --host 127.0.0.1 --port 2222 --user csuser "
+            "--key ~/.ssh/id_ed25519 --partition debug",
+            arg("--name", required=True), *SPEC_ARGS,
+            arg("--public", action="store_true", help="register in the site catalog, for every user"), listing=True)
+def _register(args: argparse.Namespace) -> int:
+    from .. import compute
 
-group.planned("import", "validate and register the resources listed in a YAML file",
-              "cybershuttle compute import resources.yml", ISSUE, arg("file"))
-group.planned("show", "show one resource: partitions, limits, GPUs, modules, live status",
-              "cybershuttle compute show testcluster", ISSUE, arg("name"), listing=True)
-group.planned(
+    spec = {k: getattr(args, k) for k in ("name", "kind", "host", "port", "user", "key", "known_hosts", "partition",
+                                         "account", "qos", "python") if getattr(args, k) is not None}
+    result = compute.validate_and_register(spec, public=args.public)
+    return _report([result], args.json)
+
+
+@group.verb("import", "validate and register the resources listed in a YAML file (re-import updates them)",
+            "cybershuttle compute import resources.yml", arg("file"),
+            arg("--public", action="store_true", help="register in the site catalog, for every user"), listing=True)
+def _import(args: argparse.Namespace) -> int:
+    from .. import compute
+
+    return _report(compute.import_file(args.file, public=args.public), args.json)
+
+
+@group.verb("configure", "set your own login, key, account, default partition or QoS on a resource",
+            "cybershuttle compute configure testcluster --account csaccount --partition short",
+            arg("name"), arg("--user"), arg("--key"), arg("--account"), arg("--partition"), arg("--qos"))
+def _configure(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    res = compute.configure(args.name, user=args.user, key=args.key, account=args.account, partition=args.partition,
+                            qos=args.qos)
+    print(f"{res.name}: user {res.user}, account {res.account or '-'}, partition {res.default_partition or '-'}, "
+          f"qos {res.qos or '-'}")
+
+
+@group.verb(
     "execute", "run a command on a resource (a Slurm batch job, or a detached process)",
-    "cybershuttle compute execute 'python train.py' --resource testcluster --cpus 4 --memory 4G --walltime 30 --setup_file cybershuttle.yml --wait",
-    ISSUE,
-    arg("command"), arg("--resource", required=True, metavar="R"), arg("--resources", choices=["CPU", "GPU"]),
-    arg("--cpus", type=int), arg("--gpus", type=int), arg("--memory", help="e.g. 4G"),
-    arg("--walltime", type=int, metavar="MIN"), arg("--partition"), arg("--account"),
-    arg("--setup-file", metavar="FILE"), arg("--name"),
-    arg("--wait", action="store_true"), arg("--follow", action="store_true"),
+    "cybershuttle compute execute 'python train.py' --resource testcluster --cpus 4 --memory 4G --walltime 30 "
+    "--setup_file cybershuttle.yml --wait",
+    arg("command", help="a shell command, quoted"), arg("--resource", required=True, metavar="R"),
+    arg("--resources", choices=["CPU", "GPU"], help="GPU asks for one GPU unless --gpus says more"),
+    arg("--cpus", type=int), arg("--gpus", type=int), arg("--memory", help="e.g. 4G or 512M"),
+    arg("--walltime", metavar="MIN", help="minutes, or a Slurm time such as 1:30:00"),
+    arg("--partition"), arg("--account"), arg("--qos"),
+    arg("--setup-file", metavar="FILE", help="cybershuttle.yml: modules, pip packages, minimum resources"),
+    arg("--name", help="a name for the job"), arg("--workdir", help="directory to run in (default: here, or home)"),
+    arg("--wait", action="store_true", help="wait for the end; exit with the job's exit code"),
+    arg("--follow", action="store_true", help="stream the output until the end; exit with the job's exit code"),
+    listing=True,
 )
-group.planned("jobs", "list jobs", "cybershuttle compute jobs --resource testcluster --json", ISSUE,
-              RESOURCE, arg("--all", action="store_true"), listing=True)
-group.planned("status", "show one job's state", "cybershuttle compute status 42", ISSUE, JOB, listing=True)
-group.planned("logs", "print (or follow) a job's output", "cybershuttle compute logs 42 --follow", ISSUE,
-              JOB, arg("--follow", action="store_true"))
-group.planned("cancel", "cancel a job", "cybershuttle compute cancel 42", ISSUE, JOB)
-group.planned("wait", "wait until a job ends; exit with its exit code", "cybershuttle compute wait 42", ISSUE, JOB)
-group.planned("usage", "CPU-hours, GPU-hours, memory and wall time per job",
-              "cybershuttle compute usage --since 2026-01-01 --json", ISSUE, RESOURCE, arg("--since", metavar="DATE"), listing=True)
+def _execute(args: argparse.Namespace) -> int:
+    from .. import compute
+
+    job = compute.execute(args.command, args.resource, cpus=args.cpus, gpus=args.gpus, memory=args.memory,
+                          walltime=args.walltime, partition=args.partition, account=args.account, qos=args.qos,
+                          resources_kind=args.resources, setup_file=args.setup_file, name=args.name,
+                          workdir=args.workdir)
+    for note in job.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.json:
+        print(f"submitted {job.id} on {job.resource}", file=sys.stderr if (args.wait or args.follow) else sys.stdout)
+    if args.follow:
+        job = compute.follow(job.id, _write_stdout)
+    elif args.wait:
+        job = compute.wait(job.id)
+    if args.json:
+        print_json(job.to_dict())
+    elif args.wait or args.follow:
+        print(f"{job.id}: {job.state}" + (f", exit code {job.exit_code}" if job.exit_code is not None else ""),
+              file=sys.stderr)
+    return _job_exit(job) if (args.wait or args.follow) else 0
+
+
+@group.verb("jobs", "list your jobs with their live state", "cybershuttle compute jobs --resource testcluster --json",
+            arg("--resource", metavar="R"), arg("--all", action="store_true", help="include finished jobs"),
+            listing=True)
+def _jobs(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    items = compute.jobs(args.resource, include_finished=args.all)
+    if args.json:
+        print_json([j.to_dict() for j in items])
+        return
+    print_table([{"id": j.id, "name": j.name, "state": j.state, "exit": j.exit_code,
+                  "submitted": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j.submitted)),
+                  "command": j.command if len(j.command) < 40 else j.command[:37] + "..."} for j in items],
+                [("id", "id"), ("name", "name"), ("state", "state"), ("exit", "exit"), ("submitted", "submitted"),
+                 ("command", "command")], empty="(no jobs; --all includes finished ones)")
+
+
+@group.verb("status", "show one job's state", "cybershuttle compute status testcluster.42", JOB, listing=True)
+def _status(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    job = compute.status(args.job)
+    if args.json:
+        print_json(job.to_dict())
+        return
+    print(f"{job.id} ({job.name}) on {job.resource}: {job.state}"
+          + (f", exit code {job.exit_code}" if job.exit_code is not None else "")
+          + (f" ({job.reason})" if job.reason else ""))
+
+
+@group.verb("logs", "print (or follow) a job's output", "cybershuttle compute logs testcluster.42 --follow",
+            JOB, arg("--follow", action="store_true"))
+def _logs(args: argparse.Namespace) -> int:
+    from .. import compute
+
+    if args.follow:
+        return _job_exit(compute.follow(args.job, _write_stdout))
+    _write_stdout(compute.logs(args.job))
+    return 0
+
+
+@group.verb("cancel", "cancel a job", "cybershuttle compute cancel testcluster.42", JOB)
+def _cancel(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    job = compute.cancel(args.job)
+    print(f"{job.id}: {job.state}")
+
+
+@group.verb("wait", "wait until a job ends; exit with its exit code", "cybershuttle compute wait testcluster.42",
+            JOB, arg("--timeout", type=float, metavar="S", help="give up after S seconds (exit 124)"))
+def _wait(args: argparse.Namespace) -> int:
+    from .. import compute
+
+    job = compute.wait(args.job, timeout=args.timeout)
+    print(f"{job.id}: {job.state}" + (f", exit code {job.exit_code}" if job.exit_code is not None else ""))
+    return _job_exit(job) if job.final else 124
+
+
+@group.verb("usage", "CPU-hours, GPU-hours, memory and wall time per job and in total",
+            "cybershuttle compute usage --since 2026-01-01 --json", arg("--resource", metavar="R"),
+            arg("--since", metavar="DATE", help="YYYY-MM-DD[THH:MM]; default: 30 days ago"), listing=True)
+def _usage(args: argparse.Namespace) -> None:
+    from .. import compute
+
+    report = compute.usage(args.resource, args.since)
+    if args.json:
+        print_json(report)
+        return
+    print_table([{**r, "elapsed": _duration(r["elapsed_s"]), "cpu_h": f"{r['cpu_hours']:.4f}",
+                  "gpu_h": f"{r['gpu_hours']:.4f}", "mem": f"{r['max_rss_mb']:.0f} MB" if r["max_rss_mb"] else "-"}
+                 for r in report["jobs"]],
+                [("resource", "resource"), ("job", "job"), ("name", "name"), ("state", "state"), ("cpus", "cpus"),
+                 ("gpus", "gpus"), ("elapsed", "elapsed"), ("cpu_h", "cpu-h"), ("gpu_h", "gpu-h"), ("mem", "max mem")],
+                empty=f"(no jobs since {report['since']})")
+    t = report["totals"]
+    print(f"total: {t['jobs']} job(s), {t['cpu_hours']:.4f} CPU-hours, {t['gpu_hours']:.4f} GPU-hours, "
+          f"{t['elapsed_hours']:.4f} hours of wall time, max memory {t['max_rss_mb']:.0f} MB")
+    for err in report["errors"]:
+        print(f"warning: {err}", file=sys.stderr)
+
+
 group.planned("kernelspec", "install a kernelspec that starts notebooks on a resource",
-              "cybershuttle compute kernelspec install testcluster", RUNTIMES, arg("action", choices=["install", "remove"]), arg("name"))
+              "cybershuttle compute kernelspec install testcluster", RUNTIMES,
+              arg("action", choices=["install", "remove"]), arg("name"))
+
+
+# -- helpers ---------------------------------------------------------------
+def _report(results: list[Any], as_json: bool) -> int:
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            print(f"{r.resource.name}: {'registered' if r.saved else 'NOT registered'}")
+            for c in r.checks:
+                mark = "ok" if c.ok else ("FAILED" if c.required else "warning")
+                print(f"  {mark:8} {c.name:10} {c.detail}")
+    return 0 if all(r.saved for r in results) else 1
+
+
+def _status_text(s: dict[str, Any]) -> str:
+    if not s:
+        return "-"
+    if not s.get("reachable"):
+        return f"unreachable: {s.get('error')}"
+    if s.get("idle_nodes") is not None:
+        return f"up, {s['idle_nodes']}/{s['nodes']} nodes idle"
+    return f"up, load {s.get('load')}" if s.get("load") is not None else "up"
+
+
+def _job_exit(job: Any) -> int:
+    """The job's exit code; a job that did not complete never exits 0."""
+    if job.state == "COMPLETED":
+        return 0
+    code = job.exit_code if job.exit_code is not None else 1
+    return code if 0 < code < 256 else 1
+
+
+def _duration(seconds: float | None) -> str:
+    s = int(seconds or 0)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()

@@ -1,0 +1,27 @@
+"""Compute resources (local, ssh, slurm) and the jobs run on them.
+
+    from cybershuttle import compute
+    compute.import_file("resources.yml")
+    job = compute.execute("python train.py", "testcluster", cpus=4, memory="4G", setup_file="cybershuttle.yml")
+    compute.wait(job.id).exit_code
+
+Modules: `resources` (kinds, checks, registration), `request` (what a job
+asks for, checked against the resource), `environment` (setup-file modules
+and cached pip environments), `job` (submit, state, logs, cancel), `usage`.
+"""
+from __future__ import annotations
+
+from .job import Job, cancel, execute, follow, logs, refresh, status, wait
+from .job import get as get_job
+from .job import list_jobs as jobs
+from .request import Request, RequestError
+from .resources import (Check, Registration, Resource, ResourceSpecError, configure, get, import_file, list_all,
+                        register_local, statuses, validate_and_register)
+from .resources import list_all as list  # noqa: A001 - `cybershuttle compute list`
+from .usage import usage
+
+__all__ = [
+    "Check", "Job", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel", "configure",
+    "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs", "refresh", "register_local",
+    "status", "statuses", "usage", "validate_and_register", "wait",
+]

@@ -1,0 +1,111 @@
+"""The software environment a setup file asks for, prepared on a resource.
+
+Modules are loaded with `module load` (jobs run in a login shell, where
+`module` exists). pip packages go into a virtual environment cached on the
+resource under `~/.cybershuttle/envs/<hash>`, keyed by the hash of the
+Python and the requirements, so the second job with the same dependencies
+starts at once; uv builds it when the resource has uv, else venv + pip. A
+lock file serialises concurrent jobs that need the same new environment.
+
+Everything the resource cannot provide — a module it does not have, conda
+packages where no conda/micromamba exists — is refused before submission.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+
+from ..errors import CybershuttleError
+from ..setupfile import SetupFile
+from .resources import Resource
+from .shell import Shell
+
+ENVS_DIR = ".cybershuttle/envs"  # under the user's home on the resource
+
+
+class UnavailableError(CybershuttleError):
+    """The resource cannot provide what the setup file asks for."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    modules: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    python: str = "python3"
+
+    @property
+    def env_hash(self) -> str | None:
+        if not self.pip:
+            return None
+        key = json.dumps({"python": self.python, "pip": sorted(self.pip)})
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def preamble(self) -> str:
+        """Bash lines that prepare this environment inside a job (empty when nothing is asked)."""
+        lines: list[str] = []
+        if self.modules:
+            mods = " ".join(shlex.quote(m) for m in self.modules)
+            lines.append(f"module load {mods} || {{ echo 'cybershuttle: module load {mods} failed' >&2; exit 97; }}")
+        if self.pip:
+            env = f'"$HOME"/{ENVS_DIR}/{self.env_hash}'
+            reqs = " ".join(shlex.quote(r) for r in self.pip)
+            py = shlex.quote(self.python)
+            lines += [
+                f"CS_ENV={env}",
+                'if [ ! -e "$CS_ENV/.ready" ]; then',
+                f'  mkdir -p "$HOME"/{ENVS_DIR} && (',
+                "    flock 9",
+                '    if [ ! -e "$CS_ENV/.ready" ]; then',
+                '      echo "cybershuttle: preparing the Python environment $CS_ENV" >&2',
+                '      rm -rf "$CS_ENV"',
+                "      if command -v uv >/dev/null 2>&1; then",
+                f'        uv venv -q --python {py} "$CS_ENV" && VIRTUAL_ENV="$CS_ENV" uv pip install -q {reqs}',
+                "      else",
+                f'        {py} -m venv "$CS_ENV" && "$CS_ENV/bin/pip" install -q --disable-pip-version-check {reqs}',
+                '      fi && touch "$CS_ENV/.ready" || { rm -rf "$CS_ENV"; exit 98; }',
+                "    fi",
+                '  ) 9>"$CS_ENV.lock" || { echo "cybershuttle: could not prepare the Python environment" >&2; exit 98; }',
+                "fi",
+                '. "$CS_ENV/bin/activate"',
+            ]
+        return "\n".join(lines)
+
+
+def from_setup(resource: Resource, setup: SetupFile | None) -> Environment:
+    """The environment `setup` asks for on `resource` (checked with `check()`)."""
+    if setup is None:
+        return Environment(python=resource.python or "python3")
+    return Environment(tuple(setup.modules), tuple(setup.pip), resource.python or "python3")
+
+
+def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile | None) -> None:
+    """Refuse what the resource cannot provide, in one round trip."""
+    conda = list(setup.conda) if setup else []
+    if not conda and not env.modules:
+        return
+    probe = ["for c in micromamba mamba conda; do command -v $c >/dev/null 2>&1 && { echo conda=$c; break; }; done"]
+    for module in env.modules:
+        q = shlex.quote(module)
+        probe.append(f"if type module >/dev/null 2>&1; then module is-avail {q} >/dev/null 2>&1 || echo missing={q}; "
+                     f"else echo nomodule=1; fi")
+    out = shell.run("; ".join(probe) + "; true", login_shell=True, timeout=60).stdout
+    values = [line.partition("=") for line in out.splitlines()]
+    has_conda = any(k == "conda" for k, _, _ in values)
+    if conda and not has_conda:
+        shown = ", ".join(conda[:6]) + (", ..." if len(conda) > 6 else "")
+        raise UnavailableError(
+            f"{setup.path if setup else 'the setup file'} asks for conda packages ({shown}) but {resource.name} has no "
+            "conda or micromamba: move them to additional_dependencies.pip, or use a resource with conda"
+        )
+    if any(k == "nomodule" for k, _, _ in values):
+        raise UnavailableError(f"{resource.name} has no module system, but the setup file asks to load "
+                                f"{', '.join(env.modules)}: remove additional_dependencies.modules or use another resource")
+    missing = [v for k, _, v in values if k == "missing"]
+    if missing:
+        raise UnavailableError(f"module(s) {', '.join(missing)} not available on {resource.name}: "
+                                f"see `cybershuttle module avail --resource {resource.name}`")
+    if conda:
+        raise UnavailableError(f"conda environments from setup files are not built yet on {resource.name}; "
+                                "move the packages to additional_dependencies.pip")
