@@ -341,3 +341,26 @@ def _tiny_wheel(tmp_path: Path) -> Path:
             zf.writestr(name, text)
         zf.writestr("cstiny-1.0.dist-info/RECORD", record)
     return wheel
+
+
+def test_slurm_walltime_kill_is_reported_as_timeout(registered):
+    # Slurm counts time limits in whole minutes and checks them about every 30 s.
+    job = compute.execute("echo started; sleep 300", "testcluster", walltime=1, partition="short")
+    done = compute.wait(job.id, timeout=180)
+    assert done.state == "TIMEOUT", done
+    assert compute.logs(job.id).decode().startswith("started\n")
+
+
+def test_cli_follow_streams_output_and_exits_with_the_jobs_code(registered, cli):
+    res = cli("compute", "execute", "echo one; sleep 1; echo two; exit 5", "--resource", "testcluster", "--follow")
+    assert res.code == 5, res.err
+    assert res.out == "one\ntwo\n"
+    assert "FAILED, exit code 5" in res.err
+
+
+def test_cli_usage_prints_totals(registered, cli):
+    job = compute.execute("true", "local")
+    compute.wait(job.id, timeout=60)
+    res = cli("compute", "usage", "--resource", "local")
+    assert res.code == 0 and job.id in res.out and "total: 1 job(s)" in res.out
+    assert json.loads(cli("compute", "usage", "--resource", "local", "--json").out)["totals"]["jobs"] == 1
