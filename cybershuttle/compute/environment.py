@@ -73,11 +73,12 @@ class Environment:
         return "\n".join(lines)
 
 
-def from_setup(resource: Resource, setup: SetupFile | None) -> Environment:
+def from_setup(resource: Resource, setup: SetupFile | None, extra_pip: tuple[str, ...] = ()) -> Environment:
     """The environment `setup` asks for on `resource` (checked with `check()`)."""
+    python = resource.python or "python3"
     if setup is None:
-        return Environment(python=resource.python or "python3")
-    return Environment(tuple(setup.modules), tuple(setup.pip), resource.python or "python3")
+        return Environment(pip=tuple(extra_pip), python=python)
+    return Environment(tuple(setup.modules), tuple(setup.pip) + tuple(extra_pip), python)
 
 
 def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile | None) -> None:

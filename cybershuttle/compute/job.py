@@ -74,11 +74,16 @@ class Job:
 def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int | None = None,
             memory: str | int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, resources_kind: str | None = None,
-            setup_file: str | None = None, name: str | None = None, workdir: str | None = None) -> Job:
+            setup_file: str | None = None, name: str | None = None, workdir: str | None = None,
+            extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None) -> Job:
     """Check everything, then submit `command` on `resource`; returns the recorded job.
 
     Nothing is submitted when the request, the setup file or the resource's
     software cannot be satisfied: the error says which limit or what is missing.
+    `extra_pip` adds requirements to the cached environment (runtimes add
+    ipykernel); `files` are written (0600) into the job directory first, never
+    through a command line. The job's script sees its directory as
+    `$CYBERSHUTTLE_JOB_DIR`.
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
@@ -90,13 +95,15 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
         setup = setupfile.load(setup_file)
     req = request.resolve(res, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime, partition=partition,
                           account=account, qos=qos, resources=resources_kind, setup=setup)
-    env = environment.from_setup(res, setup)
+    env = environment.from_setup(res, setup, extra_pip)
     shell = res.shell()
     environment.check(res, shell, env, setup)
     job_name = _job_name(name, command)
     token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     jobdir = f"{_jobs_root(res)}/{token}"
     run_in = workdir or (str(Path.cwd()) if not res.remote else res.facts.get("home") or "~")
+    for filename, data in (files or {}).items():
+        write_file(shell, f"{jobdir}/{filename}", data, 0o600)
     if res.kind == "slurm":
         native = _submit_slurm(shell, res, req, env, jobdir, run_in, job_name, command)
         job_id = f"{res.name}.{native}"
@@ -258,7 +265,8 @@ def _submit_slurm(shell: Shell, res: Resource, req: request.Request, env: enviro
         directives.append(f"--account={req.account}")
     if req.qos:
         directives.append(f"--qos={req.qos}")
-    script = "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives), env.preamble(), command, ""])
+    script = "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives),
+                         f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", env.preamble(), command, ""])
     q = shlex.quote(jobdir)
     out = shell.run(f"umask 077 && mkdir -p {q} && cat > {q}/job.sh && sbatch --parsable {q}/job.sh",
                     stdin=script.encode(), login_shell=True, timeout=120).stdout.strip()
@@ -271,7 +279,8 @@ def _submit_slurm(shell: Shell, res: Resource, req: request.Request, env: enviro
 def _submit_process(shell: Shell, res: Resource, req: request.Request, env: environment.Environment,
                     jobdir: str, workdir: str, command: str) -> str:
     runner = _ensure_runner(shell, res)
-    script = "\n".join([f"cd {shlex.quote(workdir)} || exit 96", env.preamble(), command, ""])
+    script = "\n".join([f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", f"cd {shlex.quote(workdir)} || exit 96",
+                         env.preamble(), command, ""])
     q = shlex.quote(jobdir)
     python = shlex.quote(res.python or "python3")
     out = shell.run(f"umask 077 && mkdir -p {q} && cat > {q}/job.sh && {python} {shlex.quote(runner)} --detach {q} "

@@ -1,0 +1,337 @@
+"""Runtimes: remote ipykernels on a compute resource, reached as if they were local.
+
+A runtime is a compute job (a Slurm batch job, or a detached process over
+SSH) whose command is ipykernel. The connection file is made here, with the
+HMAC key and a fresh CurveZMQ key pair, written 0600 into the job directory
+over the SSH channel (never on a command line), with every port 0: the
+kernel picks free ports *on its own host* and writes them back, and `wait()`
+reads only the ports. The five ports are then forwarded in-process over the
+pooled SSH transport (see `forward`).
+
+The catalog keeps the runtime record (resource, job, remote ports) and the
+secrets live in a 0600 file in the profile, so a restarted notebook kernel
+can re-attach to a runtime that is still running instead of starting another.
+
+    from cybershuttle import runtime
+    runtime.request("hpc", "testcluster", cpus=2)
+    runtime.wait("hpc")
+    kc = runtime.client("hpc")          # a BlockingKernelClient
+    kc.execute_interactive("import socket; print(socket.gethostname())")
+    runtime.stop("hpc")
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import compute, names, profile, ssh
+from ..errors import CybershuttleError, NotFoundError, SSHError
+from ..registry import catalog
+from .forward import Forward, forwarder
+
+KIND = "runtime"
+PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+KERNEL_REQUIREMENT = "ipykernel>=7"  # 7 understands CurveZMQ keys in the connection file
+LIVE_STATES = ("REQUESTED", "READY")
+_KERNEL_COMMAND = ('python -m ipykernel_launcher -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; rc=$?; '
+                   'rm -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; exit $rc')
+
+
+class RuntimeError_(CybershuttleError):
+    """A runtime that could not start, died, or is not ready."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime as recorded in the catalog (no secrets here)."""
+
+    name: str
+    resource: str
+    job_id: str
+    state: str = "REQUESTED"  # REQUESTED | READY | STOPPED | DEAD
+    remote_host: str = "127.0.0.1"
+    remote_ports: dict[str, int] = field(default_factory=dict)
+    encrypted: bool = True
+    request: dict[str, Any] = field(default_factory=dict)
+    setup_file: str | None = None
+    created: float = 0.0
+    ready_at: float | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- public API ------------------------------------------------------------
+def request(name: str, resource: str, *, cpus: int | None = None, memory: str | int | None = None,
+            gpus: int | None = None, walltime: str | int | None = None, partition: str | None = None,
+            account: str | None = None, qos: str | None = None, setup_file: str | None = None) -> tuple[Runtime, bool]:
+    """Start runtime `name` on `resource`, or re-attach to it if it is still running.
+
+    Returns the runtime and whether it was re-attached (no new job).
+    """
+    names.validate(name, "runtime name")
+    if name == "local":
+        raise CybershuttleError("'local' means this notebook's own kernel: choose another runtime name")
+    existing = find(name)
+    if existing is not None and existing.state in LIVE_STATES:
+        job = compute.status(existing.job_id)
+        if not job.final:
+            if existing.resource != resource:
+                raise RuntimeError_(f"runtime {name!r} is already running on {existing.resource}: "
+                                    f"stop it first (%stop_runtime {name}) or choose another name")
+            return existing, True
+        _mark(existing, "DEAD", _ended_message(job))
+    key = uuid.uuid4().hex
+    import zmq
+
+    public, secret = zmq.curve_keypair()
+    connection = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
+                  "kernel_name": "", "curve_publickey": public.decode(), "curve_secretkey": secret.decode(),
+                  **{port: 0 for port in PORTS}}
+    job = compute.execute(_KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
+                          partition=partition, account=account, qos=qos, setup_file=setup_file,
+                          name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT,),
+                          files={"connection.json": json.dumps(connection).encode()})
+    _write_secrets(name, {"key": key, "curve_publickey": public.decode(), "curve_secretkey": secret.decode()})
+    rt = Runtime(name=name, resource=resource, job_id=job.id, request=job.request, setup_file=job.setup_file,
+                 created=time.time())
+    catalog().private.add(KIND, name, _to_data(rt), catalog().user, replace=True)
+    _close_local(name)
+    return rt, False
+
+
+def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], None] | None = None) -> Runtime:
+    """Block until the runtime's kernel has bound its ports; returns the READY runtime.
+
+    `progress` receives one-line updates (job state changes, environment
+    setup). A job that ends first raises RuntimeError_ with its last output.
+    """
+    rt = get(name)
+    if rt.state == "READY":
+        return rt
+    if rt.state not in LIVE_STATES:
+        raise RuntimeError_(f"runtime {name!r} is {rt.state.lower()}"
+                            + (f" ({rt.message})" if rt.message else "") + f": request it again (%request_runtime {name} ...)")
+    job = compute.get_job(rt.job_id)
+    res = compute.get(job.resource)
+    script = _wait_script(job, res, timeout)
+    lines: list[str] = []
+    buffer = b""
+
+    def sink(data: bytes) -> None:
+        nonlocal buffer
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            lines.append(text)
+            if progress is not None and text.startswith("STATE "):
+                progress(text[6:])
+
+    for attempt in range(3):
+        try:
+            res.shell().stream(script, sink, login_shell=job.kind == "slurm")
+            break
+        except SSHError:
+            if attempt == 2:
+                raise
+    ports_line = next((ln for ln in lines if ln.startswith("PORTS ")), None)
+    if ports_line is None:
+        job = compute.status(job.id)
+        if job.final or any(ln == "DEAD" for ln in lines):
+            message = _ended_message(job)
+            _mark(rt, "DEAD", message)
+            raise RuntimeError_(f"runtime {name!r} did not start: {message}")
+        raise RuntimeError_(f"runtime {name!r} is not ready after {timeout:.0f} s (job {job.id} is {job.state}); "
+                            f"wait longer with %wait_for_runtime {name}")
+    ports = json.loads(ports_line[6:])
+    rt = replace(rt, state="READY", remote_ports=ports, ready_at=time.time(), message=None)
+    catalog().private.update(KIND, name, lambda _: _to_data(rt))
+    return rt
+
+
+def find(name: str) -> Runtime | None:
+    entry = catalog().private.find(KIND, name)
+    return _from_data(entry.name, entry.data) if entry else None
+
+
+def get(name: str) -> Runtime:
+    rt = find(names.validate(name, "runtime name"))
+    if rt is None:
+        known = [r.name for r in list_all()]
+        raise NotFoundError(f"no runtime named {name!r}" + (f" (known: {', '.join(known)})" if known else "")
+                            + f": request it first with %request_runtime {name} --resource R")
+    return rt
+
+
+def list_all() -> list[Runtime]:
+    return [_from_data(e.name, e.data) for e in catalog().private.list(KIND)]
+
+
+def status(name: str) -> dict[str, Any]:
+    """The runtime, its job's live state, and whether its transport is encrypted."""
+    rt = get(name)
+    job = compute.status(rt.job_id)
+    if rt.state in LIVE_STATES and job.final:
+        rt = _mark(rt, "DEAD", _ended_message(job))
+    return {**rt.to_dict(), "job": job.to_dict(),
+            "transport": "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "unencrypted"}
+
+
+def connection_info(name: str) -> dict[str, Any]:
+    """Connection info for a local client: 127.0.0.1 ports forwarded to the kernel."""
+    with _local_lock:
+        cached = _local.get(name)
+        if cached is not None:
+            return dict(cached[1])
+    rt = get(name)
+    if rt.state != "READY":
+        rt = wait(name)
+    secrets = _read_secrets(name)
+    res = compute.get(rt.resource)
+    forwards: list[Forward] = []
+    if res.remote:
+        endpoint = res.endpoint
+
+        def open_channel(host: str, port: int):
+            return ssh.connect(endpoint).open_tunnel(host, port)
+
+        local_ports = {}
+        for port_name in PORTS:
+            fwd = forwarder().add(rt.remote_host, int(rt.remote_ports[port_name]), open_channel)
+            forwards.append(fwd)
+            local_ports[port_name] = fwd.local_port
+    else:
+        local_ports = {p: int(rt.remote_ports[p]) for p in PORTS}
+    info = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", "key": secrets["key"],
+            "curve_publickey": secrets["curve_publickey"], "curve_secretkey": secrets["curve_secretkey"],
+            **local_ports}
+    with _local_lock:
+        _local[name] = (forwards, info)
+    return dict(info)
+
+
+def client(name: str):
+    """A started BlockingKernelClient talking to the runtime's kernel."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    info = connection_info(name)
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.session.key = info["key"].encode()
+    kc.start_channels()
+    return kc
+
+
+def stop(name: str) -> Runtime:
+    """Stop the kernel's job, close its forwards and delete its files and secrets."""
+    rt = get(name)
+    _close_local(name)
+    job = compute.status(rt.job_id)
+    if not job.final:
+        try:
+            compute.cancel(job.id)
+        except CybershuttleError as exc:
+            if "already ended" not in str(exc):
+                raise
+    _remove_remote_files(job)
+    _secrets_path(name).unlink(missing_ok=True)
+    return _mark(rt, "STOPPED", None)
+
+
+# -- helpers ---------------------------------------------------------------
+_local: dict[str, tuple[list[Forward], dict[str, Any]]] = {}
+_local_lock = threading.Lock()
+
+
+def _close_local(name: str) -> None:
+    with _local_lock:
+        cached = _local.pop(name, None)
+    if cached:
+        for fwd in cached[0]:
+            forwarder().remove(fwd)
+
+
+def _wait_script(job: compute.Job, res: compute.Resource, timeout: float | None) -> str:
+    conn = shlex.quote(f"{job.jobdir}/connection.json")
+    python = shlex.quote(res.python or "python3")
+    code = ("import json,sys; d=json.load(open(sys.argv[1])); "
+            f"p={{k: d.get(k, 0) for k in {list(PORTS)!r}}}; "
+            "sys.exit(1) if not all(p.values()) else print(json.dumps(p))")
+    read_ports = f"{python} -c {shlex.quote(code)} {conn}"
+    if job.kind == "slurm":
+        state = f"squeue -h -j {shlex.quote(job.native_id)} -o %T 2>/dev/null"
+        alive = "case \"$S\" in PENDING|CONFIGURING|RUNNING|COMPLETING) true;; *) false;; esac"
+    else:
+        state = f"[ -e {shlex.quote(job.jobdir + '/result.json')} ] && echo ENDED || echo RUNNING"
+        alive = "[ \"$S\" = RUNNING ]"
+    limit = f"[ $SECONDS -lt {int(timeout)} ] || {{ echo TIMEOUT; exit 4; }}; " if timeout else ""
+    return (f"SECONDS=0; LAST=; while true; do "
+            f"if P=$({read_ports} 2>/dev/null); then echo \"PORTS $P\"; exit 0; fi; "
+            f"S=$({state}); if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; fi; "
+            f"if ! {alive}; then echo DEAD; exit 3; fi; {limit}sleep 0.05; done")
+
+
+def _ended_message(job: compute.Job) -> str:
+    tail = ""
+    try:
+        out = compute.logs(job.id).decode(errors="replace").strip().splitlines()
+        if out:
+            tail = "; last output: " + " | ".join(out[-3:])
+    except CybershuttleError:
+        pass
+    code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+    return f"job {job.id} ended {job.state}{code}{tail}"
+
+
+def _remove_remote_files(job: compute.Job) -> None:
+    try:
+        compute.get(job.resource).shell().run(f"rm -f {shlex.quote(job.jobdir + '/connection.json')}", timeout=30)
+    except CybershuttleError:
+        pass  # unreachable now: removed on the next contact (see issue note)
+
+
+def _mark(rt: Runtime, state: str, message: str | None) -> Runtime:
+    new = replace(rt, state=state, message=message)
+    catalog().private.update(KIND, rt.name, lambda _: _to_data(new))
+    return new
+
+
+def _secrets_path(name: str) -> Path:
+    return profile.active().subdir("runtimes") / f"{name}.json"
+
+
+def _write_secrets(name: str, secrets: dict[str, str]) -> None:
+    path = _secrets_path(name)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(secrets, fh)
+    os.replace(tmp, path)
+
+
+def _read_secrets(name: str) -> dict[str, str]:
+    try:
+        return json.loads(_secrets_path(name).read_text())
+    except FileNotFoundError:
+        raise RuntimeError_(f"the keys of runtime {name!r} are missing from this profile: stop it and request "
+                            "it again") from None
+
+
+def _to_data(rt: Runtime) -> dict[str, Any]:
+    data = rt.to_dict()
+    data.pop("name")
+    return data
+
+
+def _from_data(name: str, data: dict[str, Any]) -> Runtime:
+    known = {f.name for f in fields(Runtime)}
+    return Runtime(name=name, **{k: v for k, v in data.items() if k in known})
