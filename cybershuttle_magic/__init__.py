@@ -11,6 +11,8 @@ from .magics import CybershuttleMagics
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    if "request_runtime" in ipython.magics_manager.magics["line"]:
+        return  # already loaded: `import` and `%load_ext` may both run
     ipython.register_magics(CybershuttleMagics)
 
 

@@ -1,11 +1,76 @@
-"""The notebook magics. Each parses its line and calls the core; no logic lives here."""
+"""The notebook magics. Each parses its line with argparse and calls the core.
+
+Forms already used in existing notebooks are accepted as they are:
+`%request_runtime hpc_cpu --file=cybershuttle.yml --walltime=60 --use=AnvilCPU:shared`,
+several magics in one cell, comments and blank lines between them.
+
+While a runtime is active (`%switch_runtime NAME`), every cell that holds no
+Cybershuttle magic runs whole on it — `%%bash`, `%pip` and `%ls` included.
+"""
 from __future__ import annotations
 
-from IPython.core.magic import Magics, line_magic, magics_class
+import argparse
+import re
+import shlex
+import sys
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from cybershuttle.errors import CybershuttleError
+
+from . import forwarding
+
+#: Magics that always run in the notebook's own kernel.
+LOCAL_MAGICS = ("request_runtime", "wait_for_runtime", "switch_runtime", "run_on", "stat_runtime", "restart_runtime",
+                "stop_runtime", "runtimes", "authenticate", "copy_data", "run_subprocess", "kill_subprocess",
+                "open_tunnels", "close_tunnels", "open_web_terminal", "storage", "cybershuttle")
+_LOCAL_LINE = re.compile(r"^\s*%{1,2}(" + "|".join(LOCAL_MAGICS) + r")\b", re.MULTILINE)
+
+
+class MagicUsageError(CybershuttleError):
+    """A magic's line could not be parsed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise MagicUsageError(f"%{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            print(message)
+        raise _HelpShown()
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def _parser(name: str, description: str) -> _Parser:
+    return _Parser(prog=name, description=description, add_help=True)
 
 
 @magics_class
 class CybershuttleMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.active: str | None = None
+        self._clients: dict[str, Any] = {}
+        self._bypass = False
+        shell.input_transformers_cleanup.append(self._route_cell)
+
+    # -- routing ---------------------------------------------------------
+    def _route_cell(self, lines: list[str]) -> list[str]:
+        """Send the whole cell to the active runtime unless it holds a Cybershuttle magic."""
+        if self.active is None or self._bypass:
+            return lines
+        text = "".join(lines)
+        if not text.strip() or _LOCAL_LINE.search(text):
+            return lines
+        return [f"get_ipython().run_cell_magic('run_on', {self.active!r}, {text!r})\n"]
+
+    # -- magics ----------------------------------------------------------
     @line_magic
     def cybershuttle(self, line: str = "") -> None:
         """Show the active Cybershuttle profile and catalogs: `%cybershuttle`."""
@@ -13,3 +78,315 @@ class CybershuttleMagics(Magics):
 
         prof = profile.active()
         print(f"cybershuttle {__version__}: user {prof.user}, profile {prof.root}, site catalog {prof.site_catalog}")
+
+    @line_magic
+    def authenticate(self, line: str = "") -> None:
+        """Connect to every remote resource once, answering key passphrases and OTP prompts here."""
+        self._guard(self._authenticate, line)
+
+    @line_magic
+    def request_runtime(self, line: str) -> None:
+        """Start (or re-attach to) a runtime: `%request_runtime NAME --resource R [--cpus N] ...`."""
+        self._guard(self._request, line)
+
+    @line_magic
+    def wait_for_runtime(self, line: str) -> None:
+        """Wait until a runtime's kernel is ready: `%wait_for_runtime NAME [--live]`."""
+        self._guard(self._wait, line)
+
+    @line_magic
+    def switch_runtime(self, line: str) -> None:
+        """Run the following cells on a runtime: `%switch_runtime NAME` (or `local`)."""
+        self._guard(self._switch, line)
+
+    @cell_magic
+    def run_on(self, line: str, cell: str) -> Any:
+        """Run this cell on a runtime: `%%run_on NAME` (or `local`)."""
+        name = line.strip()
+        if not name:
+            print("usage: %%run_on NAME", file=sys.stderr)
+            return None
+        if name == "local":
+            self._bypass = True
+            try:
+                return self.shell.run_cell(cell).result
+            finally:
+                self._bypass = False
+        try:
+            kc = self._client(name)
+        except CybershuttleError as exc:
+            _error(exc)
+            return None
+        forwarding.run_cell(self.shell, kc, cell)
+        return None
+
+    @line_magic
+    def stat_runtime(self, line: str) -> None:
+        """Show a runtime's job, host, ports and transport: `%stat_runtime NAME`."""
+        self._guard(self._stat, line)
+
+    @line_magic
+    def restart_runtime(self, line: str) -> None:
+        """Start the runtime's kernel afresh (a new job with the same request): `%restart_runtime NAME`."""
+        self._guard(self._restart, line)
+
+    @line_magic
+    def stop_runtime(self, line: str) -> None:
+        """Stop a runtime and release its job, tunnels and files: `%stop_runtime NAME`."""
+        self._guard(self._stop, line)
+
+    @line_magic
+    def runtimes(self, line: str = "") -> None:
+        """List your runtimes: `%runtimes`."""
+        self._guard(self._list, line)
+
+    # -- implementations -------------------------------------------------
+    def _request(self, line: str) -> None:
+        from cybershuttle import compute, runtime, setupfile
+        from cybershuttle.compute import request as requests
+
+        p = _parser("request_runtime", "start (or re-attach to) a runtime")
+        p.add_argument("name")
+        p.add_argument("--resource", "--cluster", dest="resource")
+        p.add_argument("--use", help="R:PARTITION[,R2:P2...]: the choice that can start soonest is used")
+        p.add_argument("--cpus", type=int)
+        p.add_argument("--memory", help="MB, or 4G")
+        p.add_argument("--gpus", type=int)
+        p.add_argument("--walltime", help="minutes")
+        p.add_argument("--queue", "--partition", dest="partition")
+        p.add_argument("--group", "--account", dest="account", help="Slurm account (the old platform's group)")
+        p.add_argument("--file", "--setup_file", "--setup-file", dest="file")
+        p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
+        args = p.parse_args(_split(line))
+        resource, partition = args.resource, args.partition
+        if args.use:
+            resource, partition = _choose(args.use, partition)
+        if not resource:
+            raise MagicUsageError(f"%request_runtime {args.name}: say where with --resource R or --use R:PARTITION")
+        setup = setupfile.load(args.file) if args.file else None
+        res = compute.get(resource)
+        req = requests.resolve(res, cpus=args.cpus, memory=args.memory, gpus=args.gpus, walltime=args.walltime,
+                               partition=partition, account=args.account, setup=setup)
+        if args.dry_run:
+            _print_dry_run(args.name, res, req, setup)
+            return
+        rt, reattached = runtime.request(args.name, resource, cpus=req.cpus, memory=req.memory_mb, gpus=req.gpus,
+                                         walltime=req.walltime, partition=req.partition, account=req.account,
+                                         setup_file=args.file)
+        if reattached:
+            print(f"Re-attached to runtime {rt.name} on {rt.resource} (job {rt.job_id}, still running)")
+        else:
+            print(f"Requested runtime {rt.name} {req.summary(res)} as job {rt.job_id}")
+        for note in req.notes:
+            print(f"note: {note}")
+
+    def _wait(self, line: str) -> None:
+        p = _parser("wait_for_runtime", "wait until a runtime is ready")
+        p.add_argument("name")
+        p.add_argument("--live", action="store_true", help="show the job's state as it changes")
+        p.add_argument("--timeout", type=float, default=600.0)
+        args = p.parse_args(_split(line))
+        self._wait_ready(args.name, args.live, args.timeout)
+
+    def _switch(self, line: str) -> None:
+        p = _parser("switch_runtime", "run the following cells on a runtime")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        if args.name == "local":
+            self.active = None
+            print("Cells now run locally")
+            return
+        self._wait_ready(args.name, live=True, timeout=600.0)
+        self._client(args.name).wait_for_ready(timeout=60)
+        self.active = args.name
+        from cybershuttle import runtime
+
+        rt = runtime.get(args.name)
+        print(f"Cells now run on {args.name} ({rt.resource}, job {rt.job_id})")
+
+    def _stat(self, line: str) -> None:
+        from cybershuttle import runtime
+
+        p = _parser("stat_runtime", "show a runtime")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        s = runtime.status(args.name)
+        job = s["job"]
+        print(f"runtime {s['name']} on {s['resource']}: {s['state']}" + (f" ({s['message']})" if s["message"] else ""))
+        print(f"  job:       {job['id']} {job['state']}")
+        print(f"  request:   {s['request'].get('cpus')} CPU(s), {s['request'].get('memory_mb') or 0} MB, "
+              f"{s['request'].get('gpus')} GPU(s), walltime {s['request'].get('walltime') or 'none'}")
+        print(f"  transport: {s['transport']}")
+        print(f"  active:    {'yes' if self.active == s['name'] else 'no'}")
+
+    def _restart(self, line: str) -> None:
+        from cybershuttle import runtime
+
+        p = _parser("restart_runtime", "restart a runtime's kernel")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        rt = runtime.get(args.name)
+        self._drop_client(args.name)
+        runtime.stop(args.name)
+        req = rt.request
+        runtime.request(args.name, rt.resource, cpus=req.get("cpus"), memory=req.get("memory_mb"),
+                        gpus=req.get("gpus"), walltime=req.get("walltime"), partition=req.get("partition"),
+                        account=req.get("account"), setup_file=rt.setup_file)
+        self._wait_ready(args.name, live=True, timeout=600.0)
+        print(f"Runtime {args.name} restarted with a fresh kernel")
+
+    def _stop(self, line: str) -> None:
+        from cybershuttle import runtime
+
+        p = _parser("stop_runtime", "stop a runtime")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        self._drop_client(args.name)
+        rt = runtime.stop(args.name)
+        if self.active == args.name:
+            self.active = None
+            print(f"Runtime {rt.name} stopped; cells now run locally")
+        else:
+            print(f"Runtime {rt.name} stopped")
+
+    def _list(self, line: str) -> None:
+        from cybershuttle import runtime
+
+        items = runtime.list_all()
+        if not items:
+            print("No runtimes: start one with %request_runtime NAME --resource R")
+            return
+        for rt in items:
+            mark = "*" if rt.name == self.active else " "
+            print(f"{mark} {rt.name:16} {rt.state:9} {rt.resource:14} job {rt.job_id}")
+
+    def _authenticate(self, line: str) -> None:
+        from cybershuttle import compute, ssh
+
+        def prompter(prompt: str, secret: bool) -> str:
+            kernel = getattr(self.shell, "kernel", None)
+            if kernel is not None:
+                return kernel.getpass(prompt) if secret else kernel.raw_input(prompt)
+            import getpass
+
+            return getpass.getpass(prompt) if secret else input(prompt)
+
+        wanted = set(_split(line))
+        remote = [r for r in compute.list() if r.remote and (not wanted or r.name in wanted)]
+        if not remote:
+            print("No remote resources to authenticate to (register one with `cybershuttle compute import`)")
+            return
+        for res in remote:
+            try:
+                ssh.connect(res.endpoint, prompter)
+                print(f"authenticated to {res.name} ({res.endpoint.label})")
+            except CybershuttleError as exc:
+                _error(exc)
+
+    # -- helpers ---------------------------------------------------------
+    def _guard(self, fn: Any, line: str) -> None:
+        try:
+            fn(line)
+        except _HelpShown:
+            pass
+        except CybershuttleError as exc:
+            _error(exc)
+            raise _Quiet(str(exc)) from None
+
+    def _wait_ready(self, name: str, live: bool, timeout: float) -> None:
+        from cybershuttle import runtime
+
+        start = time.monotonic()
+        handle = _Status(live)
+        rt = runtime.wait(name, timeout=timeout, progress=lambda s: handle.update(
+            f"runtime {name}: job {s.lower()} ({time.monotonic() - start:.1f} s)"))
+        handle.update(f"runtime {name} is ready on {rt.resource} ({time.monotonic() - start:.1f} s)")
+
+    def _client(self, name: str) -> Any:
+        from cybershuttle import runtime
+
+        kc = self._clients.get(name)
+        if kc is None:
+            kc = runtime.client(name)
+            self._clients[name] = kc
+        return kc
+
+    def _drop_client(self, name: str) -> None:
+        kc = self._clients.pop(name, None)
+        if kc is not None:
+            kc.stop_channels()
+
+
+class _Quiet(Exception):
+    """Fails the cell after the short red line was shown, without a second traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return []
+
+
+class _Status:
+    """One line that updates in place in a notebook (a plain print elsewhere)."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.handle = None
+
+    def update(self, text: str) -> None:
+        try:
+            from IPython.display import display
+
+            if self.handle is None:
+                self.handle = display({"text/plain": text}, raw=True, display_id=True)
+            else:
+                self.handle.update({"text/plain": text}, raw=True)
+        except Exception:
+            print(text)
+
+
+def _split(line: str) -> list[str]:
+    return shlex.split(line, comments=True)
+
+
+def _error(exc: Exception) -> None:
+    sys.stderr.write(f"\x1b[31mcybershuttle: {exc}\x1b[0m\n")
+    sys.stderr.flush()
+
+
+def _choose(use: str, partition: str | None) -> tuple[str, str | None]:
+    """Pick, among `R:P` choices, the one that can start soonest (idle nodes first, then order)."""
+    from cybershuttle import compute, slurm
+
+    choices = []
+    for item in use.split(","):
+        res_name, _, part = item.strip().partition(":")
+        choices.append((res_name, part or partition))
+    if len(choices) == 1:
+        return choices[0]
+    best, best_score = choices[0], None
+    for order, (res_name, part) in enumerate(choices):
+        try:
+            res = compute.get(res_name)
+            idle = 1
+            if res.kind == "slurm":
+                parts = {p.name: p for p in slurm.partitions(res.shell())}
+                info = parts.get(part or res.default_partition or "")
+                idle = info.idle_nodes if info else -1
+        except CybershuttleError:
+            idle = -1  # unreachable or unknown: last resort
+        score = (0 if idle > 0 else 1 if idle == 0 else 2, order)
+        if best_score is None or score < best_score:
+            best, best_score = (res_name, part), score
+    return best
+
+
+def _print_dry_run(name: str, res: Any, req: Any, setup: Any) -> None:
+    print(f"runtime {name} would be requested as {req.summary(res)}")
+    if setup is not None:
+        mounts = [f"{m.identifier} -> {m.mount_point} ({m.kind})" for m in setup.mounts]
+        print(f"  mounts:  {', '.join(mounts) or 'none'}")
+        print(f"  modules: {', '.join(setup.modules) or 'none'}")
+        print(f"  pip:     {', '.join(setup.pip) or 'none'}")
+        print(f"  conda:   {', '.join(setup.conda) or 'none'}")
+    for note in req.notes:
+        print(f"  note: {note}")
+    print("(dry run: nothing submitted)")

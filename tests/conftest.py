@@ -102,3 +102,38 @@ def ssh_pool():
     pool = Pool()
     yield pool
     pool.close_all()
+
+
+@pytest.fixture
+def resources_yml(cluster, tmp_path):
+    """The site file form from the issue, pointing at the loopback cluster."""
+    path = tmp_path / "resources.yml"
+    path.write_text(f"""resources:
+  - name: testcluster
+    kind: slurm
+    host: {cluster.host}
+    port: {cluster.port}
+    user: {cluster.user}
+    key: {cluster.key}
+    known_hosts: {cluster.known_hosts}
+    partition: {cluster.partition}
+  - name: workstation
+    kind: ssh
+    host: {cluster.host}
+    port: {cluster.port}
+    user: {cluster.user}
+    key: {cluster.key}
+    known_hosts: {cluster.known_hosts}
+""")
+    return path
+
+
+@pytest.fixture
+def registered(resources_yml):
+    """`testcluster` (slurm), `workstation` (ssh) and `local`, registered for real."""
+    from cybershuttle import compute
+
+    results = compute.import_file(resources_yml)
+    assert [r.saved for r in results] == [True, True], [r.to_dict() for r in results]
+    compute.register_local()
+    return {r.resource.name: r for r in results}

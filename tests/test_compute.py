@@ -15,38 +15,6 @@ from cybershuttle import compute, ssh
 from cybershuttle.errors import CybershuttleError, NotFoundError
 
 
-@pytest.fixture
-def resources_yml(cluster, tmp_path):
-    """The site file form from the issue, pointing at the loopback cluster."""
-    path = tmp_path / "resources.yml"
-    path.write_text(f"""resources:
-  - name: testcluster
-    kind: slurm
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-    partition: {cluster.partition}
-  - name: workstation
-    kind: ssh
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-""")
-    return path
-
-
-@pytest.fixture
-def registered(resources_yml):
-    results = compute.import_file(resources_yml)
-    assert [r.saved for r in results] == [True, True], [r.to_dict() for r in results]
-    compute.register_local()
-    return {r.resource.name: r for r in results}
-
-
 def _spec(cluster, **overrides):
     spec = dict(name="tc", kind="slurm", host=cluster.host, port=cluster.port, user=cluster.user, key=cluster.key,
                 known_hosts=cluster.known_hosts)

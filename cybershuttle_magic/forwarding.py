@@ -1,0 +1,126 @@
+"""Running one cell on a runtime's kernel from the notebook's own kernel.
+
+The remote kernel's IOPub messages are re-published on the local kernel's
+IOPub socket under the *current* parent header, so every message type
+(stream, display_data, update_display_data, clear_output, comm_*) reaches the
+notebook as if the local kernel had produced it. The loop blocks on the
+client's ZeroMQ sockets: no polling interval, no sleep.
+
+A remote error becomes a local exception carrying the remote traceback, so
+the cell fails (Run All and papermill stop there). Ctrl-C becomes an
+`interrupt_request` to the remote kernel; `input()` is relayed both ways.
+"""
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import zmq
+
+_SKIP = {"status", "execute_input"}  # the local kernel publishes its own
+
+
+class RemoteError(Exception):
+    """An exception raised by the remote kernel; renders as the remote traceback."""
+
+    def __init__(self, ename: str, evalue: str, traceback: list[str]) -> None:
+        super().__init__(evalue)
+        self.ename, self.evalue, self.remote_traceback = ename, evalue, traceback
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a local traceback
+        return self.remote_traceback or [f"{self.ename}: {self.evalue}"]
+
+
+def run_cell(shell: Any, kc: Any, code: str) -> dict[str, Any]:
+    """Execute `code` on the kernel behind `kc`; returns the execute_reply content."""
+    kernel = getattr(shell, "kernel", None)
+    parent = _current_parent(kernel)
+    msg_id = kc.execute(code, allow_stdin=True, stop_on_error=True)
+    poller = zmq.Poller()
+    iopub, stdin, shell_sock = kc.iopub_channel.socket, kc.stdin_channel.socket, kc.shell_channel.socket
+    for sock in (iopub, stdin, shell_sock):
+        poller.register(sock, zmq.POLLIN)
+    reply: dict[str, Any] | None = None
+    idle = False
+    interrupted = False
+    while reply is None or not idle:
+        try:
+            events = dict(poller.poll())
+        except KeyboardInterrupt:
+            if not interrupted:  # first Ctrl-C: interrupt the remote cell, keep collecting its output
+                interrupted = True
+                kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+                continue
+            raise
+        if iopub in events:
+            msg = kc.iopub_channel.get_msg(timeout=0)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "status":
+                idle = msg["content"].get("execution_state") == "idle"
+            elif kind == "error":
+                pass  # raised below as a local exception carrying the remote traceback
+            elif kind not in _SKIP:
+                _publish(shell, kernel, parent, msg)
+        if stdin in events:
+            msg = kc.stdin_channel.get_msg(timeout=0)
+            if msg["msg_type"] == "input_request":
+                kc.input(_ask(kernel, msg["content"]))
+        if shell_sock in events:
+            msg = kc.shell_channel.get_msg(timeout=0)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                reply = msg["content"]
+    if reply.get("status") == "error":
+        raise _remote_exception(reply)
+    return reply
+
+
+def _current_parent(kernel: Any) -> dict[str, Any]:
+    if kernel is None:
+        return {}
+    getter = getattr(kernel, "get_parent", None)
+    return getter("shell") if getter else getattr(kernel, "_parent_header", {})
+
+
+def _publish(shell: Any, kernel: Any, parent: dict[str, Any], msg: dict[str, Any]) -> None:
+    if kernel is not None:
+        kernel.session.send(kernel.iopub_socket, msg["msg_type"], msg["content"], parent=parent,
+                            metadata=msg.get("metadata") or {}, buffers=msg.get("buffers") or None,
+                            ident=_topic(msg))
+        return
+    _render_without_kernel(msg)  # plain IPython (a terminal): show what can be shown
+
+
+def _topic(msg: dict[str, Any]) -> bytes:
+    kind = msg["msg_type"]
+    if kind == "stream":
+        return f"stream.{msg['content'].get('name', 'stdout')}".encode()
+    return kind.encode()
+
+
+def _render_without_kernel(msg: dict[str, Any]) -> None:
+    import sys
+
+    kind, content = msg["msg_type"], msg["content"]
+    if kind == "stream":
+        stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
+        stream.write(content.get("text", ""))
+        stream.flush()
+    elif kind in ("display_data", "execute_result", "update_display_data"):
+        from IPython.display import publish_display_data
+
+        publish_display_data(content.get("data", {}), content.get("metadata", {}))
+
+
+def _ask(kernel: Any, content: dict[str, Any]) -> str:
+    prompt, password = content.get("prompt", ""), content.get("password", False)
+    if kernel is not None:
+        return kernel.getpass(prompt) if password else kernel.raw_input(prompt)
+    return getpass.getpass(prompt) if password else input(prompt)
+
+
+def _remote_exception(reply: dict[str, Any]) -> RemoteError:
+    ename = str(reply.get("ename") or "RemoteError")
+    cls = type(ename if ename.isidentifier() else "RemoteError", (RemoteError,), {})
+    return cls(ename, str(reply.get("evalue", "")), list(reply.get("traceback") or []))

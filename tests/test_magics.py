@@ -1,0 +1,113 @@
+"""The notebook magics, run by nbclient in real kernels against the loopback cluster."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_notebook
+
+
+def run_notebook(tmp_path, *cells: str, allow_errors: bool = False):
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("display_data", "execute_result"):
+            parts.append(str(out.data.get("text/plain", "")))
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("resource", ["workstation", "testcluster"])
+def test_cells_run_on_the_runtime_with_every_kind_of_output(registered, tmp_path, resource):
+    nb = run_notebook(
+        tmp_path,
+        "import cybershuttle_magic",
+        f"# two magics, a comment and a blank line in one cell   \n%request_runtime rt --resource {resource}  \n\n"
+        "%wait_for_runtime rt --live",
+        "%switch_runtime rt",
+        "import socket, getpass\nprint(socket.gethostname(), getpass.getuser())",
+        "from IPython.display import display, HTML\ndisplay(HTML('<b>bold</b>'))\n"
+        "h = display('first', display_id=True)\nh.update('second')\n"
+        "import sys; print('to stderr', file=sys.stderr)",
+        "%%run_on local\nimport getpass\nprint('local', getpass.getuser())",
+        "%%bash\necho from bash $(id -un)",
+        "%stat_runtime rt",
+        "%stop_runtime rt",
+        "import getpass\nprint('back', getpass.getuser())",
+    )
+    cells = nb.cells
+    assert text_of(cells[3]).strip().endswith("csuser")
+    html = [o for o in cells[4].outputs if o.output_type == "display_data" and "text/html" in o.data]
+    assert html and html[0].data["text/html"] == "<b>bold</b>"
+    assert "'second'" in text_of(cells[4]) and "'first'" not in text_of(cells[4])
+    assert any(o.output_type == "stream" and o.name == "stderr" and "to stderr" in o.text for o in cells[4].outputs)
+    assert text_of(cells[5]).strip() == "local root"
+    assert text_of(cells[6]).strip() == "from bash csuser"
+    assert "CurveZMQ-encrypted" in text_of(cells[7])
+    assert "stopped" in text_of(cells[8])
+    assert text_of(cells[9]).strip() == "back root"
+
+
+def test_remote_error_fails_the_cell_and_stops_run_all(registered, tmp_path):
+    with pytest.raises(CellExecutionError) as info:
+        run_notebook(tmp_path, "import cybershuttle_magic",
+                     "%request_runtime err --resource workstation\n%switch_runtime err",
+                     "1/0", "print('never runs')")
+    assert "ZeroDivisionError" in str(info.value)
+    from cybershuttle import runtime
+
+    runtime.stop("err")
+
+
+def test_restarted_notebook_kernel_reattaches_to_the_running_runtime(registered, tmp_path):
+    first = run_notebook(tmp_path, "import cybershuttle_magic",
+                         "%request_runtime keep --resource testcluster\n%switch_runtime keep",
+                         "marker = 41")
+    job = text_of(first.cells[1])
+    second = run_notebook(tmp_path, "import cybershuttle_magic",
+                          "%request_runtime keep --resource testcluster\n%switch_runtime keep",
+                          "print(marker + 1)", "%stop_runtime keep")
+    assert "Re-attached to runtime keep" in text_of(second.cells[1])
+    assert text_of(second.cells[2]).strip() == "42"  # same kernel: its variables survived
+    assert job.split("as job ")[1].split()[0] in text_of(second.cells[1])
+
+
+def test_dry_run_prints_the_resolved_request_and_submits_nothing(registered, tmp_path):
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: x}\nworkspace:\n  resources: {min_cpu: 2, min_mem: 512}\n"
+                     "  data_collection:\n    - {source: cybershuttle, identifier: d1, mount_point: /data}\n"
+                     "additional_dependencies:\n  modules: [hello/2.0]\n  pip: [numpy]\n")
+    nb = run_notebook(tmp_path, "import cybershuttle_magic",
+                      f"%request_runtime dry --file={setup} --walltime=20 --use=testcluster:short --dry-run")
+    out = text_of(nb.cells[1])
+    assert "[testcluster:short, 20 Minutes, 1 Node(s), 2 CPU(s), 0 GPU(s), 512 MB RAM]" in out
+    assert "d1 -> /data (data)" in out and "hello/2.0" in out and "numpy" in out
+    from cybershuttle import runtime
+
+    assert runtime.list_all() == []
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%request_runtime big --resource testcluster --gpus 1", "testcluster has no GPUs"),
+    ("%request_runtime big --resource testcluster --cpus 999", "999 CPUs requested"),
+    ("%request_runtime big --use testcluster:nosuch", "no partition 'nosuch'"),
+    ("%request_runtime big --resource nowhere", "no compute named 'nowhere'"),
+    ("%request_runtime big", "say where with --resource R"),
+    ("%switch_runtime ghost", "no runtime named 'ghost'"),
+])
+def test_impossible_requests_fail_the_cell_with_a_clear_message(registered, tmp_path, line, message):
+    nb = run_notebook(tmp_path, "import cybershuttle_magic", line, allow_errors=True)
+    stderr = "".join(o.text for o in nb.cells[1].outputs if o.output_type == "stream")
+    assert message in stderr
+    assert any(o.output_type == "error" for o in nb.cells[1].outputs)
