@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .output import print_json, print_table
 from .verbs import Group, arg
-
-RUNTIMES = "Remote runtimes and notebook magics"
 
 
 def _initialize(user: str) -> list[str]:
@@ -235,9 +234,25 @@ def _usage(args: argparse.Namespace) -> None:
         print(f"warning: {err}", file=sys.stderr)
 
 
-group.planned("kernelspec", "install a kernelspec that starts notebooks on a resource",
-              "cybershuttle compute kernelspec install testcluster", RUNTIMES,
-              arg("action", choices=["install", "remove"]), arg("name"))
+@group.verb("kernelspec", "install (or remove) a kernelspec that starts notebooks on a resource",
+            "cybershuttle compute kernelspec install testcluster --cpus 2 --walltime 60",
+            arg("action", choices=["install", "remove"]), arg("name", help="the resource"),
+            arg("--kernel-name", help="default: cybershuttle-<resource>"), arg("--display-name"),
+            arg("--cpus", type=int), arg("--memory"), arg("--gpus", type=int), arg("--walltime"),
+            arg("--partition"), arg("--account"), arg("--setup-file", metavar="FILE"))
+def _kernelspec(args: argparse.Namespace) -> None:
+    from ..runtime import provisioner
+
+    if args.action == "remove":
+        provisioner.remove_kernelspec(args.name, args.kernel_name)
+        print(f"removed the kernelspec of {args.name}")
+        return
+    setup = str(Path(args.setup_file).resolve()) if args.setup_file else None
+    path = provisioner.install_kernelspec(args.name, name=args.kernel_name, display_name=args.display_name,
+                                          cpus=args.cpus, memory=args.memory, gpus=args.gpus, walltime=args.walltime,
+                                          partition=args.partition, account=args.account, setup_file=setup)
+    print(f"installed kernelspec {Path(path).name} in {path}: JupyterLab's launcher and papermill "
+          f"(-k {Path(path).name}) now start notebooks on {args.name}")
 
 
 # -- helpers ---------------------------------------------------------------

@@ -113,7 +113,8 @@ class Forwarder:
         try:
             chan = fwd.open_channel(fwd.remote_host, fwd.remote_port)
         except Exception as exc:
-            log.warning("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
+            # Expected while a kernel restarts or after it exited; ZeroMQ retries on its own.
+            log.debug("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
             client.close()
             return
         client.setblocking(False)
