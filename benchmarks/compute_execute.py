@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -19,18 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def cluster_env() -> dict[str, str]:
-    out = subprocess.run(["bash", str(REPO / "tests/cluster/cluster.sh"), "env"], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"the loopback cluster is not running: {out.stderr.strip()}")
-    env = {}
-    for line in out.stdout.splitlines():
-        key, _, value = shlex.split(line)[1].partition("=")
-        env[key] = value
-    return env
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cluster import cluster_env  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
