@@ -111,3 +111,87 @@ def test_impossible_requests_fail_the_cell_with_a_clear_message(registered, tmp_
     stderr = "".join(o.text for o in nb.cells[1].outputs if o.output_type == "stream")
     assert message in stderr
     assert any(o.output_type == "error" for o in nb.cells[1].outputs)
+
+
+def test_interrupt_stops_the_remote_cell_and_the_runtime_survives(registered, tmp_path):
+    nb = new_notebook(cells=[new_code_cell(c) for c in (
+        "import cybershuttle_magic", "%request_runtime intr --resource workstation\n%switch_runtime intr",
+        "import time\ntime.sleep(60)", "print('still alive')", "%stop_runtime intr")])
+    nb.cells[2].metadata["execution"] = {}
+    client = NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.timeout_func = lambda cell: 8 if "sleep" in cell.source else 240
+    client.interrupt_on_timeout = True
+    start = __import__("time").monotonic()
+    client.execute()
+    assert __import__("time").monotonic() - start < 50  # not the 60 s of the sleep
+    errors = [o for o in nb.cells[2].outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "KeyboardInterrupt"
+    assert text_of(nb.cells[3]).strip() == "still alive"
+
+
+def test_input_on_the_runtime_is_answered_through_the_notebook(registered, tmp_path):
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        for code in ("import cybershuttle_magic", "%request_runtime ask --resource workstation\n%switch_runtime ask"):
+            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
+        prompts, outputs = [], []
+
+        def answer(msg):
+            prompts.append(msg["content"]["prompt"])
+            kc.input("bob")
+
+        def collect(msg):
+            if msg["msg_type"] == "stream":
+                outputs.append(msg["content"]["text"])
+
+        reply = kc.execute_interactive("import getpass\nname = input('who? ')\nprint('hi', name, getpass.getuser())",
+                                       timeout=120, allow_stdin=True, stdin_hook=answer, output_hook=collect)
+        assert reply["content"]["status"] == "ok"
+        assert prompts == ["who? "] and "".join(outputs).strip() == "hi bob csuser"
+        kc.execute_interactive("%stop_runtime ask", timeout=120, output_hook=lambda m: None)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_notebooks_written_for_airavata_run_unchanged(registered, tmp_path):
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: demo}\nworkspace:\n  resources: {min_cpu: 1, min_mem: 256, min_gpu: 0}\n"
+                     "  model_collection: []\n  data_collection: []\n"
+                     "additional_dependencies:\n  modules: []\n  conda: []\n  pip: []\n")
+    nb = run_notebook(
+        tmp_path,
+        "import airavata_jupyter_magic",
+        "%authenticate",
+        f"%request_runtime hpc_cpu --file={setup.name} --walltime=60 --use=testcluster:debug\n"
+        "%wait_for_runtime hpc_cpu --live",
+        "%switch_runtime hpc_cpu",
+        "import getpass; print(getpass.getuser())",
+        "# done\n%stop_runtime hpc_cpu\n\n%switch_runtime local",
+    )
+    assert "authenticated to testcluster" in text_of(nb.cells[1])
+    assert "[testcluster:debug, 60 Minutes, 1 Node(s), 1 CPU(s), 0 GPU(s), 256 MB RAM]" in text_of(nb.cells[2])
+    assert text_of(nb.cells[4]).strip() == "csuser"
+    assert "Cells now run locally" in text_of(nb.cells[5])
+
+
+def test_a_real_airavata_package_wins_over_the_stand_in(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    real = tmp_path / "airavata_jupyter_magic"
+    real.mkdir()
+    (real / "__init__.py").write_text("SERVED_BY = 'airavata'\n")
+    code = "import airavata_jupyter_magic as m; print(m.SERVED_BY)"
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert alone.stdout.strip() == "cybershuttle"
+    beside = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert beside.stdout.strip() == "airavata"
