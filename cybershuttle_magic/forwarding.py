@@ -13,6 +13,7 @@ the cell fails (Run All and papermill stop there). Ctrl-C becomes an
 from __future__ import annotations
 
 import getpass
+import time
 from typing import Any
 
 import zmq
@@ -31,8 +32,26 @@ class RemoteError(Exception):
         return self.remote_traceback or [f"{self.ename}: {self.evalue}"]
 
 
-def run_cell(shell: Any, kc: Any, code: str) -> dict[str, Any]:
-    """Execute `code` on the kernel behind `kc`; returns the execute_reply content."""
+class RuntimeLost(Exception):
+    """The remote kernel stopped answering in the middle of a cell."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31mcybershuttle: {self}\x1b[0m"]
+
+
+#: How long the remote side may be silent before its heartbeat is checked.
+QUIET_CHECK_S = 3.0
+#: How long without a heartbeat before the runtime is declared lost.
+LOST_AFTER_S = 15.0
+
+
+def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, Any]:
+    """Execute `code` on the kernel behind `kc`; returns the execute_reply content.
+
+    While the remote side is silent, its heartbeat is checked; when it stays
+    silent (`is_dead()` says the job ended, or no heartbeat for a while), the
+    cell fails with RuntimeLost instead of waiting forever.
+    """
     kernel = getattr(shell, "kernel", None)
     parent = _current_parent(kernel)
     msg_id = kc.execute(code, allow_stdin=True, stop_on_error=True)
@@ -43,9 +62,15 @@ def run_cell(shell: Any, kc: Any, code: str) -> dict[str, Any]:
     reply: dict[str, Any] | None = None
     idle = False
     interrupted = False
+    silent_since: float | None = None
     while reply is None or not idle:
         try:
-            events = dict(poller.poll())
+            events = dict(poller.poll(QUIET_CHECK_S * 1000))
+            if not events:
+                silent_since = silent_since or time.monotonic()
+                _check_alive(kc, is_dead, time.monotonic() - silent_since)
+                continue
+            silent_since = None
         except KeyboardInterrupt:
             if not interrupted:  # first Ctrl-C: interrupt the remote cell, keep collecting its output
                 interrupted = True
@@ -74,6 +99,17 @@ def run_cell(shell: Any, kc: Any, code: str) -> dict[str, Any]:
     if reply.get("status") == "error":
         raise _remote_exception(reply)
     return reply
+
+
+def _check_alive(kc: Any, is_dead: Any, silent_for: float) -> None:
+    if kc.hb_channel.is_beating():
+        return  # a long computation: the kernel still answers its heartbeat
+    reason = is_dead() if is_dead is not None else None
+    if reason:
+        raise RuntimeLost(reason)
+    if not kc.hb_channel.is_beating() and silent_for >= LOST_AFTER_S:
+        raise RuntimeLost(f"the runtime's kernel has not answered for {silent_for:.0f} s "
+                          "(the node, the kernel or the connection is gone); check it with %stat_runtime")
 
 
 def _current_parent(kernel: Any) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class CybershuttleMagics(Magics):
         except CybershuttleError as exc:
             _error(exc)
             return None
-        forwarding.run_cell(self.shell, kc, cell)
+        forwarding.run_cell(self.shell, kc, cell, is_dead=lambda: _death_of(name))
         return None
 
     @line_magic
@@ -341,6 +341,19 @@ class _Status:
                 self.handle.update({"text/plain": text}, raw=True)
         except Exception:
             print(text)
+
+
+def _death_of(name: str) -> str | None:
+    """Why runtime `name` is gone, or None while its job still runs."""
+    from cybershuttle import runtime
+
+    try:
+        status = runtime.status(name)
+    except CybershuttleError:
+        return None  # cannot tell right now: the heartbeat decides
+    if status["state"] in runtime.LIVE_STATES:
+        return None
+    return f"runtime {name} is gone: {status.get('message') or status['state'].lower()}"
 
 
 def _split(line: str) -> list[str]:

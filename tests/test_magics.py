@@ -195,3 +195,39 @@ def test_a_real_airavata_package_wins_over_the_stand_in(tmp_path, monkeypatch):
     beside = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert beside.stdout.strip() == "airavata"
+
+
+def test_a_runtime_killed_mid_cell_fails_the_cell_instead_of_hanging(registered, tmp_path):
+    import time as _time
+
+    from jupyter_client.manager import KernelManager
+
+    from cybershuttle import compute, runtime
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        for code in ("import cybershuttle_magic", "%request_runtime doomed --resource testcluster\n%switch_runtime doomed"):
+            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
+        outputs = []
+        msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
+        _time.sleep(3)
+        compute.cancel(runtime.get("doomed").job_id)  # scancel, as a walltime end or an admin would
+        start = _time.monotonic()
+        reply = kc.get_shell_msg(timeout=90)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "RuntimeLost"
+        assert _time.monotonic() - start < 60
+        while True:
+            msg = kc.get_iopub_msg(timeout=5)
+            if msg["msg_type"] == "error":
+                outputs.append("".join(msg["content"]["traceback"]))
+                break
+        assert "runtime doomed is gone" in outputs[0] and "CANCELLED" in outputs[0]
+        assert runtime.get("doomed").state == "DEAD"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
