@@ -136,6 +136,11 @@ class CybershuttleMagics(Magics):
         self._guard(self._stop, line)
 
     @line_magic
+    def copy_data(self, line: str) -> None:
+        """Copy files or directories: `%copy_data source=local:data target=hpc:.` (any direction)."""
+        self._guard(self._copy_data, line)
+
+    @line_magic
     def runtimes(self, line: str = "") -> None:
         """List your runtimes: `%runtimes`."""
         self._guard(self._list, line)
@@ -259,6 +264,19 @@ class CybershuttleMagics(Magics):
         for rt in items:
             mark = "*" if rt.name == self.active else " "
             print(f"{mark} {rt.name:16} {rt.state:9} {rt.resource:14} job {rt.job_id}")
+
+    def _copy_data(self, line: str) -> None:
+        from cybershuttle.runtime import transfer
+
+        words = _split(line)
+        named = dict(w.split("=", 1) for w in words if w.startswith(("source=", "target=")))
+        plain = [w for w in words if not w.startswith(("source=", "target="))]
+        source = named.get("source") or (plain.pop(0) if plain else None)
+        target = named.get("target") or (plain.pop(0) if plain else None)
+        if not source or not target or plain:
+            raise MagicUsageError("usage: %copy_data source=RUNTIME:path target=RUNTIME:path (`local` is this machine)")
+        result = transfer.copy(source, target)
+        print(f"copied {result.files} file(s), {result.bytes} bytes: {source} -> {target.split(':', 1)[0]}:{result.target}")
 
     def _authenticate(self, line: str) -> None:
         from cybershuttle import compute, ssh

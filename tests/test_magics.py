@@ -231,3 +231,32 @@ def test_a_runtime_killed_mid_cell_fails_the_cell_instead_of_hanging(registered,
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_copy_data_in_every_direction(registered, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("alpha\n")
+    (tmp_path / "data" / "sub").mkdir()
+    (tmp_path / "data" / "sub" / "b.txt").write_text("beta\n")
+    (tmp_path / "one.crd").write_text("coordinates\n")
+    nb = run_notebook(
+        tmp_path,
+        "import cybershuttle_magic",
+        "%request_runtime cpa --resource workstation\n%request_runtime cpb --resource testcluster\n"
+        "%wait_for_runtime cpa\n%wait_for_runtime cpb",
+        "%%run_on cpa\nimport os, shutil\nshutil.rmtree('cs-copy', ignore_errors=True)\n"
+        "os.makedirs('cs-copy')\nos.chdir('cs-copy')",
+        "%copy_data source=local:one.crd target=cpa:cs-copy/\n%copy_data source=local:data target=cpa:cs-copy/",
+        "%%run_on cpa\nprint(open('one.crd').read(), open('data/sub/b.txt').read(), sorted(os.listdir('data')))",
+        "%copy_data source=cpa:cs-copy/data/a.txt target=local:renamed.txt\n"
+        "%copy_data source=cpa:cs-copy/data target=cpb:cs-copy-b",
+        "%%run_on cpb\nimport os\nprint(sorted(os.listdir('cs-copy-b')), open('cs-copy-b/sub/b.txt').read())",
+        "%copy_data source=cpa:nosuch.txt target=local:.",
+        "%stop_runtime cpa\n%stop_runtime cpb",
+        allow_errors=True,
+    )
+    assert "copied 1 file(s), 12 bytes" in text_of(nb.cells[3]) and "copied 2 file(s)" in text_of(nb.cells[3])
+    assert text_of(nb.cells[4]).split() == ["coordinates", "beta", "['a.txt',", "'sub']"]
+    assert (tmp_path / "renamed.txt").read_text() == "alpha\n"
+    assert text_of(nb.cells[6]).split() == ["['a.txt',", "'sub']", "beta"]
+    assert "'cpa:nosuch.txt' does not exist" in text_of(nb.cells[7])
