@@ -57,6 +57,7 @@ class CybershuttleMagics(Magics):
         super().__init__(shell)
         self.active: str | None = None
         self._clients: dict[str, Any] = {}
+        self._subprocesses: dict[str, int] = {}
         self._bypass = False
         shell.input_transformers_cleanup.append(self._route_cell)
 
@@ -134,6 +135,27 @@ class CybershuttleMagics(Magics):
     def stop_runtime(self, line: str) -> None:
         """Stop a runtime and release its job, tunnels and files: `%stop_runtime NAME`."""
         self._guard(self._stop, line)
+
+    @line_magic
+    def run_subprocess(self, line: str) -> None:
+        """Start a background process on a runtime's host and forward its ports:
+        `%run_subprocess NAME --command="module load x; server --port=5321" --ports=5321`."""
+        self._guard(self._run_subprocess, line)
+
+    @line_magic
+    def kill_subprocess(self, line: str) -> None:
+        """Stop the background process started by `%run_subprocess NAME`: `%kill_subprocess NAME`."""
+        self._guard(self._kill_subprocess, line)
+
+    @line_magic
+    def open_tunnels(self, line: str) -> None:
+        """Forward ports of a runtime's host here: `%open_tunnels NAME --forward=8888,6006`."""
+        self._guard(self._open_tunnels, line)
+
+    @line_magic
+    def close_tunnels(self, line: str) -> None:
+        """Close a runtime's tunnels: `%close_tunnels NAME`."""
+        self._guard(self._close_tunnels, line)
 
     @line_magic
     def copy_data(self, line: str) -> None:
@@ -246,6 +268,11 @@ class CybershuttleMagics(Magics):
         p = _parser("stop_runtime", "stop a runtime")
         p.add_argument("name")
         args = p.parse_args(_split(line))
+        from cybershuttle.runtime import tunnels
+
+        if args.name in self._subprocesses:
+            self._kill_subprocess(args.name)
+        tunnels.close_tunnels(args.name)
         self._drop_client(args.name)
         rt = runtime.stop(args.name)
         if self.active == args.name:
@@ -264,6 +291,73 @@ class CybershuttleMagics(Magics):
         for rt in items:
             mark = "*" if rt.name == self.active else " "
             print(f"{mark} {rt.name:16} {rt.state:9} {rt.resource:14} job {rt.job_id}")
+
+    def _run_subprocess(self, line: str) -> None:
+        p = _parser("run_subprocess", "start a background process on a runtime's host")
+        p.add_argument("name")
+        p.add_argument("--command", required=True)
+        p.add_argument("--ports", "--forward", dest="ports", default="")
+        args = p.parse_args(_split(line))
+        if args.name in self._subprocesses:
+            raise MagicUsageError(f"runtime {args.name} already runs a subprocess: %kill_subprocess {args.name} first")
+        code = ("import subprocess as _cs_sp, os as _cs_os\n"
+                f"_cs_log = open(_cs_os.path.expanduser('~/.cybershuttle-subprocess-{args.name}.log'), 'ab')\n"
+                f"_cs_proc = _cs_sp.Popen(['bash', '-lc', {args.command!r}], stdout=_cs_log, stderr=_cs_sp.STDOUT, "
+                "stdin=_cs_sp.DEVNULL, start_new_session=True)\nprint(_cs_proc.pid)")
+        pid = int(self._quiet(args.name, code).strip().splitlines()[-1])
+        self._subprocesses[args.name] = pid
+        print(f"started on {args.name} (pid {pid}): {args.command}")
+        if args.ports:
+            self._open_tunnels(f"{args.name} --forward={args.ports}")
+
+    def _kill_subprocess(self, line: str) -> None:
+        from cybershuttle.runtime import tunnels
+
+        p = _parser("kill_subprocess", "stop a runtime's background process")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        pid = self._subprocesses.pop(args.name, None)
+        if pid is None:
+            raise MagicUsageError(f"no subprocess started on {args.name} from this notebook")
+        self._quiet(args.name, f"import os as _cs_os, signal as _cs_sig\ntry:\n    _cs_os.killpg({pid}, _cs_sig.SIGTERM)\n"
+                               "except ProcessLookupError:\n    pass")
+        tunnels.close_tunnels(args.name)
+        print(f"stopped the subprocess on {args.name} (pid {pid}) and closed its tunnels")
+
+    def _open_tunnels(self, line: str) -> None:
+        from cybershuttle.runtime import tunnels
+
+        p = _parser("open_tunnels", "forward ports of a runtime's host")
+        p.add_argument("name")
+        p.add_argument("--forward", "--ports", dest="ports", required=True)
+        args = p.parse_args(_split(line))
+        mapping = tunnels.open_tunnels(args.name, tunnels.parse_ports(args.ports))
+        for remote, local in mapping.items():
+            print(f"{args.name}:{remote} -> http://127.0.0.1:{local}")
+
+    def _close_tunnels(self, line: str) -> None:
+        from cybershuttle.runtime import tunnels
+
+        p = _parser("close_tunnels", "close a runtime's tunnels")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        closed = tunnels.close_tunnels(args.name)
+        print(f"closed {len(closed)} tunnel(s) of {args.name}")
+
+    def _quiet(self, name: str, code: str) -> str:
+        """Run `code` on runtime `name` without showing it; returns its stdout."""
+        out: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("")
+
+        reply = self._client(name).execute_interactive(code, output_hook=hook, timeout=120, store_history=False)
+        if reply["content"]["status"] != "ok":
+            raise MagicUsageError(f"on {name}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+        return "".join(out)
 
     def _copy_data(self, line: str) -> None:
         from cybershuttle.runtime import transfer

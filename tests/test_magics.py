@@ -260,3 +260,43 @@ def test_copy_data_in_every_direction(registered, tmp_path):
     assert (tmp_path / "renamed.txt").read_text() == "alpha\n"
     assert text_of(nb.cells[6]).split() == ["['a.txt',", "'sub']", "beta"]
     assert "'cpa:nosuch.txt' does not exist" in text_of(nb.cells[7])
+
+
+def test_run_subprocess_forwards_its_port_and_kill_subprocess_stops_it(registered, tmp_path):
+    import re
+    import urllib.request
+
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    out: list[str] = []
+
+    def run(code):
+        reply = kc.execute_interactive(code, timeout=240, output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok", (reply["content"], out)
+
+    try:
+        kc.wait_for_ready(timeout=60)
+        run("import cybershuttle_magic")
+        run("%request_runtime web --resource workstation\n%wait_for_runtime web")
+        run('%run_subprocess web --command="mkdir -p ~/cs-web && cd ~/cs-web && echo served-by-$(id -un) > '
+            'index.html && exec python3 -m http.server 18765 --bind 127.0.0.1" --ports=18765')
+        local = int(re.search(r"web:18765 -> http://127.0.0.1:(\d+)", "".join(out)).group(1))
+        body = ""
+        for _ in range(50):  # the server needs a moment to bind
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read().decode()
+                break
+            except OSError:
+                __import__("time").sleep(0.2)
+        assert body.strip() == "served-by-csuser"
+        run("%kill_subprocess web")
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5)
+        run("%stop_runtime web")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
