@@ -88,6 +88,7 @@ def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, A
                 pass  # raised below as a local exception carrying the remote traceback
             elif kind not in _SKIP:
                 _publish(shell, kernel, parent, msg)
+                _track_comm(kernel, kc, msg)
         if stdin in events:
             msg = kc.stdin_channel.get_msg(timeout=0)
             if msg["msg_type"] == "input_request":
@@ -99,6 +100,55 @@ def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, A
     if reply.get("status") == "error":
         raise _remote_exception(reply)
     return reply
+
+
+def _track_comm(kernel: Any, kc: Any, msg: dict[str, Any]) -> None:
+    """Mirror the remote kernel's comms locally, so the frontend's messages find their way back.
+
+    A widget's comm is opened by the remote kernel; the notebook answers to the
+    *local* kernel. A proxy comm registered here under the same id forwards each
+    comm_msg/comm_close to the remote kernel and relays what that causes.
+    """
+    if kernel is None:
+        return
+    import comm as comm_pkg
+
+    manager = comm_pkg.get_comm_manager()
+    kind, content = msg["msg_type"], msg["content"]
+    if kind == "comm_open":
+        from ipykernel.comm import Comm
+
+        proxy = Comm(target_name=content.get("target_name", "comm"), comm_id=content["comm_id"], primary=False,
+                     target_module=content.get("target_module"))
+        proxy.on_msg(lambda local: _to_remote(kernel, kc, "comm_msg", local))
+        proxy.on_close(lambda local: _to_remote(kernel, kc, "comm_close", local))
+        manager.register_comm(proxy)
+    elif kind == "comm_close":
+        proxy = manager.comms.get(content.get("comm_id"))
+        if proxy is not None:
+            proxy._closed = True  # closed by the remote side: nothing to send back
+            manager.unregister_comm(proxy)
+
+
+def _to_remote(kernel: Any, kc: Any, kind: str, local: dict[str, Any]) -> None:
+    """Send a frontend's comm message to the remote kernel and relay its effects."""
+    parent = _current_parent(kernel)
+    request = kc.session.msg(kind, local["content"])
+    kc.session.send(kc.shell_channel.socket, request, buffers=local.get("buffers") or None)
+    msg_id = request["header"]["msg_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not kc.iopub_channel.socket.poll(1000):
+            continue
+        msg = kc.iopub_channel.get_msg(timeout=0)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status":
+            if msg["content"].get("execution_state") == "idle":
+                return
+        elif msg["msg_type"] not in _SKIP:
+            _publish(None, kernel, parent, msg)
+            _track_comm(kernel, kc, msg)
 
 
 def _check_alive(kc: Any, is_dead: Any, silent_for: float) -> None:

@@ -300,3 +300,43 @@ def test_run_subprocess_forwards_its_port_and_kill_subprocess_stops_it(registere
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_widget_on_a_runtime_follows_the_notebooks_changes(registered, tmp_path):
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: widgets}\nadditional_dependencies:\n  pip: [ipywidgets]\n")
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()  # plays the notebook frontend
+    kc.start_channels()
+    seen: list[dict] = []
+
+    def run(code, hook=None):
+        reply = kc.execute_interactive(code, timeout=300, output_hook=hook or (lambda m: seen.append(m)))
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    try:
+        kc.wait_for_ready(timeout=60)
+        run("import cybershuttle_magic")
+        run(f"%request_runtime wid --resource workstation --file {setup}\n%switch_runtime wid")
+        seen.clear()
+        run("import ipywidgets as w\nslider = w.IntSlider(value=1)\ndisplay(slider)")
+        opens = [m for m in seen if m["msg_type"] == "comm_open"
+                 and m["content"]["data"].get("state", {}).get("_model_name") == "IntSliderModel"]
+        assert opens, [m["msg_type"] for m in seen]
+        comm_id = opens[0]["content"]["comm_id"]
+        assert any(m["msg_type"] == "display_data" and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+                   for m in seen)
+        # the person moves the slider: the frontend sends comm_msg to *its* (local) kernel
+        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id,
+                                                          "data": {"method": "update", "state": {"value": 7},
+                                                                   "buffer_paths": []}}))
+        out: list[str] = []
+        run("print(slider.value)", hook=lambda m: out.append(m["content"].get("text", "")))
+        assert "".join(out).strip() == "7"
+        run("%stop_runtime wid")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
