@@ -340,3 +340,41 @@ def test_widget_on_a_runtime_follows_the_notebooks_changes(registered, tmp_path)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_arrives(registered, tmp_path):
+    import subprocess
+    import time as _time
+
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        for code in ("import cybershuttle_magic", "%request_runtime drop --resource workstation\n%switch_runtime drop"):
+            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
+        out: list[str] = []
+        msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
+        _time.sleep(2)
+        # The network drops: every SSH session of the test user is cut (the remote kernel keeps running).
+        killed = subprocess.run(["pkill", "-f", "^sshd: csuser"], capture_output=True)
+        assert killed.returncode == 0
+        deadline = _time.monotonic() + 60
+        while _time.monotonic() < deadline:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "".join(out).strip() == "result after the drop"
+        kc.execute_interactive("%stop_runtime drop", timeout=120, output_hook=lambda m: None)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
