@@ -411,7 +411,7 @@ class CybershuttleMagics(Magics):
         start = time.monotonic()
         handle = _Status(live)
         rt = runtime.wait(name, timeout=timeout, progress=lambda s: handle.update(
-            f"runtime {name}: job {s.lower()} ({time.monotonic() - start:.1f} s)"))
+            f"runtime {name}: {s} ({time.monotonic() - start:.1f} s)"))
         handle.update(f"runtime {name} is ready on {rt.resource} ({time.monotonic() - start:.1f} s)")
 
     def _client(self, name: str) -> Any:

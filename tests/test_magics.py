@@ -378,3 +378,19 @@ def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_path):
+    from cybershuttle import compute, runtime
+
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: x}\nadditional_dependencies:\n  modules: [hello/2.0]\n")
+    blocker = compute.execute("sleep 6", "testcluster", cpus=compute.get("testcluster").partitions[0]["cpus_per_node"])
+    runtime.request("queued", "testcluster", setup_file=str(setup))
+    seen: list[str] = []
+    runtime.wait("queued", progress=seen.append)
+    runtime.stop("queued")
+    compute.wait(blocker.id, timeout=60)
+    assert "job pending, position 1 in the queue" in seen
+    assert "job running" in seen
+    assert "cybershuttle: loading modules hello/2.0" in seen

@@ -47,6 +47,7 @@ class Environment:
         lines: list[str] = []
         if self.modules:
             mods = " ".join(shlex.quote(m) for m in self.modules)
+            lines.append(f"echo 'cybershuttle: loading modules {mods}' >&2")
             lines.append(f"module load {mods} || {{ echo 'cybershuttle: module load {mods} failed' >&2; exit 97; }}")
         if self.pip:
             env = f'"$HOME"/{ENVS_DIR}/{self.env_hash}'
@@ -65,6 +66,7 @@ class Environment:
                 "      else",
                 f'        {py} -m venv "$CS_ENV" && "$CS_ENV/bin/pip" install -q --disable-pip-version-check {reqs}',
                 '      fi && touch "$CS_ENV/.ready" || { rm -rf "$CS_ENV"; exit 98; }',
+                '      echo "cybershuttle: the Python environment is ready" >&2',
                 "    fi",
                 '  ) 9>"$CS_ENV.lock" || { echo "cybershuttle: could not prepare the Python environment" >&2; exit 98; }',
                 "fi",

@@ -134,7 +134,9 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
             text = line.decode(errors="replace")
             lines.append(text)
             if progress is not None and text.startswith("STATE "):
-                progress(text[6:])
+                progress(f"job {text[6:].lower()}")
+            elif progress is not None and text.startswith("LOG "):
+                progress(text[4:])
 
     for attempt in range(3):
         try:
@@ -267,16 +269,27 @@ def _wait_script(job: compute.Job, res: compute.Resource, timeout: float | None)
             f"p={{k: d.get(k, 0) for k in {list(PORTS)!r}}}; "
             "sys.exit(1) if not all(p.values()) else print(json.dumps(p))")
     read_ports = f"{python} -c {shlex.quote(code)} {conn}"
+    log = shlex.quote(f"{job.jobdir}/output.log")
     if job.kind == "slurm":
-        state = f"squeue -h -j {shlex.quote(job.native_id)} -o %T 2>/dev/null"
-        alive = "case \"$S\" in PENDING|CONFIGURING|RUNNING|COMPLETING) true;; *) false;; esac"
+        job_id = shlex.quote(job.native_id)
+        state = f"squeue -h -j {job_id} -o %T 2>/dev/null"
+        alive = "case \"$S\" in PENDING*|CONFIGURING|RUNNING|COMPLETING) true;; *) false;; esac"
+        # Position among the partition's pending jobs, by priority; looked up about once a second.
+        partition = shlex.quote(str(job.request.get("partition") or ""))
+        position = (f"if [ \"$S\" = PENDING ]; then if [ $((N % 20)) = 0 ]; then "
+                    f"POS=$(squeue -h -t PD -p {partition} --sort=-p,i -o %i 2>/dev/null | grep -n -x {job_id} | cut -d: -f1); fi; "
+                    "S=\"PENDING, position ${POS:-?} in the queue\"; fi; ")
     else:
         state = f"[ -e {shlex.quote(job.jobdir + '/result.json')} ] && echo ENDED || echo RUNNING"
         alive = "[ \"$S\" = RUNNING ]"
+        position = ""
     limit = f"[ $SECONDS -lt {int(timeout)} ] || {{ echo TIMEOUT; exit 4; }}; " if timeout else ""
-    return (f"SECONDS=0; LAST=; while true; do "
+    # Environment set-up lines the job writes (cybershuttle: ...) are relayed as they appear.
+    logs = (f"C=$(grep -c '^cybershuttle:' {log} 2>/dev/null || true); C=${{C:-0}}; if [ \"$C\" -gt \"$SEEN\" ]; then "
+            f"grep '^cybershuttle:' {log} | sed -n \"$((SEEN+1)),${{C}}p\" | sed 's/^/LOG /'; SEEN=$C; fi; ")
+    return (f"SECONDS=0; LAST=; SEEN=0; N=-1; POS=; while true; do N=$((N+1)); "
             f"if P=$({read_ports} 2>/dev/null); then echo \"PORTS $P\"; exit 0; fi; "
-            f"S=$({state}); if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; fi; "
+            f"S=$({state}); {position}if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; fi; {logs}"
             f"if ! {alive}; then echo DEAD; exit 3; fi; {limit}sleep 0.05; done")
 
 
