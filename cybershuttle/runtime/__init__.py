@@ -313,6 +313,13 @@ def _remove_remote_files(job: compute.Job) -> None:
 
 
 def _mark(rt: Runtime, state: str, message: str | None) -> Runtime:
+    if state == "DEAD":
+        # Ended behind our back (scancel, walltime, a crash): its connection file
+        # may survive the kernel, so remove it on this first contact.
+        try:
+            _remove_remote_files(compute.get_job(rt.job_id))
+        except CybershuttleError:
+            pass
     new = replace(rt, state=state, message=message)
     catalog().private.update(KIND, rt.name, lambda _: _to_data(new))
     return new

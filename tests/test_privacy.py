@@ -1,0 +1,171 @@
+"""Runtime kernels stay private on shared hosts: encrypted, loopback-only, no key material exposed."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cybershuttle import compute, profile, runtime, ssh
+
+SNOOP = r'''
+import sys, time, zmq
+host, ports, secret = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], sys.argv[3].encode()
+ctx = zmq.Context()
+subs = []
+for port in ports:
+    s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect(f"tcp://{host}:{port}"); subs.append(s)
+shell = ctx.socket(zmq.DEALER); shell.connect(f"tcp://{host}:{ports[0]}")
+shell.send_multipart([b"<IDS|MSG>", b"", b'{"msg_type": "execute_request"}', b"{}", b"{}", b'{"code": "import os; os.system(\'touch /tmp/pwned\')"}'])
+frames, leaked, deadline = 0, False, time.time() + float(sys.argv[4])
+poller = zmq.Poller()
+for s in subs + [shell]:
+    poller.register(s, zmq.POLLIN)
+while time.time() < deadline:
+    for sock, _ in poller.poll(200):
+        for part in sock.recv_multipart():
+            frames += 1
+            leaked = leaked or secret in part
+print(f"frames={frames} leaked={leaked}")
+'''
+
+
+@pytest.fixture
+def zmq_for_other_user(tmp_path_factory):
+    """pyzmq, readable by the second test user (copied from this venv: same CPython 3.11 ABI)."""
+    import zmq as zmq_pkg
+
+    site = Path(zmq_pkg.__file__).parent.parent
+    target = Path("/tmp") / f"cs-snoop-{uuid.uuid4().hex[:8]}"
+    target.mkdir(mode=0o755)
+    for name in ("zmq", "pyzmq.libs"):
+        if (site / name).exists():
+            shutil.copytree(site / name, target / name)
+    (target / "snoop.py").write_text(SNOOP)
+    subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
+    yield target
+    shutil.rmtree(target, ignore_errors=True)
+
+
+def _print_secret_for(kc, secret: str, seconds: float) -> threading.Thread:
+    code = f"import time\nfor _ in range({int(seconds * 10)}):\n    print({secret!r}, flush=True)\n    time.sleep(0.1)"
+    thread = threading.Thread(target=lambda: kc.execute_interactive(code, timeout=60, output_hook=lambda m: None))
+    thread.start()
+    return thread
+
+
+def test_other_users_and_plain_zmq_clients_read_nothing_and_cannot_execute(registered, cluster, zmq_for_other_user):
+    runtime.request("private", "workstation")
+    rt = runtime.wait("private")
+    kc = runtime.client("private")
+    secret = f"TOPSECRET-{uuid.uuid4().hex}"
+    Path("/tmp/pwned").unlink(missing_ok=True)
+    try:
+        remote_ports = ",".join(str(rt.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port",
+                                                                  "control_port", "hb_port"))
+        printer = _print_secret_for(kc, secret, 4)
+        other = ssh.Pool()
+        try:
+            conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
+            snooped = conn.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
+                               f"127.0.0.1 {remote_ports} {secret} 3", timeout=60).stdout
+        finally:
+            other.close_all()
+        info = runtime.connection_info("private")
+        local_ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        local = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, local_ports)), secret, "3"],
+                               capture_output=True, text=True, timeout=60).stdout
+        printer.join(60)
+        # the real client, with the keys, did receive it
+        out: list[str] = []
+        kc.execute_interactive(f"print({secret!r})", timeout=30,
+                               output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert secret in "".join(out)
+        assert "leaked=False" in snooped, snooped
+        assert "leaked=False" in local, local
+        assert not Path("/tmp/pwned").exists()  # the injected execute_request never ran
+    finally:
+        kc.stop_channels()
+        runtime.stop("private")
+
+
+def test_kernel_listens_on_loopback_and_files_are_private(registered, cluster):
+    runtime.request("files", "testcluster")
+    rt = runtime.wait("files")
+    job = compute.get_job(rt.job_id)
+    conn = ssh.connect(compute.get("testcluster").endpoint)
+    try:
+        listening = conn.run("ss -ltnH 2>/dev/null || netstat -ltn", check=False).stdout
+        for port in rt.remote_ports.values():
+            lines = [ln for ln in listening.splitlines() if f":{port} " in ln]
+            assert lines and all("127.0.0.1:" in ln for ln in lines), (port, lines)
+        modes = conn.run(f"stat -c '%a %n' {job.jobdir} {job.jobdir}/connection.json {job.jobdir}/job.sh").stdout
+        # jupyter_client sets the sticky bit on the directory it writes into: only permission bits matter
+        assert [m[-3:] for m in modes.split()[0::2]] == ["700", "600", "600"], modes
+        secrets = json.loads((profile.active().root / "runtimes" / "files.json").read_text())
+        assert stat.S_IMODE(os.stat(profile.active().root / "runtimes" / "files.json").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(profile.active().root / "runtimes").st_mode) == 0o700
+        key_material = [secrets["key"], secrets["curve_secretkey"]]
+        visible = [
+            conn.run(f"scontrol show job {job.native_id}", login_shell=True).stdout,
+            conn.run("ps -eo args", check=False).stdout,
+            conn.run(f"cat {job.jobdir}/output.log {job.jobdir}/job.sh", check=False).stdout,
+            (profile.active().catalog).read_bytes().decode(errors="replace"),
+            profile.active().site_catalog.read_bytes().decode(errors="replace")
+            if profile.active().site_catalog.exists() else "",
+        ]
+        for text in visible:
+            for material in key_material:
+                assert material not in text
+    finally:
+        runtime.stop("files")
+    assert not conn.run(f"test -e {job.jobdir}/connection.json", check=False).ok
+    assert not (profile.active().root / "runtimes" / "files.json").exists()
+
+
+def test_connection_file_of_a_cancelled_runtime_is_removed_on_next_contact(registered):
+    runtime.request("gone", "testcluster")
+    rt = runtime.wait("gone")
+    job = compute.get_job(rt.job_id)
+    compute.cancel(job.id)  # scancel behind the runtime's back (as a walltime end would)
+    deadline = time.time() + 30
+    while runtime.status("gone")["state"] != "DEAD" and time.time() < deadline:
+        time.sleep(0.5)
+    conn = ssh.connect(compute.get("testcluster").endpoint)
+    assert not conn.run(f"test -e {job.jobdir}/connection.json", check=False).ok
+
+
+def sys_python() -> str:
+    import sys
+
+    return sys.executable
+
+
+
+def test_the_snooper_reads_an_unencrypted_kernel(tmp_path):
+    """Control: the same snooper does read a plain local kernel, so the tests above can fail."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        secret = f"TOPSECRET-{uuid.uuid4().hex}"
+        printer = _print_secret_for(kc, secret, 4)
+        ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port]
+        out = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, ports)), secret, "3"],
+                             capture_output=True, text=True, timeout=60).stdout
+        printer.join(60)
+        assert "leaked=True" in out, out
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
