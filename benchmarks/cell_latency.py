@@ -5,6 +5,7 @@
      provisioner (the kernelspec path JupyterLab and papermill use);
   M  the same kind of runtime reached through a local kernel after `%switch_runtime`
      (the magic path, which unavoidably crosses two kernels).
+  P0 P without CurveZMQ encryption, to show what encryption costs.
 
 Prints median and p90 of each and ends with
 `ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median>`.
@@ -52,10 +53,12 @@ def main() -> None:
     from cybershuttle.runtime import provisioner
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
+    provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
     results = {}
     for label, kernel_name, setup in (
         ("L", "python3", None),
         ("P", "cybershuttle-bench", None),
+        ("P0", "cybershuttle-bench-plain", None),
         ("M", "python3", ["import cybershuttle_magic",
                           "%request_runtime mbench --resource bench-ssh\n%switch_runtime mbench"]),
     ):
@@ -76,7 +79,9 @@ def main() -> None:
             km.shutdown_kernel(now=False)
         print(f"{label}: median={results[label][0]:.2f} ms  p90={results[label][1]:.2f} ms", flush=True)
     (l_med, l_p90), (p_med, p_p90), (m_med, _) = results["L"], results["P"], results["M"]
-    print(f"cells={cells} (encrypted with CurveZMQ on P and M)")
+    p0_med, p0_p90 = results["P0"]
+    print(f"cells={cells}; P and M are CurveZMQ-encrypted, P0 is P without encryption: "
+          f"encrypted/plain median {p_med / p0_med:.2f}, p90 {p_p90 / p0_p90:.2f}")
     print(f"ratio={p_med / l_med:.2f} p90_ratio={p_p90 / l_p90:.2f} magic_ratio={m_med / (l_med + p_med):.2f}")
 
 

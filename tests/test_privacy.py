@@ -169,3 +169,12 @@ def test_the_snooper_reads_an_unencrypted_kernel(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_compute_show_says_the_runtime_is_encrypted(registered, cli):
+    runtime.request("shown", "workstation")
+    try:
+        out = cli("compute", "show", "workstation").out
+        assert "runtime:   shown (requested" in out and "CurveZMQ-encrypted, forwarded over SSH" in out
+    finally:
+        runtime.stop("shown")

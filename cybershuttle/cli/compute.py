@@ -77,6 +77,11 @@ def _show(args: argparse.Namespace) -> None:
     print(f"  lmod:      {f.get('lmod') or 'none'};  conda: {f.get('conda') or 'none'};  uv: {f.get('uv') or 'none'}")
     if f.get("free_disk_mb") is not None:
         print(f"  disk:      {f['free_disk_mb']} MB free in {f.get('home')}")
+    from .. import runtime
+
+    for rt in [r for r in runtime.list_all() if r.resource == res.name and r.state in runtime.LIVE_STATES]:
+        transport = "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "UNENCRYPTED"
+        print(f"  runtime:   {rt.name} ({rt.state.lower()}, job {rt.job_id}, {transport})")
 
 
 @group.verb("register", "check a resource and register it when every required check passes",

@@ -72,10 +72,12 @@ class Runtime:
 # -- public API ------------------------------------------------------------
 def request(name: str, resource: str, *, cpus: int | None = None, memory: str | int | None = None,
             gpus: int | None = None, walltime: str | int | None = None, partition: str | None = None,
-            account: str | None = None, qos: str | None = None, setup_file: str | None = None) -> tuple[Runtime, bool]:
+            account: str | None = None, qos: str | None = None, setup_file: str | None = None,
+            encrypt: bool = True) -> tuple[Runtime, bool]:
     """Start runtime `name` on `resource`, or re-attach to it if it is still running.
 
-    Returns the runtime and whether it was re-attached (no new job).
+    Returns the runtime and whether it was re-attached (no new job). `encrypt`
+    exists for the latency benchmark's comparison; leave it on.
     """
     names.validate(name, "runtime name")
     if name == "local":
@@ -93,16 +95,16 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
     import zmq
 
     public, secret = zmq.curve_keypair()
+    curve = {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()} if encrypt else {}
     connection = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
-                  "kernel_name": "", "curve_publickey": public.decode(), "curve_secretkey": secret.decode(),
-                  **{port: 0 for port in PORTS}}
+                  "kernel_name": "", **curve, **{port: 0 for port in PORTS}}
     job = compute.execute(_KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
                           partition=partition, account=account, qos=qos, setup_file=setup_file,
                           name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT,),
                           files={"connection.json": json.dumps(connection).encode()})
-    _write_secrets(name, {"key": key, "curve_publickey": public.decode(), "curve_secretkey": secret.decode()})
+    _write_secrets(name, {"key": key, **curve})
     rt = Runtime(name=name, resource=resource, job_id=job.id, request=job.request, setup_file=job.setup_file,
-                 created=time.time())
+                 created=time.time(), encrypted=bool(curve))
     catalog().private.add(KIND, name, _to_data(rt), catalog().user, replace=True)
     _close_local(name)
     return rt, False
@@ -213,9 +215,9 @@ def connection_info(name: str) -> dict[str, Any]:
             local_ports[port_name] = fwd.local_port
     else:
         local_ports = {p: int(rt.remote_ports[p]) for p in PORTS}
+    curve = {k: secrets[k] for k in ("curve_publickey", "curve_secretkey") if k in secrets}
     info = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", "key": secrets["key"],
-            "curve_publickey": secrets["curve_publickey"], "curve_secretkey": secrets["curve_secretkey"],
-            **local_ports}
+            **curve, **local_ports}
     with _local_lock:
         _local[name] = (forwards, info)
     return dict(info)

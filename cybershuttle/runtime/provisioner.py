@@ -16,7 +16,7 @@ from typing import Any
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Any as AnyTrait
-from traitlets import Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 PROVISIONER_NAME = "cybershuttle-provisioner"
 _REQUEST_KEYS = ("cpus", "memory", "gpus", "walltime", "partition", "account", "qos", "setup_file")
@@ -38,6 +38,7 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     qos = Unicode(None, allow_none=True)
     setup_file = Unicode(None, allow_none=True)
     timeout = Float(600.0, help="seconds to wait for the runtime to start")
+    encrypt = Bool(True, help="CurveZMQ on every socket (off only for benchmarks)")
 
     runtime_name: str | None = None
     _alive_checked_at: float = 0.0
@@ -60,7 +61,7 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                                "`cybershuttle compute kernelspec install R`")
         self.runtime_name = f"kernel-{(self.kernel_id or 'x')[:12]}"
         options = {k: getattr(self, k) for k in _REQUEST_KEYS if getattr(self, k) is not None}
-        await asyncio.to_thread(runtime.request, self.runtime_name, resource, **options)
+        await asyncio.to_thread(runtime.request, self.runtime_name, resource, encrypt=self.encrypt, **options)
         await asyncio.to_thread(runtime.wait, self.runtime_name, self.timeout)
         self._exit_code = None
         info = await asyncio.to_thread(runtime.connection_info, self.runtime_name)
