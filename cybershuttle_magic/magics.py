@@ -224,7 +224,7 @@ class CybershuttleMagics(Magics):
             print("Cells now run locally")
             return
         self._wait_ready(args.name, live=True, timeout=600.0)
-        self._client(args.name).wait_for_ready(timeout=60)
+        self._client(args.name)
         self.active = args.name
         from cybershuttle import runtime
 

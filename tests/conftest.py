@@ -137,3 +137,26 @@ def registered(resources_yml):
     assert [r.saved for r in results] == [True, True], [r.to_dict() for r in results]
     compute.register_local()
     return {r.resource.name: r for r in results}
+
+
+@pytest.fixture
+def local_kernel():
+    """A real local ipykernel and a client playing the notebook frontend."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def run_ok(kc, code: str, hook=None, **kwargs):
+    """Execute `code` through `kc`, asserting it succeeded; returns the reply."""
+    kwargs.setdefault("timeout", 240)
+    reply = kc.execute_interactive(code, output_hook=hook or (lambda m: None), **kwargs)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply

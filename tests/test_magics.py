@@ -1,11 +1,15 @@
 """The notebook magics, run by nbclient in real kernels against the loopback cluster."""
 from __future__ import annotations
 
+import time
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
+
+from conftest import run_ok
 
 
 def run_notebook(tmp_path, *cells: str, allow_errors: bool = False):
@@ -122,43 +126,12 @@ def test_interrupt_stops_the_remote_cell_and_the_runtime_survives(registered, tm
                             resources={"metadata": {"path": str(tmp_path)}})
     client.timeout_func = lambda cell: 8 if "sleep" in cell.source else 240
     client.interrupt_on_timeout = True
-    start = __import__("time").monotonic()
+    start = time.monotonic()
     client.execute()
-    assert __import__("time").monotonic() - start < 50  # not the 60 s of the sleep
+    assert time.monotonic() - start < 50  # not the 60 s of the sleep
     errors = [o for o in nb.cells[2].outputs if o.output_type == "error"]
     assert errors and errors[0].ename == "KeyboardInterrupt"
     assert text_of(nb.cells[3]).strip() == "still alive"
-
-
-def test_input_on_the_runtime_is_answered_through_the_notebook(registered, tmp_path):
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        for code in ("import cybershuttle_magic", "%request_runtime ask --resource workstation\n%switch_runtime ask"):
-            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
-        prompts, outputs = [], []
-
-        def answer(msg):
-            prompts.append(msg["content"]["prompt"])
-            kc.input("bob")
-
-        def collect(msg):
-            if msg["msg_type"] == "stream":
-                outputs.append(msg["content"]["text"])
-
-        reply = kc.execute_interactive("import getpass\nname = input('who? ')\nprint('hi', name, getpass.getuser())",
-                                       timeout=120, allow_stdin=True, stdin_hook=answer, output_hook=collect)
-        assert reply["content"]["status"] == "ok"
-        assert prompts == ["who? "] and "".join(outputs).strip() == "hi bob csuser"
-        kc.execute_interactive("%stop_runtime ask", timeout=120, output_hook=lambda m: None)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def test_notebooks_written_for_airavata_run_unchanged(registered, tmp_path):
@@ -197,42 +170,6 @@ def test_a_real_airavata_package_wins_over_the_stand_in(tmp_path, monkeypatch):
     assert beside.stdout.strip() == "airavata"
 
 
-def test_a_runtime_killed_mid_cell_fails_the_cell_instead_of_hanging(registered, tmp_path):
-    import time as _time
-
-    from jupyter_client.manager import KernelManager
-
-    from cybershuttle import compute, runtime
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        for code in ("import cybershuttle_magic", "%request_runtime doomed --resource testcluster\n%switch_runtime doomed"):
-            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
-        outputs = []
-        msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
-        _time.sleep(3)
-        compute.cancel(runtime.get("doomed").job_id)  # scancel, as a walltime end or an admin would
-        start = _time.monotonic()
-        reply = kc.get_shell_msg(timeout=90)
-        assert reply["parent_header"]["msg_id"] == msg_id
-        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "RuntimeLost"
-        assert _time.monotonic() - start < 60
-        while True:
-            msg = kc.get_iopub_msg(timeout=5)
-            if msg["msg_type"] == "error":
-                outputs.append("".join(msg["content"]["traceback"]))
-                break
-        assert "runtime doomed is gone" in outputs[0] and "CANCELLED" in outputs[0]
-        assert runtime.get("doomed").state == "DEAD"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
 def test_copy_data_in_every_direction(registered, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a.txt").write_text("alpha\n")
@@ -245,6 +182,7 @@ def test_copy_data_in_every_direction(registered, tmp_path):
         "%request_runtime cpa --resource workstation\n%request_runtime cpb --resource testcluster\n"
         "%wait_for_runtime cpa\n%wait_for_runtime cpb",
         "%%run_on cpa\nimport os, shutil\nshutil.rmtree('cs-copy', ignore_errors=True)\n"
+        "shutil.rmtree('cs-copy-b', ignore_errors=True)\n"
         "os.makedirs('cs-copy')\nos.chdir('cs-copy')",
         "%copy_data source=local:one.crd target=cpa:cs-copy/\n%copy_data source=local:data target=cpa:cs-copy/",
         "%%run_on cpa\nprint(open('one.crd').read(), open('data/sub/b.txt').read(), sorted(os.listdir('data')))",
@@ -262,124 +200,6 @@ def test_copy_data_in_every_direction(registered, tmp_path):
     assert "'cpa:nosuch.txt' does not exist" in text_of(nb.cells[7])
 
 
-def test_run_subprocess_forwards_its_port_and_kill_subprocess_stops_it(registered, tmp_path):
-    import re
-    import urllib.request
-
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    out: list[str] = []
-
-    def run(code):
-        reply = kc.execute_interactive(code, timeout=240, output_hook=lambda m: out.append(m["content"].get("text", "")))
-        assert reply["content"]["status"] == "ok", (reply["content"], out)
-
-    try:
-        kc.wait_for_ready(timeout=60)
-        run("import cybershuttle_magic")
-        run("%request_runtime web --resource workstation\n%wait_for_runtime web")
-        run('%run_subprocess web --command="mkdir -p ~/cs-web && cd ~/cs-web && echo served-by-$(id -un) > '
-            'index.html && exec python3 -m http.server 18765 --bind 127.0.0.1" --ports=18765')
-        local = int(re.search(r"web:18765 -> http://127.0.0.1:(\d+)", "".join(out)).group(1))
-        body = ""
-        for _ in range(50):  # the server needs a moment to bind
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read().decode()
-                break
-            except OSError:
-                __import__("time").sleep(0.2)
-        assert body.strip() == "served-by-csuser"
-        run("%kill_subprocess web")
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5)
-        run("%stop_runtime web")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
-def test_widget_on_a_runtime_follows_the_notebooks_changes(registered, tmp_path):
-    setup = tmp_path / "cybershuttle.yml"
-    setup.write_text("project: {name: widgets}\nadditional_dependencies:\n  pip: [ipywidgets]\n")
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()  # plays the notebook frontend
-    kc.start_channels()
-    seen: list[dict] = []
-
-    def run(code, hook=None):
-        reply = kc.execute_interactive(code, timeout=300, output_hook=hook or (lambda m: seen.append(m)))
-        assert reply["content"]["status"] == "ok", reply["content"]
-
-    try:
-        kc.wait_for_ready(timeout=60)
-        run("import cybershuttle_magic")
-        run(f"%request_runtime wid --resource workstation --file {setup}\n%switch_runtime wid")
-        seen.clear()
-        run("import ipywidgets as w\nslider = w.IntSlider(value=1)\ndisplay(slider)")
-        opens = [m for m in seen if m["msg_type"] == "comm_open"
-                 and m["content"]["data"].get("state", {}).get("_model_name") == "IntSliderModel"]
-        assert opens, [m["msg_type"] for m in seen]
-        comm_id = opens[0]["content"]["comm_id"]
-        assert any(m["msg_type"] == "display_data" and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
-                   for m in seen)
-        # the person moves the slider: the frontend sends comm_msg to *its* (local) kernel
-        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id,
-                                                          "data": {"method": "update", "state": {"value": 7},
-                                                                   "buffer_paths": []}}))
-        out: list[str] = []
-        run("print(slider.value)", hook=lambda m: out.append(m["content"].get("text", "")))
-        assert "".join(out).strip() == "7"
-        run("%stop_runtime wid")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
-def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_arrives(registered, tmp_path):
-    import subprocess
-    import time as _time
-
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        for code in ("import cybershuttle_magic", "%request_runtime drop --resource workstation\n%switch_runtime drop"):
-            assert kc.execute_interactive(code, timeout=240, output_hook=lambda m: None)["content"]["status"] == "ok"
-        out: list[str] = []
-        msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
-        _time.sleep(2)
-        # The network drops: every SSH session of the test user is cut (the remote kernel keeps running).
-        killed = subprocess.run(["pkill", "-f", "^sshd: csuser"], capture_output=True)
-        assert killed.returncode == 0
-        deadline = _time.monotonic() + 60
-        while _time.monotonic() < deadline:
-            msg = kc.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        reply = kc.get_shell_msg(timeout=30)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        assert "".join(out).strip() == "result after the drop"
-        kc.execute_interactive("%stop_runtime drop", timeout=120, output_hook=lambda m: None)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
 def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_path):
     from cybershuttle import compute, runtime
 
@@ -394,3 +214,116 @@ def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_pa
     assert "job pending, position 1 in the queue" in seen
     assert "job running" in seen
     assert "cybershuttle: loading modules hello/2.0" in seen
+
+
+def test_input_on_the_runtime_is_answered_through_the_notebook(registered, local_kernel):
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime ask --resource workstation\n%switch_runtime ask")
+    prompts, outputs = [], []
+
+    def answer(msg):
+        prompts.append(msg["content"]["prompt"])
+        kc.input("bob")
+
+    run_ok(kc, "import getpass\nname = input('who? ')\nprint('hi', name, getpass.getuser())", allow_stdin=True,
+           stdin_hook=answer, hook=lambda m: outputs.append(m["content"].get("text", "")))
+    assert prompts == ["who? "] and "".join(outputs).strip() == "hi bob csuser"
+    run_ok(kc, "%stop_runtime ask")
+
+
+@pytest.mark.parametrize("how", ["scancel", "walltime"])
+def test_a_runtime_that_ends_mid_cell_fails_the_cell_instead_of_hanging(registered, local_kernel, how):
+    from cybershuttle import compute, runtime
+
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    walltime = " --walltime 1" if how == "walltime" else ""
+    run_ok(kc, f"%request_runtime doomed --resource testcluster --queue short{walltime}\n%switch_runtime doomed")
+    msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
+    if how == "scancel":
+        time.sleep(3)
+        compute.cancel(runtime.get("doomed").job_id)  # as an administrator would
+    start = time.monotonic()
+    reply = kc.get_shell_msg(timeout=180)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "RuntimeLost"
+    assert time.monotonic() - start < 150
+    while (msg := kc.get_iopub_msg(timeout=10))["msg_type"] != "error":
+        pass
+    assert "runtime doomed is gone" in "".join(msg["content"]["traceback"])
+    assert ("CANCELLED" if how == "scancel" else "TIMEOUT") in "".join(msg["content"]["traceback"])
+    assert runtime.get("doomed").state == "DEAD"
+
+
+def test_run_subprocess_forwards_its_port_and_kill_subprocess_stops_it(registered, local_kernel):
+    import re
+    import urllib.request
+
+    kc = local_kernel
+    out: list[str] = []
+    collect = lambda m: out.append(m["content"].get("text", ""))  # noqa: E731
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime web --resource workstation\n%wait_for_runtime web")
+    run_ok(kc, '%run_subprocess web --command="mkdir -p ~/cs-web && cd ~/cs-web && echo served-by-$(id -un) > '
+               'index.html && exec python3 -m http.server 18765 --bind 127.0.0.1" --ports=18765', hook=collect)
+    local = int(re.search(r"web:18765 -> http://127.0.0.1:(\d+)", "".join(out)).group(1))
+    body = ""
+    for _ in range(50):  # the server needs a moment to bind
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read().decode()
+            break
+        except OSError:
+            time.sleep(0.2)
+    assert body.strip() == "served-by-csuser"
+    run_ok(kc, "%kill_subprocess web")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5)
+    run_ok(kc, "%stop_runtime web")
+
+
+def test_widget_on_a_runtime_follows_the_notebooks_changes(registered, local_kernel, tmp_path):
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: widgets}\nadditional_dependencies:\n  pip: [ipywidgets]\n")
+    kc = local_kernel  # plays the notebook frontend
+    seen: list[dict] = []
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, f"%request_runtime wid --resource workstation --file {setup}\n%switch_runtime wid", timeout=300)
+    run_ok(kc, "import ipywidgets as w\nslider = w.IntSlider(value=1)\ndisplay(slider)", hook=seen.append)
+    opens = [m for m in seen if m["msg_type"] == "comm_open"
+             and m["content"]["data"].get("state", {}).get("_model_name") == "IntSliderModel"]
+    assert opens, [m["msg_type"] for m in seen]
+    comm_id = opens[0]["content"]["comm_id"]
+    assert any(m["msg_type"] == "display_data" and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+               for m in seen)
+    # the person moves the slider: the frontend sends comm_msg to *its* (local) kernel
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+        "method": "update", "state": {"value": 7}, "buffer_paths": []}}))
+    out: list[str] = []
+    run_ok(kc, "print(slider.value)", hook=lambda m: out.append(m["content"].get("text", "")))
+    assert "".join(out).strip() == "7"
+    run_ok(kc, "%stop_runtime wid")
+
+
+def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_arrives(registered, local_kernel):
+    import subprocess
+
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime drop --resource workstation\n%switch_runtime drop")
+    out: list[str] = []
+    msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
+    time.sleep(2)
+    # The network drops: every SSH session of the test user is cut (the remote kernel keeps running).
+    assert subprocess.run(["pkill", "-f", "^sshd: csuser"], capture_output=True).returncode == 0
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
+    assert "".join(out).strip() == "result after the drop"
+    run_ok(kc, "%stop_runtime drop")

@@ -149,26 +149,17 @@ def sys_python() -> str:
 
 
 
-def test_the_snooper_reads_an_unencrypted_kernel(tmp_path):
+def test_the_snooper_reads_an_unencrypted_kernel(local_kernel):
     """Control: the same snooper does read a plain local kernel, so the tests above can fail."""
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        secret = f"TOPSECRET-{uuid.uuid4().hex}"
-        printer = _print_secret_for(kc, secret, 4)
-        ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port]
-        out = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, ports)), secret, "3"],
-                             capture_output=True, text=True, timeout=60).stdout
-        printer.join(60)
-        assert "leaked=True" in out, out
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    kc = local_kernel
+    secret = f"TOPSECRET-{uuid.uuid4().hex}"
+    printer = _print_secret_for(kc, secret, 4)
+    info = kc.get_connection_info()
+    ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+    out = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, ports)), secret, "3"],
+                         capture_output=True, text=True, timeout=60).stdout
+    printer.join(60)
+    assert "leaked=True" in out, out
 
 
 def test_compute_show_says_the_runtime_is_encrypted(registered, cli):

@@ -232,6 +232,9 @@ def client(name: str):
     kc.load_connection_info(info)
     kc.session.key = info["key"].encode()
     kc.start_channels()
+    # Until the IOPub subscription has reached the kernel, its output is dropped
+    # (ZeroMQ's slow joiner): wait_for_ready returns once IOPub answers.
+    kc.wait_for_ready(timeout=120)
     return kc
 
 
