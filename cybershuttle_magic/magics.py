@@ -158,6 +158,11 @@ class CybershuttleMagics(Magics):
         self._guard(self._close_tunnels, line)
 
     @line_magic
+    def open_web_terminal(self, line: str) -> None:
+        """Open a JupyterLab terminal on a runtime's host (inside its Slurm job): `%open_web_terminal NAME`."""
+        self._guard(self._open_web_terminal, line)
+
+    @line_magic
     def copy_data(self, line: str) -> None:
         """Copy files or directories: `%copy_data source=local:data target=hpc:.` (any direction)."""
         self._guard(self._copy_data, line)
@@ -359,6 +364,20 @@ class CybershuttleMagics(Magics):
             raise MagicUsageError(f"on {name}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
         return "".join(out)
 
+    def _open_web_terminal(self, line: str) -> None:
+        from . import terminal
+
+        p = _parser("open_web_terminal", "open a terminal on a runtime's host")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        server = terminal.find_server()
+        name = terminal.open_terminal(server, terminal.shell_command(args.name))
+        url = f"{server.get('base_url', '/')}lab/terminals/{name}"
+        from IPython.display import HTML, display
+
+        display(HTML(f'<a href="{url}" target="_blank">Terminal {name} on runtime {args.name}</a>'))
+        print(f"terminal {name} opened on {args.name}: {url}")
+
     def _copy_data(self, line: str) -> None:
         from cybershuttle.runtime import transfer
 
@@ -478,7 +497,12 @@ def _error(exc: Exception) -> None:
 
 
 def _choose(use: str, partition: str | None) -> tuple[str, str | None]:
-    """Pick, among `R:P` choices, the one that can start soonest (idle nodes first, then order)."""
+    """Pick, among `R:P` choices, the one that can start soonest.
+
+    Ranked by: idle nodes in the partition (a job starts now), then the number
+    of jobs already pending there, then the order given. A plain SSH resource
+    starts at once. Unreachable or unknown choices come last.
+    """
     from cybershuttle import compute, slurm
 
     choices = []
@@ -487,21 +511,24 @@ def _choose(use: str, partition: str | None) -> tuple[str, str | None]:
         choices.append((res_name, part or partition))
     if len(choices) == 1:
         return choices[0]
-    best, best_score = choices[0], None
+    ranked = []
     for order, (res_name, part) in enumerate(choices):
         try:
             res = compute.get(res_name)
-            idle = 1
-            if res.kind == "slurm":
-                parts = {p.name: p for p in slurm.partitions(res.shell())}
-                info = parts.get(part or res.default_partition or "")
-                idle = info.idle_nodes if info else -1
+            if res.kind != "slurm":
+                score: tuple[int, int] = (0, 0)
+            else:
+                shell = res.shell()
+                wanted = part or res.default_partition or ""
+                info = {p.name: p for p in slurm.partitions(shell)}.get(wanted)
+                pending = shell.run(f"squeue -h -t PD -p {shlex.quote(wanted)} -o %i | wc -l", login_shell=True,
+                                    check=False, timeout=30).stdout.strip()
+                score = (2, 0) if info is None else (0 if info.idle_nodes > 0 else 1,
+                                                     int(pending) if pending.isdigit() else 0)
         except CybershuttleError:
-            idle = -1  # unreachable or unknown: last resort
-        score = (0 if idle > 0 else 1 if idle == 0 else 2, order)
-        if best_score is None or score < best_score:
-            best, best_score = (res_name, part), score
-    return best
+            score = (3, 0)
+        ranked.append((score, order, (res_name, part)))
+    return min(ranked)[2]
 
 
 def _print_dry_run(name: str, res: Any, req: Any, setup: Any) -> None:

@@ -327,3 +327,22 @@ def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_
     assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
     assert "".join(out).strip() == "result after the drop"
     run_ok(kc, "%stop_runtime drop")
+
+
+def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registered):
+    from cybershuttle import compute
+    from cybershuttle_magic.magics import _choose
+
+    cpus = compute.get("testcluster").partitions[0]["cpus_per_node"]
+    blockers = [compute.execute("sleep 30", "testcluster", cpus=cpus, partition="short") for _ in range(2)]
+    try:
+        # the node is full: both partitions have no idle node; 'short' has a pending job, 'debug' none
+        deadline = time.time() + 20
+        while compute.status(blockers[0].id).state != "RUNNING" and time.time() < deadline:
+            time.sleep(0.2)
+        assert _choose("testcluster:short,testcluster:debug", None) == ("testcluster", "debug")
+        assert _choose("testcluster:debug,workstation:", None) == ("workstation", None)
+        assert _choose("nowhere:x,testcluster:debug", None) == ("testcluster", "debug")
+    finally:
+        for job in blockers:
+            compute.cancel(job.id)
