@@ -43,10 +43,11 @@ class Endpoint:
     user: str = field(default_factory=getpass.getuser)
     key: str | None = None  # private key file; None: agent, then ~/.ssh/id_*
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+    via: Endpoint | None = None  # reach this host through another (a compute node through its login node)
 
     @property
     def label(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
+        return f"{self.user}@{self.host}:{self.port}" + (f" via {self.via.host}" if self.via else "")
 
     @property
     def known_hosts_path(self) -> Path:
@@ -192,7 +193,7 @@ class Pool:
     def __init__(self) -> None:
         self._connections: dict[Endpoint, Connection] = {}
         self._keys: dict[str, paramiko.PKey] = {}  # decrypted keys: a passphrase is asked once
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a node is reached through its login host
 
     def connect(self, endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
         """A live connection to `endpoint`, reusing the pooled one when it is alive."""
@@ -221,11 +222,18 @@ class Pool:
     # -- connecting --------------------------------------------------------
     def _open(self, endpoint: Endpoint, prompter: Prompter) -> paramiko.Transport:
         known = _known_keys(endpoint)
-        try:
-            sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT_S)
-        except OSError as exc:
-            raise SSHError(f"cannot reach {endpoint.host}:{endpoint.port} ({exc}): check the host, the port and your network") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock: socket.socket | paramiko.Channel
+        if endpoint.via is not None:
+            # A second SSH session inside a direct-tcpip channel of the first: the
+            # node is checked and authenticated like any other host.
+            sock = self.connect(endpoint.via, prompter).open_tunnel(endpoint.host, endpoint.port)
+        else:
+            try:
+                sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT_S)
+            except OSError as exc:
+                raise SSHError(f"cannot reach {endpoint.host}:{endpoint.port} ({exc}): check the host, the port "
+                               "and your network") from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
         if known:
             # Negotiate a host key type we have on record, so a server that also

@@ -153,3 +153,24 @@ def test_sbatch_job_submitted_through_the_pool_runs_as_the_user(cluster, ssh_poo
             break
         time.sleep(0.2)
     assert state == "COMPLETED"
+
+
+def test_a_node_is_reached_through_its_login_host(cluster, ssh_pool):
+    login = cluster.endpoint()
+    node = cluster.endpoint(host="localhost", via=login)  # [localhost]:2222 is pinned in known_hosts too
+    conn = ssh_pool.connect(node)
+    assert conn.run("id -un").stdout == f"{cluster.user}\n"
+    assert conn.transport is not ssh_pool.connect(login).transport
+    assert "via 127.0.0.1" in node.label
+
+
+def test_kernel_endpoint_hops_only_to_other_nodes(registered):
+    from cybershuttle import compute
+    from cybershuttle.runtime import Runtime, kernel_endpoint
+
+    res = compute.get("testcluster")
+    same = Runtime(name="a", resource=res.name, job_id="x", node="localhost")
+    other = Runtime(name="b", resource=res.name, job_id="x", node="node042")
+    assert kernel_endpoint(same, res) == res.endpoint
+    hop = kernel_endpoint(other, res)
+    assert (hop.host, hop.port, hop.via) == ("node042", res.port, res.endpoint)

@@ -17,7 +17,7 @@ _lock = threading.Lock()
 
 def open_tunnels(name: str, ports: list[int]) -> dict[int, int]:
     """Forward `ports` of runtime `name`'s host; returns {remote port: local port}."""
-    from . import get
+    from . import get, kernel_endpoint
 
     for port in ports:
         if not 0 < port < 65536:
@@ -33,7 +33,7 @@ def open_tunnels(name: str, ports: list[int]) -> dict[int, int]:
             elif not res.remote:
                 mapping[port] = port  # the runtime runs on this machine
             else:
-                endpoint = res.endpoint
+                endpoint = kernel_endpoint(rt, res)
                 fwd = forwarder().add(rt.remote_host, port, lambda h, p: ssh.connect(endpoint).open_tunnel(h, p))
                 mine[port] = fwd
                 mapping[port] = fwd.local_port
