@@ -157,7 +157,7 @@ def install_kernelspec(resource: str, *, name: str | None = None, display_name: 
     }
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=2))
-        return KernelSpecManager().install_kernel_spec(tmp, kernel_name, user=True, replace=True)
+        return KernelSpecManager().install_kernel_spec(tmp, kernel_name, user=True)
 
 
 def remove_kernelspec(resource: str, name: str | None = None) -> str:
