@@ -24,12 +24,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 from . import names
 from .errors import AlreadyExistsError, CybershuttleError, NotFoundError
 
 Scope = Literal["private", "public"]
+T = TypeVar("T")
 
 #: Ordered schema migrations; entry i brings the schema from version i to i+1.
 MIGRATIONS: list[str] = [
@@ -282,6 +283,21 @@ def catalog() -> Catalog:
     if key not in _catalogs:
         _catalogs[key] = Catalog(Registry(prof.catalog, "private"), Registry(prof.site_catalog, "public"), prof.user)
     return _catalogs[key]
+
+
+def dump_record(record: Any, key: str) -> dict[str, Any]:
+    """A dataclass record as catalog data (without `key`, which is the entry's name)."""
+    data = asdict(record)
+    data.pop(key)
+    return data
+
+
+def load_record(cls: Callable[..., T], key: str, name: str, data: dict[str, Any]) -> T:
+    """The inverse of `dump_record`; keys this version does not know are ignored."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: name}, **{k: v for k, v in data.items() if k in known and k != key})
 
 
 def _dumps(data: dict[str, Any]) -> str:

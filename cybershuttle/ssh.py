@@ -80,6 +80,13 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    def check(self, where: str) -> Result:
+        """Return self, or raise RemoteCommandError with the command's last line of output."""
+        if not self.ok:
+            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise RemoteCommandError(f"{where}: {self.command!r} exited with {self.exit_code}: {detail[0]}")
+        return self
+
 
 class Connection:
     """One authenticated transport; cheap channels for commands, SFTP and forwards."""
@@ -126,12 +133,7 @@ class Connection:
             if code == -1 and not self.transport.is_active():
                 raise SSHError(f"{self.endpoint.label}: the connection dropped while running {command!r}")
         result = Result(command, code, out.decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
-        if check and not result.ok:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
-            raise RemoteCommandError(
-                f"{self.endpoint.label}: {command!r} exited with {result.exit_code}: {detail[0]}"
-            )
-        return result
+        return result.check(self.endpoint.label) if check else result
 
     def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
         """Run `command`, handing its stdout (stderr merged) to `sink` as it arrives.

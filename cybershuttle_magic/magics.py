@@ -118,7 +118,9 @@ class CybershuttleMagics(Magics):
         except CybershuttleError as exc:
             _error(exc)
             return None
-        forwarding.run_cell(self.shell, kc, cell, is_dead=lambda: _death_of(name))
+        from cybershuttle import runtime
+
+        forwarding.run_cell(self.shell, kc, cell, is_dead=lambda: runtime.gone_reason(name))
         return None
 
     @line_magic
@@ -192,7 +194,9 @@ class CybershuttleMagics(Magics):
         args = p.parse_args(_split(line))
         resource, partition = args.resource, args.partition
         if args.use:
-            resource, partition = _choose(args.use, partition)
+            from cybershuttle.compute import soonest
+
+            resource, partition = soonest(args.use, partition)
         if not resource:
             raise MagicUsageError(f"%request_runtime {args.name}: say where with --resource R or --use R:PARTITION")
         setup = setupfile.load(args.file) if args.file else None
@@ -474,19 +478,6 @@ class _Status:
             print(text)
 
 
-def _death_of(name: str) -> str | None:
-    """Why runtime `name` is gone, or None while its job still runs."""
-    from cybershuttle import runtime
-
-    try:
-        status = runtime.status(name)
-    except CybershuttleError:
-        return None  # cannot tell right now: the heartbeat decides
-    if status["state"] in runtime.LIVE_STATES:
-        return None
-    return f"runtime {name} is gone: {status.get('message') or status['state'].lower()}"
-
-
 def _split(line: str) -> list[str]:
     return shlex.split(line, comments=True)
 
@@ -494,41 +485,6 @@ def _split(line: str) -> list[str]:
 def _error(exc: Exception) -> None:
     sys.stderr.write(f"\x1b[31mcybershuttle: {exc}\x1b[0m\n")
     sys.stderr.flush()
-
-
-def _choose(use: str, partition: str | None) -> tuple[str, str | None]:
-    """Pick, among `R:P` choices, the one that can start soonest.
-
-    Ranked by: idle nodes in the partition (a job starts now), then the number
-    of jobs already pending there, then the order given. A plain SSH resource
-    starts at once. Unreachable or unknown choices come last.
-    """
-    from cybershuttle import compute, slurm
-
-    choices = []
-    for item in use.split(","):
-        res_name, _, part = item.strip().partition(":")
-        choices.append((res_name, part or partition))
-    if len(choices) == 1:
-        return choices[0]
-    ranked = []
-    for order, (res_name, part) in enumerate(choices):
-        try:
-            res = compute.get(res_name)
-            if res.kind != "slurm":
-                score: tuple[int, int] = (0, 0)
-            else:
-                shell = res.shell()
-                wanted = part or res.default_partition or ""
-                info = {p.name: p for p in slurm.partitions(shell)}.get(wanted)
-                pending = shell.run(f"squeue -h -t PD -p {shlex.quote(wanted)} -o %i | wc -l", login_shell=True,
-                                    check=False, timeout=30).stdout.strip()
-                score = (2, 0) if info is None else (0 if info.idle_nodes > 0 else 1,
-                                                     int(pending) if pending.isdigit() else 0)
-        except CybershuttleError:
-            score = (3, 0)
-        ranked.append((score, order, (res_name, part)))
-    return min(ranked)[2]
 
 
 def _print_dry_run(name: str, res: Any, req: Any, setup: Any) -> None:

@@ -331,7 +331,7 @@ def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_
 
 def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registered):
     from cybershuttle import compute
-    from cybershuttle_magic.magics import _choose
+    from cybershuttle.compute import soonest
 
     cpus = compute.get("testcluster").partitions[0]["cpus_per_node"]
     blockers = [compute.execute("sleep 30", "testcluster", cpus=cpus, partition="short") for _ in range(2)]
@@ -340,9 +340,9 @@ def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registere
         deadline = time.time() + 20
         while compute.status(blockers[0].id).state != "RUNNING" and time.time() < deadline:
             time.sleep(0.2)
-        assert _choose("testcluster:short,testcluster:debug", None) == ("testcluster", "debug")
-        assert _choose("testcluster:debug,workstation:", None) == ("workstation", None)
-        assert _choose("nowhere:x,testcluster:debug", None) == ("testcluster", "debug")
+        assert soonest("testcluster:short,testcluster:debug", None) == ("testcluster", "debug")
+        assert soonest("testcluster:debug,workstation:", None) == ("workstation", None)
+        assert soonest("nowhere:x,testcluster:debug", None) == ("testcluster", "debug")
     finally:
         for job in blockers:
             compute.cancel(job.id)

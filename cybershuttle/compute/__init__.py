@@ -16,12 +16,12 @@ from .job import get as get_job
 from .job import list_jobs as jobs
 from .request import Request, RequestError
 from .resources import (Check, Registration, Resource, ResourceSpecError, configure, get, import_file, list_all,
-                        register_local, statuses, validate_and_register)
+                        register_local, soonest, statuses, validate_and_register)
 from .resources import list_all as list  # noqa: A001 - `cybershuttle compute list`
 from .usage import usage
 
 __all__ = [
     "Check", "Job", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel", "configure",
     "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs", "refresh", "register_local",
-    "status", "statuses", "usage", "validate_and_register", "wait",
+    "soonest", "status", "statuses", "usage", "validate_and_register", "wait",
 ]

@@ -15,13 +15,13 @@ from __future__ import annotations
 import secrets
 import shlex
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import profile, slurm
 from ..errors import CybershuttleError, NotFoundError, SSHError
-from ..registry import catalog
+from ..registry import catalog, dump_record, load_record
 from . import environment, request, resources
 from .resources import Resource
 from .shell import Shell, write_file
@@ -253,18 +253,10 @@ def _submit_slurm(shell: Shell, res: Resource, req: request.Request, env: enviro
                   jobdir: str, workdir: str, job_name: str, command: str) -> str:
     directives = [f"--job-name={job_name}", f"--output={jobdir}/output.log", f"--chdir={workdir}",
                   "--nodes=1", "--ntasks=1", f"--cpus-per-task={req.cpus}"]
-    if req.partition:
-        directives.append(f"--partition={req.partition}")
-    if req.memory_mb:
-        directives.append(f"--mem={req.memory_mb}M")
-    if req.walltime:
-        directives.append(f"--time={req.walltime}")
-    if req.gpus:
-        directives.append(f"--gres=gpu:{req.gpus}")
-    if req.account:
-        directives.append(f"--account={req.account}")
-    if req.qos:
-        directives.append(f"--qos={req.qos}")
+    optional = {"--partition": req.partition, "--mem": req.memory_mb and f"{req.memory_mb}M",
+                "--time": req.walltime, "--gres": req.gpus and f"gpu:{req.gpus}", "--account": req.account,
+                "--qos": req.qos}
+    directives += [f"{flag}={value}" for flag, value in optional.items() if value]
     script = "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives),
                          f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", env.preamble(), command, ""])
     q = shlex.quote(jobdir)
@@ -397,11 +389,8 @@ def _save(job: Job) -> None:
 
 
 def _to_data(job: Job) -> dict[str, Any]:
-    data = job.to_dict()
-    data.pop("id")
-    return data
+    return dump_record(job, "id")
 
 
 def _from_data(job_id: str, data: dict[str, Any]) -> Job:
-    known = {f.name for f in fields(Job)}
-    return Job(id=job_id, **{k: v for k, v in data.items() if k in known})
+    return load_record(Job, "id", job_id, data)

@@ -13,6 +13,7 @@ user's private catalog and override a site resource's defaults.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -232,7 +233,42 @@ def statuses(resources: list[Resource]) -> dict[str, dict[str, Any]]:
         return dict(zip([r.name for r in resources], pool.map(status, resources)))
 
 
+def soonest(choices: str, partition: str | None = None) -> tuple[str, str | None]:
+    """Pick, among `R:P[,R2:P2...]`, the choice that can start a job soonest.
+
+    Ranked by: idle nodes in the partition (a job starts now), then the number
+    of jobs already pending there, then the order given. A plain SSH or local
+    resource starts at once. Unreachable or unknown choices come last.
+    """
+    parsed = []
+    for item in choices.split(","):
+        name, _, part = item.strip().partition(":")
+        parsed.append((name, part or partition))
+    if len(parsed) == 1:
+        return parsed[0]
+    ranked = []
+    for order, (name, part) in enumerate(parsed):
+        try:
+            ranked.append((_start_score(get(name), part), order, (name, part)))
+        except CybershuttleError:
+            ranked.append(((3, 0), order, (name, part)))
+    return min(ranked)[2]
+
+
 # -- helpers ---------------------------------------------------------------
+def _start_score(res: Resource, part: str | None) -> tuple[int, int]:
+    if res.kind != "slurm":
+        return (0, 0)
+    shell = res.shell()
+    wanted = part or res.default_partition or ""
+    info = {p.name: p for p in slurm.partitions(shell)}.get(wanted)
+    if info is None:
+        return (2, 0)
+    pending = shell.run(f"squeue -h -t PD -p {shlex.quote(wanted)} -o %i | wc -l", login_shell=True,
+                        check=False, timeout=30).stdout.strip()
+    return (0 if info.idle_nodes > 0 else 1, int(pending) if pending.isdigit() else 0)
+
+
 def _from_entry(entry: Entry) -> Resource:
     data = dict(entry.data)
     known = {f.name for f in fields(Resource)}

@@ -38,10 +38,7 @@ class LocalShell:
             raise RemoteCommandError(f"{self.label}: {command!r} did not finish within {timeout} s") from exc
         result = ssh.Result(command, proc.returncode, proc.stdout.decode(errors="replace"),
                             proc.stderr.decode(errors="replace"))
-        if check and not result.ok:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
-            raise RemoteCommandError(f"{self.label}: {command!r} exited with {result.exit_code}: {detail[0]}")
-        return result
+        return result.check(self.label) if check else result
 
     def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
         argv = ["bash", "-lc" if login_shell else "-c", command]

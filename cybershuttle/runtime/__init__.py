@@ -27,13 +27,13 @@ import shlex
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import compute, names, profile, ssh
 from ..errors import CybershuttleError, NotFoundError, SSHError
-from ..registry import catalog
+from ..registry import catalog, dump_record, load_record
 from .forward import Forward, forwarder
 
 KIND = "runtime"
@@ -191,6 +191,17 @@ def status(name: str) -> dict[str, Any]:
         rt = _mark(rt, "DEAD", _ended_message(job))
     return {**rt.to_dict(), "job": job.to_dict(),
             "transport": "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "unencrypted"}
+
+
+def gone_reason(name: str) -> str | None:
+    """Why runtime `name` is gone, or None while its job runs (or while that cannot be told)."""
+    try:
+        info = status(name)
+    except CybershuttleError:
+        return None  # unreachable right now: the caller's heartbeat decides
+    if info["state"] in LIVE_STATES:
+        return None
+    return f"runtime {name} is gone: {info.get('message') or info['state'].lower()}"
 
 
 def connection_info(name: str) -> dict[str, Any]:
@@ -373,11 +384,8 @@ def _read_secrets(name: str) -> dict[str, str]:
 
 
 def _to_data(rt: Runtime) -> dict[str, Any]:
-    data = rt.to_dict()
-    data.pop("name")
-    return data
+    return dump_record(rt, "name")
 
 
 def _from_data(name: str, data: dict[str, Any]) -> Runtime:
-    known = {f.name for f in fields(Runtime)}
-    return Runtime(name=name, **{k: v for k, v in data.items() if k in known})
+    return load_record(Runtime, "name", name, data)
