@@ -143,12 +143,13 @@ def register_local() -> tuple[Resource, bool]:
 
 
 def validate_and_register(spec: dict[str, Any], *, public: bool = False, replace_existing: bool = False,
-                          prompter: ssh.Prompter | None = None) -> Registration:
+                          prompter: ssh.Prompter | None = None, save: bool = True) -> Registration:
     """Check a resource described by `spec` and save it when all required checks pass.
 
     `spec` holds name, kind, host, port, user, key, known_hosts, partition,
     account, qos (the keys of a `resources.yml` entry). Returns every check's
-    result, whether or not it was saved.
+    result, whether or not it was saved. `save=False` only runs the checks
+    (the web form's "test connection").
     """
     resource = _parse_spec(spec)
     if not replace_existing and catalog().find(KIND, resource.name) is not None:
@@ -157,7 +158,7 @@ def validate_and_register(spec: dict[str, Any], *, public: bool = False, replace
     checks, facts = _inspect(resource, prompter)
     resource = replace(resource, facts=facts, python=resource.python or facts.get("python"))
     registration = Registration(resource, checks, saved=False)
-    if registration.ok:
+    if registration.ok and save:
         catalog().add(KIND, resource.name, resource.to_data(), public=public, replace=replace_existing)
         registration.saved = True
     return registration
