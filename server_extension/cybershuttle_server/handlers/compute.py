@@ -1,0 +1,159 @@
+"""Compute resources (list with live status, the validating registration the
+web form uses), jobs (list, logs, cancel) and runtimes (list, stop)."""
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from cybershuttle import compute, runtime
+from cybershuttle.errors import CybershuttleError
+
+from .base import CybershuttleHandler, Route
+
+#: Form fields of the registration form that are not resource fields.
+_FORM_ALIASES = {"key_file": "key"}
+_FORM_FLAGS = ("public", "check_only")
+
+
+def resource_json(res: compute.Resource, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = {"name": res.name, "scope": res.scope, **res.to_data()}
+    if status is not None:
+        data["status"] = status
+    return data
+
+
+def _resource_text(res: compute.Resource) -> str:
+    return " ".join(str(v) for v in (res.name, res.kind, res.host or "this machine", res.partition or ""))
+
+
+class ComputeListHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Resources; with their live status unless ?status=0 (one thread per resource)."""
+        resources = await self.call(compute.list_all)
+        query = self.get_query_argument("q", None)
+        if query:
+            resources = [r for r in resources if query.lower() in _resource_text(r).lower()]
+        _, limit, offset = self.paging()
+        shown = resources[offset:None if limit is None else offset + limit]
+        live = await self.call(compute.statuses, shown) if self.flag("status", True) else {}
+        self.write_list([resource_json(r, live.get(r.name)) for r in shown], total=len(resources))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Register a resource exactly as `cybershuttle compute register` does.
+
+        Body (form or JSON): name, kind, host, port, user, key_file (or key),
+        known_hosts, partition, account, qos, python, public. `?check_only=1`
+        (or a check_only field) runs every check and saves nothing.
+        """
+        fields = self.body()
+        check_only = self.flag("check_only") or _truthy(fields.get("check_only"))
+        public = _truthy(fields.get("public"))
+        spec = registration_spec(fields)
+        result = await self.call(compute.validate_and_register, spec, public=public, save=not check_only)
+        self.write_json({**result.to_dict(), "check_only": check_only}, status=201 if result.saved else 200)
+
+
+def registration_spec(fields: dict[str, Any]) -> dict[str, Any]:
+    """Form fields as a resource spec: empty fields dropped, aliases mapped, port a number."""
+    spec: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _FORM_FLAGS or value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        spec[_FORM_ALIASES.get(key, key)] = value.strip() if isinstance(value, str) else value
+    if isinstance(spec.get("port"), str):
+        try:
+            spec["port"] = int(spec["port"])
+        except ValueError:
+            raise CybershuttleError(f"port must be a number from 1 to 65535, got {spec['port']!r}") from None
+    return spec
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+class ComputeItemHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """One resource with its live status and its live runtimes."""
+        res = await self.call(compute.get, name)
+        status = (await self.call(compute.statuses, [res]))[res.name]
+        runtimes = [r.to_dict() for r in await self.call(runtime.list_all)
+                    if r.resource == name and r.state in runtime.LIVE_STATES]
+        self.write_json({**resource_json(res, status), "runtimes": runtimes})
+
+
+class JobsHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Jobs, newest first, with states asked of their resources.
+
+        ?resource=NAME limits to one resource; ?active=1 hides ended jobs.
+        """
+        resource = self.get_query_argument("resource", None) or None
+        jobs = await self.call(compute.jobs, resource, include_finished=not self.flag("active"))
+        self.write_page(jobs, search=lambda j: f"{j.id} {j.name} {j.command} {j.state}")
+
+
+class JobHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, job_id: str) -> None:
+        """One job with its live state."""
+        self.write_json((await self.call(compute.status, job_id)).to_dict())
+
+
+class JobLogsHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, job_id: str) -> None:
+        """What the job wrote so far; ?offset=N returns only what follows byte N."""
+        offset = self.int_argument("offset", 0) or 0
+        data = await self.call(compute.logs, job_id)
+        self.write_json({"id": job_id, "size": len(data), "offset": offset,
+                         "log": data[offset:].decode(errors="replace")})
+
+
+class JobCancelHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def post(self, job_id: str) -> None:
+        """Cancel the job and wait (up to a minute) until it has ended."""
+        self.write_json((await self.call(compute.cancel, job_id)).to_dict())
+
+
+class RuntimesHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Runtimes as recorded (REQUESTED, READY, STOPPED, DEAD); live changes arrive on /events."""
+        runtimes = await self.call(runtime.list_all)
+        self.write_page(runtimes, search=lambda r: f"{r.name} {r.resource} {r.state}")
+
+
+class RuntimeStopHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Stop the runtime's job and remove its files and keys."""
+        self.write_json((await self.call(runtime.stop, name)).to_dict())
+
+
+def search(query: str) -> list[dict[str, Any]]:
+    """Resources whose name, kind, host or partition contain `query` (for /search)."""
+    needle = query.lower()
+    return [{"kind": "compute", "name": r.name, "detail": f"{r.kind} {r.host or 'this machine'}"}
+            for r in compute.list_all() if needle in _resource_text(r).lower()]
+
+
+ROUTES = [
+    Route("compute", ComputeListHandler, ("GET", "POST"),
+          "GET: resources with live status (?status=0 skips it); POST: register (form or JSON; ?check_only=1)"),
+    Route("compute/{name}", ComputeItemHandler, ("GET",), "one resource, its live status and runtimes"),
+    Route("jobs", JobsHandler, ("GET",), "jobs with live states (?resource=, ?active=1)"),
+    Route("jobs/{id}", JobHandler, ("GET",), "one job with its live state"),
+    Route("jobs/{id}/logs", JobLogsHandler, ("GET",), "the job's output so far (?offset=bytes)"),
+    Route("jobs/{id}/cancel", JobCancelHandler, ("POST",), "cancel a job"),
+    Route("runtimes", RuntimesHandler, ("GET",), "runtimes"),
+    Route("runtimes/{name}/stop", RuntimeStopHandler, ("POST",), "stop a runtime"),
+]
