@@ -16,6 +16,7 @@ a site catalog can later move to PostgreSQL behind the same methods.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sqlite3
@@ -119,16 +120,20 @@ class Registry:
             raise self._missing(kind, name)
         return entry
 
-    def list(self, kind: str, search: str | None = None) -> list[Entry]:
-        """Entries of one kind sorted by name; `search` filters name and data text."""
-        sql = "SELECT kind, name, owner, data, created, updated FROM entries WHERE kind=?"
-        params: list[Any] = [kind]
-        if search:
-            sql += " AND (name LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')"
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [pattern, pattern]
-        rows = self._conn().execute(sql + " ORDER BY name", params).fetchall()
+    def list(self, kind: str, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Entry]:
+        """Entries of one kind sorted by name; `search` filters name and data text; `limit`/`offset` page."""
+        where, params = self._where(kind, search)
+        sql = f"SELECT kind, name, owner, data, created, updated FROM entries WHERE {where} ORDER BY name"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
+        rows = self._conn().execute(sql, params).fetchall()
         return [self._entry(r) for r in rows]
+
+    def names(self, kind: str, search: str | None = None) -> list[str]:
+        """Just the names `list` would return (no JSON decoding: cheap for counting and paging)."""
+        where, params = self._where(kind, search)
+        return [r[0] for r in self._conn().execute(f"SELECT name FROM entries WHERE {where} ORDER BY name", params)]
 
     def remove(self, kind: str, name: str) -> Entry:
         """Remove and return an entry."""
@@ -139,8 +144,9 @@ class Registry:
             db.execute("DELETE FROM entries WHERE kind=? AND name=?", (kind, name))
         return entry
 
-    def count(self, kind: str) -> int:
-        return self._conn().execute("SELECT count(*) FROM entries WHERE kind=?", (kind,)).fetchone()[0]
+    def count(self, kind: str, search: str | None = None) -> int:
+        where, params = self._where(kind, search)
+        return self._conn().execute(f"SELECT count(*) FROM entries WHERE {where}", params).fetchone()[0]
 
     def schema_version(self) -> int:
         return self._conn().execute("PRAGMA user_version").fetchone()[0]
@@ -200,6 +206,15 @@ class Registry:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    @staticmethod
+    def _where(kind: str, search: str | None) -> tuple[str, list[Any]]:
+        where, params = "kind=?", [kind]
+        if search:
+            where += " AND (name LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')"
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [pattern, pattern]
+        return where, params
+
     def _get(self, db: sqlite3.Connection, kind: str, name: str) -> Entry | None:
         row = db.execute(
             "SELECT kind, name, owner, data, created, updated FROM entries WHERE kind=? AND name=?", (kind, name)
@@ -249,10 +264,28 @@ class Catalog:
             raise NotFoundError(f"no {kind} named {name!r} ({hint})")
         return entry
 
-    def list(self, kind: str, search: str | None = None) -> list[Entry]:
-        entries = {e.name: e for e in self.public.list(kind, search)}
-        entries.update({e.name: e for e in self.private.list(kind, search)})
-        return [entries[n] for n in sorted(entries)]
+    def list(self, kind: str, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Entry]:
+        """Both scopes merged by name (private shadows public); `limit`/`offset` page the merged list."""
+        if limit is None and not offset:
+            entries = {e.name: e for e in self.public.list(kind, search)}
+            entries.update({e.name: e for e in self.private.list(kind, search)})
+            return [entries[n] for n in sorted(entries)]
+        # Page over the names first (no JSON decoding), then read only the page's rows: a
+        # page's names are one contiguous run in each scope's sorted list.
+        public, private = self.public.names(kind, search), self.private.names(kind, search)
+        page = sorted(set(public) | set(private))[offset:None if limit is None else offset + limit]
+        found: dict[str, Entry] = {}
+        for registry, known in ((self.public, public), (self.private, private)):
+            if not page:
+                break
+            lo, hi = bisect.bisect_left(known, page[0]), bisect.bisect_right(known, page[-1])
+            if hi > lo:
+                found.update({e.name: e for e in registry.list(kind, search, limit=hi - lo, offset=lo)})
+        return [found[n] for n in page if n in found]
+
+    def count(self, kind: str, search: str | None = None) -> int:
+        """How many entries `list(kind, search)` returns, without decoding them."""
+        return len(set(self.public.names(kind, search)) | set(self.private.names(kind, search)))
 
     def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Entry:
         entry = self.get(kind, name)
