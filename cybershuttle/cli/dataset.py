@@ -1,27 +1,145 @@
 """`cybershuttle dataset ...`"""
 from __future__ import annotations
 
+import argparse
+import sys
+from typing import Any
+
+from .output import print_json, print_table
 from .verbs import Group, arg
 
-ISSUE = "Storage and datasets"
 NAME = arg("name", help="the dataset's name")
 
 group = Group("dataset")
-group.planned(
+
+
+@group.verb(
     "register", "register a dataset over a storage path, a local path or a URL",
-    "cybershuttle dataset register --name cifar10 --location https://host/cifar.tar.gz --after_download_command 'tar -xz' --public",
-    ISSUE,
+    "cybershuttle dataset register --name cifar10 --location https://host/cifar.tar.gz --after_download_command 'tar -xz' --public\n"
+    "  cybershuttle dataset register --name weather --location 'https://api.host/v1/obs?day={day}' "
+    "--auth-header X-API-Key --auth-env WEATHER_TOKEN",
     arg("--name", required=True, help="the dataset's name"),
-    arg("--location", required=True, help="STORAGE:PATH, a local path or a URL"),
+    arg("--location", required=True, help="STORAGE:PATH, a local path or a URL (an API dataset: a URL template)"),
     arg("--after-download-command", metavar="CMD", help="run in the cache directory with the download on stdin"),
     arg("--public", action="store_true", help="visible to every user of the site catalog"),
     arg("--description", help="one line saying what it is"),
     arg("--fields", metavar="NAME:TYPE,...", help="the dataset's fields"),
+    arg("--api", action="store_true", help="an API dataset: requests pass through, nothing is cached"),
+    arg("--auth-header", metavar="HEADER", help="API dataset: the header carrying the credential (default Authorization)"),
+    arg("--auth-env", metavar="VAR", help="API dataset: the environment variable holding the credential (never stored)"),
+    listing=True,
 )
-group.planned("list", "list datasets (public and your own)", "cybershuttle dataset list --json", ISSUE, listing=True)
-group.planned("show", "show one dataset and its locations", "cybershuttle dataset show cifar10", ISSUE, NAME)
-group.planned("load", "resolve a dataset to a read-only local path (cached)", "cybershuttle dataset load cifar10 --to ./data", ISSUE,
-              NAME, arg("--to", metavar="DIR", help="also link it into DIR"))
-group.planned("add-location", "add another copy of a dataset", "cybershuttle dataset add-location cifar10 hpc:/datasets/cifar10", ISSUE,
-              NAME, arg("location", help="STORAGE:PATH, a local path or a URL"))
-group.planned("rm", "remove a dataset", "cybershuttle dataset rm cifar10", ISSUE, NAME)
+def _register(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    ds = dataset.register(args.name, args.location, after_download_command=args.after_download_command,
+                          public=args.public, description=args.description or "", fields=args.fields,
+                          auth_header=args.auth_header, auth_env=args.auth_env, api=args.api)
+    if args.json:
+        print_json(ds.to_dict())
+        return
+    print(f"dataset {ds.name!r} registered ({'public' if ds.public else 'private'}): {ds.locations[0]}")
+
+
+@group.verb("list", "list datasets (public and your own)", "cybershuttle dataset list --json",
+            arg("--search", metavar="TEXT", help="only datasets whose name or details contain TEXT"), listing=True)
+def _list(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    items = dataset.list_all(args.search)
+    if args.json:
+        print_json([d.to_dict() for d in items])
+        return
+    print_table([{"name": d.name, "scope": "public" if d.public else "private", "owner": d.owner,
+                  "kind": "api" if d.api else "data", "locations": len(d.locations),
+                  "description": _short(d.description)} for d in items],
+                [("name", "name"), ("kind", "kind"), ("scope", "scope"), ("owner", "owner"),
+                 ("locations", "locations"), ("description", "description")],
+                empty="(no datasets; `cybershuttle dataset register --help` shows how to add one)")
+
+
+@group.verb("show", "show one dataset and its locations", "cybershuttle dataset show cifar10",
+            NAME, arg("--resource", metavar="R", help="order the locations for work on compute resource R"),
+            listing=True)
+def _show(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    ds = dataset.get(args.name)
+    order = dataset.where(args.name, args.resource) if not ds.api else []
+    if args.json:
+        print_json({**ds.to_dict(), "nearest": order})
+        return
+    print(f"{ds.name} ({'public' if ds.public else 'private'}, owner {ds.owner})")
+    if ds.description:
+        print(f"  description: {ds.description}")
+    if ds.api:
+        print(f"  API URL:     {ds.api['url_template']}")
+        print(f"  parameters:  {', '.join(ds.api['parameters']) or '(none)'}")
+        if ds.api.get("auth_env"):
+            print(f"  credential:  header {ds.api['auth_header']} from ${ds.api['auth_env']} (not stored)")
+    for i, item in enumerate(order):
+        print(f"  {'location:' if i == 0 else '         '}   {item['location']}  [{item['where']}]")
+        record = ds.checksums.get(item["location"])
+        if record:
+            size = f", {record['size']} bytes" if record.get("size") is not None else ""
+            print(f"               sha256 {record['sha256']}{size}")
+    if ds.after_download_command:
+        print(f"  after download: {ds.after_download_command}")
+    if ds.fields:
+        print("  fields:      " + ", ".join(f"{f['name']}: {f['type']}" for f in ds.fields))
+
+
+@group.verb("load", "resolve a dataset to a read-only local path (cached)", "cybershuttle dataset load cifar10 --to ./data",
+            NAME, arg("--to", metavar="DIR", help="also link it into DIR"),
+            arg("--resource", metavar="R", help="the work runs on compute resource R: use a copy there in place"))
+def _load(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    with _progress(f"loading {args.name}") as progress:
+        path = dataset.load(args.name, args.to, progress=progress, resource=args.resource)
+    print(path)
+
+
+@group.verb("add-location", "add another copy of a dataset", "cybershuttle dataset add-location cifar10 hpc:/datasets/cifar10",
+            NAME, arg("location", help="STORAGE:PATH, a local path or a URL"))
+def _add_location(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    ds = dataset.add_location(args.name, args.location)
+    print(f"dataset {ds.name!r} now has {len(ds.locations)} locations: {', '.join(ds.locations)}")
+
+
+@group.verb("rm", "remove a dataset", "cybershuttle dataset rm cifar10", NAME)
+def _rm(args: argparse.Namespace) -> None:
+    from .. import dataset
+
+    ds = dataset.remove(args.name)
+    print(f"dataset {ds.name!r} removed")
+
+
+def _short(text: str, width: int = 50) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class _progress:
+    """A rich progress bar on a terminal, nothing otherwise (the path alone goes to stdout)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return None
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self.bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.title, total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,381 @@
+"""Datasets: a name over one or more locations, resolved to a read-only local path.
+
+`load(name)` uses the nearest location (`locations` explains the order): one
+on the host where the work runs is used in place; otherwise the data is
+fetched once into the content-addressed cache (`cache`), resumably, its
+sha256 recorded in the catalog, the after-download command (if any) run on
+it, and the result sealed read-only.
+
+API datasets are different: the catalog keeps a URL template and the *name*
+of the header and of the environment variable holding the credential, never
+the credential; `request(name, **params)` passes straight through to the API.
+"""
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import names
+from ..errors import CybershuttleError, NotFoundError, UsageError
+from ..registry import Entry, catalog
+from . import cache, fetch, locations
+from .locations import Location, LocationError
+
+KIND = "dataset"
+Progress = Callable[[int, "int | None"], None]
+
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]<>, ]{0,63}")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Dataset:
+    """One dataset as every front end sees it (no secrets: only names of them)."""
+
+    name: str
+    locations: list[str]
+    description: str = ""
+    fields: list[dict[str, str]] = field(default_factory=list)
+    after_download_command: str | None = None
+    api: dict[str, Any] | None = None  # {"url_template", "auth_header", "auth_env", "parameters"}
+    #: per fetched location, {"sha256": hex, "size": bytes or None (a directory)}, recorded on first load
+    checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
+    public: bool = False
+    owner: str = ""
+    created: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def register(name: str, location: str, *, after_download_command: str | None = None, public: bool = False,
+             description: str = "", fields: str | list[Any] | None = None, auth_header: str | None = None,
+             auth_env: str | None = None, api: bool = False) -> Dataset:
+    """Register a dataset (see the module doc); `fields` is "name:type,..." or a list of pairs.
+
+    `api=True` (implied by `auth_header`/`auth_env`) registers an API dataset whose
+    location is a URL template such as `https://host/v1/items?page={page}`.
+    """
+    names.validate(name, "dataset name")
+    api = api or bool(auth_header or auth_env)
+    data: dict[str, Any] = {"description": description or "", "fields": parse_fields(fields)}
+    if api:
+        if after_download_command:
+            raise UsageError("an API dataset passes requests through and caches nothing: "
+                             "drop --after-download-command")
+        data["api"] = _api_spec(location, auth_header, auth_env)
+        data["locations"] = [location.strip()]
+    else:
+        if after_download_command is not None and not after_download_command.strip():
+            raise UsageError("the after-download command is empty: give a command such as 'tar -xz', or leave it out")
+        data["locations"] = [locations.parse(location).text]
+        data["after_download_command"] = after_download_command
+    return _from_entry(catalog().add(KIND, name, data, public=public))
+
+
+def get(name: str) -> Dataset:
+    """The dataset called `name` (your own, or a public one)."""
+    return _from_entry(catalog().get(KIND, name))
+
+
+def list_all(search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Dataset]:
+    """Datasets you can see (public and your own), sorted by name, optionally one page of them."""
+    if limit is not None and limit < 0 or offset < 0:
+        raise UsageError("limit and offset must not be negative")
+    return [_from_entry(e) for e in catalog().list(KIND, search, limit=limit, offset=offset)]
+
+
+def count(search: str | None = None) -> int:
+    """How many datasets `list_all(search)` would return."""
+    return catalog().count(KIND, search)
+
+
+def add_location(name: str, location: str) -> Dataset:
+    """Add another copy of a dataset; `load` reads from the nearest one."""
+    ds = get(name)
+    if ds.api:
+        raise UsageError(f"{name!r} is an API dataset: it has a single URL template")
+    text = locations.parse(location).text
+
+    def change(data: dict[str, Any]) -> None:
+        if text in data["locations"]:
+            raise CybershuttleError(f"{text!r} is already a location of dataset {name!r}")
+        data["locations"] = [*data["locations"], text]
+
+    return _from_entry(catalog().update(KIND, name, change))
+
+
+def remove(name: str) -> Dataset:
+    """Remove a dataset from the catalog, and its cache entries no other dataset of yours uses."""
+    entry = catalog().remove(KIND, names.validate(name, "dataset name"))
+    cache.drop_refs(name)
+    return _from_entry(entry)
+
+
+def where(name: str, resource: str | None = None) -> list[dict[str, Any]]:
+    """The dataset's locations nearest first, with their tier, for work on `resource` (None: here)."""
+    ds = get(name)
+    res = _resource(resource)
+    return [{"location": loc.text, "tier": tier, "where": locations.TIER_WORDS[tier]}
+            for tier, loc in locations.nearest([locations.parse(t, check=False) for t in ds.locations], res)]
+
+
+def load(name: str, to: str | os.PathLike[str] | None = None, *, progress: Progress | None = None,
+         resource: str | None = None) -> str:
+    """A read-only path holding the dataset, for work on this machine (or on compute `resource`).
+
+    With `to`, also a symlink `to/NAME` pointing there, whose path is returned.
+    """
+    ds = get(name)
+    if ds.api:
+        raise UsageError(f"{name!r} is an API dataset and is not downloaded: call "
+                         f"cybershuttle.dataset.request({name!r}, ...) to query it")
+    res = _resource(resource)
+    ranked = locations.nearest([locations.parse(t, check=False) for t in ds.locations], res)
+    errors: list[str] = []
+    failures: list[BaseException] = []
+    for tier, loc in ranked:
+        try:
+            if tier <= locations.SAME_RESOURCE and not (ds.after_download_command and loc.kind != "path"):
+                path = _in_place(loc)
+                if ds.after_download_command and tier == locations.HERE:
+                    path = _prepare(ds, loc, Path(path), progress)
+            elif res is not None and res.host:
+                errors.append(f"{loc.text}: not on {res.name}; copy it to a storage there "
+                              f"(`cybershuttle storage cp`) and `dataset add-location {name} STORAGE:PATH`")
+                continue
+            else:
+                path = _fetch(ds, loc, progress)
+        except (CybershuttleError, OSError) as exc:
+            errors.append(f"{loc.text}: {exc}")
+            failures.append(exc)
+            continue
+        return _link(path, to, name) if to is not None else path
+    if len(failures) == 1 and len(ranked) == 1:
+        raise failures[0]
+    raise CybershuttleError(f"dataset {name!r} could not be loaded from any of its locations:\n  "
+                            + "\n  ".join(errors))
+
+
+def api_url(name: str, **params: Any) -> str:
+    """The API dataset's URL with `params` filled in (URL-quoted)."""
+    spec = _api(name)
+    wanted = spec["parameters"]
+    missing = [p for p in wanted if p not in params]
+    unknown = [p for p in params if p not in wanted]
+    if missing or unknown:
+        raise UsageError(f"API dataset {name!r} takes the parameters {', '.join(wanted) or '(none)'}"
+                         + (f"; missing: {', '.join(missing)}" if missing else "")
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return spec["url_template"].format(**{k: urllib.parse.quote(str(v), safe="") for k, v in params.items()})
+
+
+def request(name: str, **params: Any) -> bytes:
+    """Call an API dataset: the URL filled in, the credential read from its environment variable."""
+    spec = _api(name)
+    url = api_url(name, **params)
+    headers = {"User-Agent": "cybershuttle"}
+    if spec.get("auth_env"):
+        secret = os.environ.get(spec["auth_env"])
+        if not secret:
+            raise CybershuttleError(f"API dataset {name!r} reads its credential from the environment variable "
+                                    f"{spec['auth_env']}: set it (it is never stored)")
+        headers[spec["auth_header"]] = secret
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_REQUEST_TIMEOUT_S) as r:
+            return r.read()
+    except urllib.error.HTTPError as exc:
+        raise CybershuttleError(f"API dataset {name!r}: HTTP {exc.code} {exc.reason} from "
+                                f"{urllib.parse.urlsplit(url).hostname}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise CybershuttleError(f"API dataset {name!r}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def parse_fields(fields: str | list[Any] | None) -> list[dict[str, str]]:
+    """`"image:tensor,label:int"` (or pairs, or dicts) -> [{"name": ..., "type": ...}, ...]."""
+    if fields is None or fields == "":
+        return []
+    if isinstance(fields, str):
+        pairs = []
+        for part in re.split(r",(?![^\[<]*[\]>])", fields):  # commas inside tensor[3,32,32] stay
+            fname, sep, ftype = part.strip().partition(":")
+            if not sep:
+                raise UsageError(f"field {part.strip()!r} has no type: write --fields name:type,... "
+                                 "(for example image:tensor,label:int)")
+            pairs.append((fname.strip(), ftype.strip()))
+    else:
+        pairs = [(f["name"], f["type"]) if isinstance(f, dict) else tuple(f) for f in fields]
+    out: list[dict[str, str]] = []
+    for fname, ftype in pairs:
+        if not _FIELD.fullmatch(fname or ""):
+            raise UsageError(f"{fname!r} is not a valid field name: letters, digits, '_', '.', '-'")
+        if not _TYPE.fullmatch(ftype or ""):
+            raise UsageError(f"field {fname!r} has an invalid type {ftype!r}: use a type name such as int, "
+                             "float, str, image, tensor[3,32,32]")
+        if any(f["name"] == fname for f in out):
+            raise UsageError(f"field {fname!r} is given twice")
+        out.append({"name": fname, "type": ftype})
+    return out
+
+
+# -- internals -------------------------------------------------------------
+def _api_spec(location: str, auth_header: str | None, auth_env: str | None) -> dict[str, Any]:
+    loc = locations.parse(location.replace("{", "").replace("}", ""), check=False)
+    if loc.kind != "url":
+        raise LocationError(f"an API dataset needs an http(s) URL template, not {location!r}")
+    params = locations.template_fields(location)
+    if auth_header and not _HEADER.fullmatch(auth_header):
+        raise UsageError(f"{auth_header!r} is not a valid HTTP header name (for example Authorization, X-API-Key)")
+    if auth_env and not _ENV_VAR.fullmatch(auth_env):
+        raise UsageError(f"{auth_env!r} is not a valid environment variable name (for example MY_API_TOKEN)")
+    if auth_header and not auth_env:
+        raise UsageError(f"name the environment variable holding the {auth_header} value with --auth-env VAR "
+                         "(the credential itself is never stored)")
+    secret = os.environ.get(auth_env) if auth_env else None
+    if secret and secret in location:
+        raise UsageError("the URL template contains the credential itself: put a {placeholder} or nothing there "
+                         "and let --auth-env supply it")
+    return {"url_template": location.strip(), "auth_header": (auth_header or "Authorization") if auth_env else None,
+            "auth_env": auth_env, "parameters": params}
+
+
+def _api(name: str) -> dict[str, Any]:
+    ds = get(name)
+    if not ds.api:
+        raise UsageError(f"{name!r} is not an API dataset: use cybershuttle.dataset.load({name!r})")
+    return ds.api
+
+
+def _resource(name: str | None) -> Any:
+    if name is None:
+        return None
+    from .. import compute
+
+    return compute.get(name)
+
+
+def _in_place(loc: Location) -> str:
+    if loc.kind == "path":
+        if not os.path.exists(loc.path):
+            raise NotFoundError(f"{loc.path} no longer exists")
+        return loc.path
+    from .. import storage
+
+    return storage.path(loc.text)
+
+
+def _fetch(ds: Dataset, loc: Location, progress: Progress | None) -> str:
+    """Fetch a URL or storage location into the cache (once), then prepare it."""
+    known = _known_digest(ds, loc)
+    if known and cache.lookup(known):
+        blob_entry = cache.lookup(known)
+        assert blob_entry is not None
+        files = list(blob_entry.iterdir())
+        blob = files[0] if len(files) == 1 else blob_entry
+    elif loc.kind == "url":
+        partial = fetch.http_get(loc.text, cache.partial_path(loc.text), progress=progress)
+        blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial),
+                              cache.safe_name(Path(urllib.parse.urlsplit(loc.text).path).name))
+    elif _storage_isdir(loc):
+        work = cache.workdir()
+        try:
+            fetch.storage_tree(loc.text, work, progress=progress)
+            digest = _verified(ds, loc, cache.tree_sha256(work), work)
+        except BaseException:
+            cache.discard(work)
+            raise
+        blob = cache.commit(work, digest)
+    else:
+        partial = fetch.storage_file(loc.text, cache.partial_path(loc.text), progress=progress)
+        blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial),
+                              cache.safe_name(Path(loc.path).name))
+    entry = blob if blob.is_dir() else blob.parent
+    cache.add_refs(ds.name, [entry.name])
+    _remember(loc, entry.name)
+    return _prepare(ds, loc, blob, progress)
+
+
+def _prepare(ds: Dataset, loc: Location, blob: Path, progress: Progress | None) -> str:
+    """Run the after-download command (if any) on a file; returns the path to use."""
+    if not ds.after_download_command:
+        return str(blob)
+    if blob.is_dir():
+        raise CybershuttleError(f"{loc.text} is a directory: an after-download command gets a file on its "
+                                "standard input")
+    digest = cache.file_sha256(blob) if loc.kind == "path" else (blob.parent.name)
+    out = cache.run_after_download(ds.after_download_command, blob,
+                                   cache.key_of(f"{digest}\n{ds.after_download_command}"))
+    cache.add_refs(ds.name, [out.name])
+    return str(out)
+
+
+def _verified(ds: Dataset, loc: Location, digest: str, got: Path) -> str:
+    """Check a fresh download against the recorded checksum, or record it (owner only)."""
+    recorded = ds.checksums.get(loc.text, {}).get("sha256")
+    if recorded and recorded != digest:
+        cache.discard(got) if got.is_dir() else got.unlink(missing_ok=True)
+        raise CybershuttleError(
+            f"the data at {loc.text} does not match the checksum recorded for dataset {ds.name!r} "
+            f"(sha256 {recorded}, now {digest}): it changed since; if that is expected, "
+            f"`cybershuttle dataset rm {ds.name}` and register it again"
+        )
+    if not recorded:
+        record = {"sha256": digest, "size": got.stat().st_size if got.is_file() else None}
+
+        def change(data: dict[str, Any]) -> None:
+            data["checksums"] = {**data.get("checksums", {}), loc.text: record}
+
+        entry = catalog().find(KIND, ds.name)
+        if entry is not None and entry.owner == catalog().user:
+            catalog().update(KIND, ds.name, change)
+        # a public dataset of another user: only its owner records the checksum
+    return digest
+
+
+def _known_digest(ds: Dataset, loc: Location) -> str | None:
+    if ds.checksums.get(loc.text):
+        return ds.checksums[loc.text]["sha256"]
+    remembered = cache.root() / "sources" / cache.key_of(loc.text)
+    return remembered.read_text().strip() if remembered.exists() else None
+
+
+def _remember(loc: Location, digest: str) -> None:
+    sources = cache.root() / "sources"
+    sources.mkdir(mode=0o700, exist_ok=True)
+    (sources / cache.key_of(loc.text)).write_text(digest)
+
+
+def _storage_isdir(loc: Location) -> bool:
+    from .. import storage
+
+    return bool(storage.fs(loc.storage).isdir(storage.path(loc.text)))
+
+
+def _link(path: str, to: str | os.PathLike[str], name: str) -> str:
+    directory = Path(to).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / name
+    if link.exists() and not link.is_symlink():
+        raise CybershuttleError(f"{link} already exists and is not a link made by `dataset load`: "
+                                "choose another --to directory or move it away")
+    tmp = directory / f".{name}.link-tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(path)
+    os.replace(tmp, link)
+    return str(link)
+
+
+def _from_entry(entry: Entry) -> Dataset:
+    d = entry.data
+    return Dataset(name=entry.name, locations=list(d.get("locations", [])), description=d.get("description", ""),
+                   fields=list(d.get("fields", [])), after_download_command=d.get("after_download_command"),
+                   api=d.get("api"), checksums=dict(d.get("checksums", {})),
+                   public=entry.scope == "public", owner=entry.owner, created=entry.created)
