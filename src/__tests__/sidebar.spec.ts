@@ -1,0 +1,128 @@
+import { Sidebar } from '../sidebar';
+import { fakeApi, flush, pagedRoute } from './helpers';
+
+function datasets(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `ds-${String(i).padStart(5, '0')}`);
+}
+
+function build(routes: Record<string, any>, extra: Partial<ConstructorParameters<typeof Sidebar>[0]> = {}) {
+  const { api, calls } = fakeApi(routes);
+  let opened = 0;
+  const sidebar = new Sidebar({ api, openRegisterForm: () => opened++, searchDelay: 0, ...extra });
+  document.body.appendChild(sidebar.node);
+  return { sidebar, calls, opened: () => opened };
+}
+
+const rowKeys = (sidebar: Sidebar, list: string) =>
+  [...sidebar.node.querySelectorAll<HTMLElement>(`[data-list="${list}"] .cs-WindowedList-row`)].map(r => r.dataset.key);
+
+describe('Sidebar', () => {
+  it('has the six sections and one search box', () => {
+    const { sidebar } = build({});
+    expect(sidebar.sections.map(s => s.spec.title)).toEqual([
+      'Storage', 'Datasets', 'Compute', 'Sessions & Templates', 'Applications', 'Models'
+    ]);
+    expect(sidebar.node.querySelectorAll('input[type="search"]')).toHaveLength(1);
+  });
+
+  it('shows 10,000 datasets with one page fetched and few rows in the DOM', async () => {
+    const { sidebar, calls } = build({ 'GET datasets': pagedRoute(datasets(10000)) }, { sections: ['datasets'] });
+    await sidebar.refresh();
+    const list = sidebar.node.querySelector<HTMLElement>('[data-list="datasets"]')!;
+    expect(list.dataset.total).toBe('10000');
+    expect(list.querySelector('.cs-List-count')!.textContent).toBe('10000');
+    expect(rowKeys(sidebar, 'datasets').length).toBeLessThan(30);
+    expect(rowKeys(sidebar, 'datasets')[0]).toBe('ds-00000');
+    expect(calls.map(c => c.path)).toEqual(['datasets?limit=200&offset=0']);
+  });
+
+  it('searches every section with the one box', async () => {
+    const { sidebar, calls } = build({
+      'GET datasets': pagedRoute(datasets(10000)),
+      'GET storage': pagedRoute(['home', 'scratch-ds-01234'])
+    }, { sections: ['storage', 'datasets'] });
+    await sidebar.refresh();
+    sidebar.search.value = 'ds-01234';
+    sidebar.search.dispatchEvent(new Event('input'));
+    await new Promise(r => setTimeout(r, 10));
+    await sidebar.list('datasets')!.loaded;
+    await sidebar.list('storage')!.loaded;
+    expect(rowKeys(sidebar, 'datasets')).toEqual(['ds-01234']);
+    expect(rowKeys(sidebar, 'storage')).toEqual(['scratch-ds-01234']);
+    expect(calls.filter(c => c.path.includes('q=ds-01234'))).toHaveLength(2);
+  });
+
+  it('applies live job events in place and reloads for unknown jobs', async () => {
+    let jobs = [{ id: '17', name: 'train', resource: 'cluster', state: 'PENDING' }];
+    const { sidebar, calls } = build({ 'GET jobs': () => ({ items: jobs, total: jobs.length }) }, { sections: ['compute'] });
+    await sidebar.list('jobs')!.load();
+    const badge = () => sidebar.node.querySelector('[data-list="jobs"] [data-key="17"] .cs-badge')!;
+    expect(badge().textContent).toBe('PENDING');
+    sidebar.onEvent(JSON.stringify({ kind: 'job', id: '17', state: 'RUNNING', final: false }));
+    expect(badge().textContent).toBe('RUNNING');
+    // Cancel is offered only while the job runs.
+    const cancel = () => [...sidebar.node.querySelectorAll('[data-list="jobs"] [data-key="17"] button')].map(b => b.textContent);
+    expect(cancel()).toContain('Cancel');
+    sidebar.onEvent(JSON.stringify({ kind: 'job', id: '17', state: 'COMPLETED', final: true }));
+    expect(cancel()).not.toContain('Cancel');
+    jobs = [...jobs, { id: '18', name: 'eval', resource: 'cluster', state: 'RUNNING' }];
+    const before = calls.length;
+    sidebar.onEvent(JSON.stringify({ kind: 'job', id: '18', state: 'RUNNING' }));
+    await sidebar.list('jobs')!.loaded;
+    expect(calls.length).toBe(before + 1);
+    expect(rowKeys(sidebar, 'jobs')).toEqual(['17', '18']);
+    sidebar.onEvent('not json');
+  });
+
+  it('shows resource status and opens the registration form', async () => {
+    const { sidebar, opened } = build({
+      'GET compute': () => ({ items: [
+        { name: 'local', kind: 'local', status: { reachable: true, nodes: 1, idle_nodes: null } },
+        { name: 'hpc', kind: 'slurm', host: 'h', user: 'u', status: { reachable: true, nodes: 2, idle_nodes: 1 } },
+        { name: 'gone', kind: 'ssh', host: 'x', status: { reachable: false, error: 'timed out' } }
+      ], total: 3 })
+    }, { sections: ['compute'] });
+    await sidebar.list('compute')!.load();
+    const badges = [...sidebar.node.querySelectorAll('[data-list="compute"] .cs-badge')].map(b => b.textContent);
+    expect(badges).toEqual(['up', 'up 1/2 idle', 'down']);
+    const register = [...sidebar.node.querySelectorAll<HTMLButtonElement>('[data-list="compute"] .cs-List-header button')].find(b => b.textContent === 'Register…')!;
+    register.click();
+    await flush();
+    expect(opened()).toBe(1);
+  });
+
+  it('runs a template from a form generated from its spec and lists the run', async () => {
+    const runs: any[] = [];
+    const { sidebar, calls } = build({
+      'GET templates': () => ({ items: [{ name: 'sim' }], total: 1 }),
+      'GET templates/sim': () => ({ name: 'sim', spec: [{ name: 'steps', type: 'int', default: 3, min: 1 }] }),
+      'GET compute': () => ({ items: [{ name: 'local', kind: 'local' }], total: 1 }),
+      'POST templates/sim/runs': (_u: URL, body: any) => {
+        const run = { id: 'sim-1', template: 'sim', status: 'COMPLETED', parameters: body.inputs, resource: body.resource };
+        runs.push(run);
+        return run;
+      },
+      'GET templates/sim/runs': () => ({ items: runs, total: runs.length })
+    }, { sections: ['sessions'] });
+    await sidebar.list('templates')!.load();
+    const runButton = [...sidebar.node.querySelectorAll<HTMLButtonElement>('[data-key="sim"] button')].find(b => b.textContent === 'Run…')!;
+    runButton.click();
+    await new Promise(r => setTimeout(r, 10));
+    const detail = sidebar.node.querySelector('[data-section="sessions"] .cs-Section-detail')!;
+    (detail.querySelector('[name="steps"]') as HTMLInputElement).value = '5';
+    (detail.querySelector('[name="resource"]') as HTMLSelectElement).value = 'local';
+    [...detail.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === 'Run')!.click();
+    await new Promise(r => setTimeout(r, 10));
+    expect(calls.find(c => c.method === 'POST')!.body).toEqual({ inputs: { steps: 5 }, resource: 'local' });
+    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('COMPLETED');
+  });
+
+  it('shows an error a person can act on, and a 404 route as empty', async () => {
+    const { sidebar } = build({
+      'GET storage': () => ({ status: 400, body: { error: 'storage catalog is locked: retry' } })
+    }, { sections: ['storage', 'models'] });
+    await sidebar.refresh();
+    expect(sidebar.node.querySelector('[data-list="storage"] .cs-List-error')!.textContent).toBe('storage catalog is locked: retry');
+    expect(sidebar.node.querySelector('[data-list="models"] .cs-List-error')!.textContent).toBe('');
+  });
+});

@@ -1,0 +1,439 @@
+/**
+ * What each sidebar section lists and which actions its rows offer. A list
+ * is a route of the REST API; an action is a button on a row whose result
+ * (a listing, logs, a form) appears in the section's detail pane.
+ */
+import { Api, seg } from './api';
+import { Param, SpecForm } from './specForm';
+
+/** What an action may do to the sidebar. */
+export interface ActionContext {
+  api: Api;
+  /** Shows an element in the section's detail pane under a title. */
+  show(title: string, body: HTMLElement | string): void;
+  /** Reloads a list (by id) after a change. */
+  reload(listId: string): void;
+  /** Opens the compute-resource registration form. */
+  openRegisterForm(): void;
+}
+
+export interface ActionSpec {
+  label: string;
+  /** Shown only when true (e.g. Cancel only for a job still running). */
+  when?: (item: any) => boolean;
+  run(item: any, ctx: ActionContext): Promise<void>;
+}
+
+export interface ListSpec {
+  id: string;
+  label: string;
+  route: string;
+  key(item: any): string;
+  describe(item: any): string;
+  badge?(item: any): string;
+  actions: ActionSpec[];
+  /** Header buttons of the list (e.g. "Register…"). */
+  tools?: ActionSpec[];
+}
+
+export interface SectionSpec {
+  id: string;
+  title: string;
+  lists: ListSpec[];
+}
+
+const FINAL_STATES = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'DONE', 'ERROR', 'STOPPED', 'OUT_OF_MEMORY', 'NODE_FAIL'];
+
+export function isFinal(state: unknown): boolean {
+  return FINAL_STATES.includes(String(state ?? '').toUpperCase());
+}
+
+function text(value: unknown): string {
+  return value === undefined || value === null ? '' : String(value);
+}
+
+function pre(content: string): HTMLElement {
+  const node = document.createElement('pre');
+  node.className = 'cs-pre';
+  node.textContent = content;
+  return node;
+}
+
+/** A small key/value table of a record (nested values as JSON). */
+export function recordTable(record: Record<string, unknown>): HTMLElement {
+  const table = document.createElement('table');
+  table.className = 'cs-record';
+  for (const [key, value] of Object.entries(record)) {
+    const row = table.insertRow();
+    row.insertCell().textContent = key;
+    row.insertCell().textContent = typeof value === 'object' && value !== null ? JSON.stringify(value) : text(value);
+  }
+  return table;
+}
+
+function button(label: string, onClick: () => void): HTMLButtonElement {
+  const node = document.createElement('button');
+  node.type = 'button';
+  node.className = 'jp-mod-styled cs-button';
+  node.textContent = label;
+  node.addEventListener('click', onClick);
+  return node;
+}
+
+function labelledInput(label: string, name: string, value = ''): [HTMLElement, HTMLInputElement] {
+  const row = document.createElement('div');
+  row.className = 'cs-field';
+  const input = document.createElement('input');
+  input.name = name;
+  input.id = `cs-input-${name}`;
+  input.value = value;
+  const caption = document.createElement('label');
+  caption.htmlFor = input.id;
+  caption.textContent = label;
+  row.append(caption, input);
+  return [row, input];
+}
+
+/** A <select> of registered compute resources ('' = the template's own default). */
+async function resourceSelect(api: Api): Promise<[HTMLElement, HTMLSelectElement]> {
+  const row = document.createElement('div');
+  row.className = 'cs-field';
+  const select = document.createElement('select');
+  select.name = 'resource';
+  select.id = 'cs-input-resource';
+  const none = document.createElement('option');
+  none.value = '';
+  none.textContent = '(default)';
+  select.appendChild(none);
+  const page = await api.list('compute', { limit: 500 });
+  for (const resource of page.items) {
+    const option = document.createElement('option');
+    option.value = option.textContent = resource.name;
+    select.appendChild(option);
+  }
+  const caption = document.createElement('label');
+  caption.htmlFor = select.id;
+  caption.textContent = 'Resource';
+  row.append(caption, select);
+  return [row, select];
+}
+
+function result(ctx: ActionContext, title: string, body: unknown): void {
+  ctx.show(title, typeof body === 'object' && body !== null ? recordTable(body as Record<string, unknown>) : pre(text(body)));
+}
+
+// -- Storage --------------------------------------------------------------
+async function browse(ctx: ActionContext, name: string, path: string): Promise<void> {
+  const page = await ctx.api.list(`storage/${seg(name)}/ls`, { path });
+  const list = document.createElement('ul');
+  list.className = 'cs-browse';
+  if (path !== '/') {
+    const up = document.createElement('li');
+    up.appendChild(button('..', () => void browse(ctx, name, path.replace(/\/[^/]+\/?$/, '') || '/')));
+    list.appendChild(up);
+  }
+  for (const entry of page.items) {
+    const item = document.createElement('li');
+    const child = `${path.replace(/\/$/, '')}/${entry.name.split('/').pop()}`;
+    if (entry.type === 'directory') {
+      item.appendChild(button(`${entry.name.split('/').pop()}/`, () => void browse(ctx, name, child)));
+    } else {
+      item.textContent = `${entry.name.split('/').pop()}  ${text(entry.size)} B`;
+    }
+    list.appendChild(item);
+  }
+  ctx.show(`${name}:${path}`, list);
+}
+
+function copyForm(ctx: ActionContext, name: string): void {
+  const form = document.createElement('div');
+  const [srcRow, src] = labelledInput('From', 'src', `${name}:/`);
+  const [dstRow, dst] = labelledInput('To', 'dst', '');
+  const out = document.createElement('div');
+  form.append(
+    srcRow,
+    dstRow,
+    button('Copy', async () => {
+      out.textContent = 'Copying…';
+      try {
+        const done = await ctx.api.post('storage/copy', { src: src.value.trim(), dst: dst.value.trim() });
+        out.textContent = `Copied: ${JSON.stringify(done)}`;
+      } catch (error) {
+        out.textContent = (error as Error).message;
+      }
+    }),
+    out
+  );
+  ctx.show(`Copy from ${name}`, form);
+}
+
+// -- Templates ------------------------------------------------------------
+export function runsTable(runs: any[]): HTMLElement {
+  const table = document.createElement('table');
+  table.className = 'cs-runs';
+  const head = table.createTHead().insertRow();
+  for (const title of ['run', 'status', 'resource', 'started']) {
+    head.insertCell().textContent = title;
+  }
+  const body = table.createTBody();
+  for (const run of runs) {
+    const row = body.insertRow();
+    row.dataset.run = text(run.id);
+    for (const value of [run.id, run.status, run.resource, run.started]) {
+      row.insertCell().textContent = text(value);
+    }
+  }
+  return table;
+}
+
+async function showRuns(ctx: ActionContext, name: string, note = ''): Promise<void> {
+  const page = await ctx.api.list(`templates/${seg(name)}/runs`);
+  const box = document.createElement('div');
+  if (note) {
+    box.appendChild(pre(note));
+  }
+  box.appendChild(runsTable(page.items));
+  ctx.show(`Runs of ${name}`, box);
+}
+
+async function templateRunForm(ctx: ActionContext, name: string): Promise<void> {
+  const template = await ctx.api.get(`templates/${seg(name)}`);
+  const params: Param[] = template.spec ?? template.parameters ?? [];
+  const form = new SpecForm(params);
+  const box = document.createElement('div');
+  box.className = 'cs-template-run';
+  const [resourceRow, resource] = await resourceSelect(ctx.api);
+  const problems = document.createElement('div');
+  problems.className = 'cs-field-error';
+  box.append(
+    form.node,
+    resourceRow,
+    button('Run', async () => {
+      const read = form.read();
+      if (!read.ok) {
+        problems.textContent = read.problems.join('; ');
+        return;
+      }
+      problems.textContent = 'Starting…';
+      try {
+        const body: Record<string, unknown> = { inputs: read.values };
+        if (resource.value) {
+          body.resource = resource.value;
+        }
+        const run = await ctx.api.post(`templates/${seg(name)}/runs`, body);
+        await showRuns(ctx, name, `Started run ${text(run.id)} (${text(run.status)})`);
+      } catch (error) {
+        problems.textContent = (error as Error).message;
+      }
+    }),
+    problems
+  );
+  ctx.show(`Run template ${name}`, box);
+}
+
+// -- Models ---------------------------------------------------------------
+async function modelRunForm(ctx: ActionContext, name: string): Promise<void> {
+  const box = document.createElement('div');
+  const [inputRow, input] = labelledInput('Input (text, file or folder)', 'input');
+  const [resourceRow, resource] = await resourceSelect(ctx.api);
+  const out = document.createElement('div');
+  box.append(
+    inputRow,
+    resourceRow,
+    button('Run', async () => {
+      out.textContent = 'Running…';
+      try {
+        const body: Record<string, unknown> = {};
+        if (input.value.trim()) body.input = input.value.trim();
+        if (resource.value) body.resource = resource.value;
+        const done = await ctx.api.post(`models/${seg(name)}/run`, body);
+        out.textContent = '';
+        out.appendChild(recordTable(done));
+      } catch (error) {
+        out.textContent = (error as Error).message;
+      }
+    }),
+    out
+  );
+  ctx.show(`Run model ${name}`, box);
+}
+
+/** "up 1/1 idle", "up", "down", or '' while unknown. */
+export function resourceBadge(status: any): string {
+  if (!status || typeof status !== 'object') {
+    return text(status);
+  }
+  if (status.state) {
+    return text(status.state);
+  }
+  if (status.reachable === undefined) {
+    return '';
+  }
+  if (!status.reachable) {
+    return 'down';
+  }
+  return status.idle_nodes !== null && status.idle_nodes !== undefined && status.nodes
+    ? `up ${status.idle_nodes}/${status.nodes} idle`
+    : 'up';
+}
+
+const byName = (item: any): string => text(item.name ?? item.id);
+
+export const SECTIONS: SectionSpec[] = [
+  {
+    id: 'storage',
+    title: 'Storage',
+    lists: [
+      {
+        id: 'storage',
+        label: 'Storages',
+        route: 'storage',
+        key: byName,
+        describe: item => text(item.location),
+        badge: item => (item.read_only ? 'read-only' : ''),
+        actions: [
+          { label: 'Browse', run: (item, ctx) => browse(ctx, item.name, '/') },
+          {
+            label: 'Mount',
+            run: async (item, ctx) => result(ctx, `Mounted ${item.name}`, await ctx.api.post(`storage/${seg(item.name)}/mount`, {}))
+          },
+          { label: 'Copy…', run: async (item, ctx) => copyForm(ctx, item.name) }
+        ]
+      }
+    ]
+  },
+  {
+    id: 'datasets',
+    title: 'Datasets',
+    lists: [
+      {
+        id: 'datasets',
+        label: 'Datasets',
+        route: 'datasets',
+        key: byName,
+        describe: item => text(item.description || item.location || (item.locations ?? []).join(', ')),
+        actions: [{ label: 'Details', run: async (item, ctx) => result(ctx, item.name, await ctx.api.get(`datasets/${seg(item.name)}`)) }]
+      }
+    ]
+  },
+  {
+    id: 'compute',
+    title: 'Compute',
+    lists: [
+      {
+        id: 'compute',
+        label: 'Resources',
+        route: 'compute',
+        key: byName,
+        describe: item => [item.kind, item.host ? `${text(item.user ?? '')}${item.user ? '@' : ''}${item.host}` : 'this machine'].join(' · '),
+        badge: item => resourceBadge(item.status),
+        actions: [{ label: 'Details', run: async (item, ctx) => result(ctx, item.name, await ctx.api.get(`compute/${seg(item.name)}`)) }],
+        tools: [{ label: 'Register…', run: async (_item, ctx) => ctx.openRegisterForm() }]
+      },
+      {
+        id: 'runtimes',
+        label: 'Runtimes',
+        route: 'runtimes',
+        key: byName,
+        describe: item => [item.resource, item.host].filter(Boolean).join(' · '),
+        badge: item => text(item.state ?? item.status ?? ''),
+        actions: [
+          {
+            label: 'Stop',
+            when: item => !isFinal(item.state),
+            run: async (item, ctx) => {
+              result(ctx, `Stopped ${item.name}`, await ctx.api.post(`runtimes/${seg(item.name)}/stop`, {}));
+              ctx.reload('runtimes');
+            }
+          }
+        ]
+      },
+      {
+        id: 'jobs',
+        label: 'Jobs',
+        route: 'jobs',
+        key: item => text(item.id),
+        describe: item => [item.name, item.resource].filter(Boolean).join(' · '),
+        badge: item => text(item.state ?? item.status ?? ''),
+        actions: [
+          {
+            label: 'Logs',
+            run: async (item, ctx) => {
+              const logs = await ctx.api.get(`jobs/${seg(String(item.id))}/logs`);
+              ctx.show(`Logs of job ${item.id}`, pre(typeof logs === 'string' ? logs : [logs.stdout, logs.stderr, logs.text, logs.log].filter(Boolean).join('\n')));
+            }
+          },
+          {
+            label: 'Cancel',
+            when: item => !item.final && !isFinal(item.state ?? item.status),
+            run: async (item, ctx) => {
+              result(ctx, `Cancelled job ${item.id}`, await ctx.api.post(`jobs/${seg(String(item.id))}/cancel`, {}));
+              ctx.reload('jobs');
+            }
+          }
+        ]
+      }
+    ]
+  },
+  {
+    id: 'sessions',
+    title: 'Sessions & Templates',
+    lists: [
+      {
+        id: 'sessions',
+        label: 'Sessions',
+        route: 'sessions',
+        key: byName,
+        describe: item => text(item.kind ?? item.description ?? ''),
+        actions: [
+          { label: 'Load', run: async (item, ctx) => result(ctx, `Loaded ${item.name}`, await ctx.api.post(`sessions/${seg(item.name)}/load`, {})) }
+        ]
+      },
+      {
+        id: 'templates',
+        label: 'Templates',
+        route: 'templates',
+        key: byName,
+        describe: item => text(item.description ?? item.notebook ?? ''),
+        actions: [
+          { label: 'Run…', run: (item, ctx) => templateRunForm(ctx, item.name) },
+          { label: 'Runs', run: (item, ctx) => showRuns(ctx, item.name) }
+        ]
+      }
+    ]
+  },
+  {
+    id: 'applications',
+    title: 'Applications',
+    lists: [
+      {
+        id: 'applications',
+        label: 'Applications',
+        route: 'applications',
+        key: item => [item.name, item.version].filter(Boolean).join('/'),
+        describe: item => text(item.description ?? item.resource ?? ''),
+        actions: [
+          {
+            label: 'Load',
+            run: async (item, ctx) =>
+              result(ctx, `Loaded ${item.name}`, await ctx.api.post(`applications/${seg(item.name)}/load`, item.version ? { version: item.version } : {}))
+          }
+        ]
+      }
+    ]
+  },
+  {
+    id: 'models',
+    title: 'Models',
+    lists: [
+      {
+        id: 'models',
+        label: 'Models',
+        route: 'models',
+        key: byName,
+        describe: item => [item.kind, item.description].filter(Boolean).join(' · '),
+        actions: [{ label: 'Run…', run: (item, ctx) => modelRunForm(ctx, item.name) }]
+      }
+    ]
+  }
+];
