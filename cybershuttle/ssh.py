@@ -243,7 +243,12 @@ class Pool:
             supported = set(transport.get_security_options().key_types)
             transport.get_security_options().key_types = [t for t in known if t in supported] or list(supported)
         try:
-            transport.start_client(timeout=CONNECT_TIMEOUT_S)
+            try:
+                transport.start_client(timeout=CONNECT_TIMEOUT_S)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                # Something listens but does not speak SSH (or hung up): say so, not a paramiko traceback.
+                raise SSHError(f"{endpoint.label}: no SSH handshake ({exc}): check that an SSH server "
+                               f"listens on port {endpoint.port}") from exc
             _check_host_key(endpoint, transport.get_remote_server_key(), known)
             self._authenticate(endpoint, transport, prompter)
         except BaseException:
