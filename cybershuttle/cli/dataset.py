@@ -122,23 +122,26 @@ def _short(text: str, width: int = 50) -> str:
 
 
 class _progress:
-    """A rich progress bar on a terminal, nothing otherwise (the path alone goes to stdout)."""
+    """A rich progress bar on a terminal, started on the first byte (nothing for data used in place)."""
 
     def __init__(self, title: str) -> None:
         self.title = title
         self.bar: Any = None
+        self.task: Any = None
 
     def __enter__(self) -> Any:
-        if not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+        return self.update if sys.stderr.isatty() else None
 
-        self.bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.title, total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
+    def update(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            self.bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.title, total=total)
+        self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
