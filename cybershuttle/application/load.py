@@ -13,7 +13,6 @@ login shell and takes over the environment it ends with.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -183,7 +182,7 @@ def _load_into_runtime(runtime: str, kind: str, item: str) -> tuple[list[str], s
 
 
 def _kernel_module(runtime: str, args: list[Any]) -> tuple[list[str], str]:
-    code = (_KERNEL_LOAD + f"_cybershuttle_module(*{json.dumps(args)})\n"
+    code = (_KERNEL_LOAD + f"_cybershuttle_module(*{args!r})\n"
             "import os as _os; print('@@cs ' + _os.environ.get('LOADEDMODULES', ''))\n"
             "del _cybershuttle_module\n")
     out = _run_in_kernel(runtime, code)
