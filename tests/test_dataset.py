@@ -155,7 +155,7 @@ def test_tar_gz_over_http_is_unpacked_once_and_read_only(cli, server, cs_home, t
     # The checksum of what was downloaded is recorded and shown.
     shown = json.loads(cli("dataset", "show", "cifar10", "--json").out)
     assert shown["checksums"][f"{server.url}/cifar.tar.gz"] == {
-        "sha256": hashlib.sha256(archive).hexdigest(), "size": len(archive)}
+        "sha256": hashlib.sha256(archive).hexdigest(), "size": len(archive), "file": "cifar.tar.gz"}
     assert hashlib.sha256(archive).hexdigest() in cli("dataset", "show", "cifar10").out
 
     # Loaded once: the next load (with --to) makes no request and links the same path.
@@ -389,3 +389,15 @@ def test_listing_pages_and_counts_ten_thousand_datasets(cs_home):
     assert [d.name for d in dataset.list_all("set 12", limit=5, offset=100)] == \
         [d.name for d in dataset.list_all("set 12")][100:105]
     assert time.perf_counter() - started < 1.0  # measured ~15 ms a page; generous for a shared machine
+
+
+def test_changed_content_is_refused_against_the_recorded_checksum(server, monkeypatch):
+    path, _ = make_archive(server.root)
+    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
+    dataset.register("shared", f"{server.url}/cifar.tar.gz", public=True)
+    dataset.load("shared")  # alice's load records the checksum
+    path.write_bytes(b"not the same archive")
+    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
+    with pytest.raises(CybershuttleError, match="does not match the checksum recorded"):
+        dataset.load("shared")
+    assert not list(Path(os.environ["CYBERSHUTTLE_HOME"]).glob("users/bob/cache/datasets/*/cifar.tar.gz"))

@@ -144,14 +144,15 @@ def load(name: str, to: str | os.PathLike[str] | None = None, *, progress: Progr
     failures: list[BaseException] = []
     for tier, loc in ranked:
         try:
-            if tier <= locations.SAME_RESOURCE and not (ds.after_download_command and loc.kind != "path"):
+            if tier <= locations.SAME_RESOURCE:  # on the host or the cluster where the work runs
                 path = _in_place(loc)
-                if ds.after_download_command and tier == locations.HERE:
-                    path = _prepare(ds, loc, Path(path), progress)
+                if ds.after_download_command:
+                    if res is not None and res.host:
+                        raise CybershuttleError(f"its after-download command runs on this machine, not on {res.name}")
+                    path = _prepare(ds, Path(path), cache.file_sha256(Path(path)) if os.path.isfile(path) else "")
             elif res is not None and res.host:
-                errors.append(f"{loc.text}: not on {res.name}; copy it to a storage there "
-                              f"(`cybershuttle storage cp`) and `dataset add-location {name} STORAGE:PATH`")
-                continue
+                raise CybershuttleError(f"not on {res.name}: copy it to a storage there (`cybershuttle storage cp`) "
+                                        f"and `cybershuttle dataset add-location {name} STORAGE:PATH`")
             else:
                 path = _fetch(ds, loc, progress)
         except (CybershuttleError, OSError) as exc:
@@ -274,50 +275,53 @@ def _in_place(loc: Location) -> str:
 
 def _fetch(ds: Dataset, loc: Location, progress: Progress | None) -> str:
     """Fetch a URL or storage location into the cache (once), then prepare it."""
-    known = _known_digest(ds, loc)
-    if known and cache.lookup(known):
-        blob_entry = cache.lookup(known)
-        assert blob_entry is not None
-        files = list(blob_entry.iterdir())
-        blob = files[0] if len(files) == 1 else blob_entry
-    elif loc.kind == "url":
-        partial = fetch.http_get(loc.text, cache.partial_path(loc.text), progress=progress)
-        blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial),
-                              cache.safe_name(Path(urllib.parse.urlsplit(loc.text).path).name))
-    elif _storage_isdir(loc):
-        work = cache.workdir()
-        try:
-            fetch.storage_tree(loc.text, work, progress=progress)
-            digest = _verified(ds, loc, cache.tree_sha256(work), work)
-        except BaseException:
-            cache.discard(work)
-            raise
-        blob = cache.commit(work, digest)
-    else:
-        partial = fetch.storage_file(loc.text, cache.partial_path(loc.text), progress=progress)
-        blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial),
-                              cache.safe_name(Path(loc.path).name))
+    with cache.locked(loc.text):  # two loads of one source: the second waits, then finds it cached
+        blob = _cached(ds, loc)
+        if blob is not None:
+            pass
+        elif loc.kind == "url":
+            partial = fetch.http_get(loc.text, cache.partial_path(loc.text), progress=progress)
+            name = cache.safe_name(Path(urllib.parse.urlsplit(loc.text).path).name)
+            blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial, name), name)
+        elif _storage_isdir(loc):
+            work = cache.workdir()
+            try:
+                fetch.storage_tree(loc.text, work, progress=progress)
+                digest = _verified(ds, loc, cache.tree_sha256(work), work, None)
+            except BaseException:
+                cache.discard(work)
+                raise
+            blob = cache.commit(work, digest)
+        else:
+            partial = fetch.storage_file(loc.text, cache.partial_path(loc.text), progress=progress)
+            name = cache.safe_name(Path(loc.path).name)
+            blob = cache.add_file(partial, _verified(ds, loc, cache.file_sha256(partial), partial, name), name)
     entry = blob if blob.is_dir() else blob.parent
     cache.add_refs(ds.name, [entry.name])
-    _remember(loc, entry.name)
-    return _prepare(ds, loc, blob, progress)
+    return _prepare(ds, blob, entry.name) if ds.after_download_command else str(blob)
 
 
-def _prepare(ds: Dataset, loc: Location, blob: Path, progress: Progress | None) -> str:
-    """Run the after-download command (if any) on a file; returns the path to use."""
-    if not ds.after_download_command:
-        return str(blob)
-    if blob.is_dir():
-        raise CybershuttleError(f"{loc.text} is a directory: an after-download command gets a file on its "
-                                "standard input")
-    digest = cache.file_sha256(blob) if loc.kind == "path" else (blob.parent.name)
+def _cached(ds: Dataset, loc: Location) -> Path | None:
+    """The cache entry this location was fetched into before (per the catalog, or this user's index)."""
+    record = ds.checksums.get(loc.text) or cache.remembered(loc.text)
+    entry = cache.lookup(record["sha256"]) if record else None
+    if entry is None:
+        return None
+    return entry / record["file"] if record.get("file") else entry
+
+
+def _prepare(ds: Dataset, blob: Path, digest: str) -> str:
+    """Run the after-download command on a file whose content hash is `digest`; returns its output."""
+    if not blob.is_file():
+        raise CybershuttleError(f"{blob} is a directory: an after-download command gets a file on its standard input")
+    assert ds.after_download_command is not None
     out = cache.run_after_download(ds.after_download_command, blob,
                                    cache.key_of(f"{digest}\n{ds.after_download_command}"))
     cache.add_refs(ds.name, [out.name])
     return str(out)
 
 
-def _verified(ds: Dataset, loc: Location, digest: str, got: Path) -> str:
+def _verified(ds: Dataset, loc: Location, digest: str, got: Path, file: str | None) -> str:
     """Check a fresh download against the recorded checksum, or record it (owner only)."""
     recorded = ds.checksums.get(loc.text, {}).get("sha256")
     if recorded and recorded != digest:
@@ -327,8 +331,9 @@ def _verified(ds: Dataset, loc: Location, digest: str, got: Path) -> str:
             f"(sha256 {recorded}, now {digest}): it changed since; if that is expected, "
             f"`cybershuttle dataset rm {ds.name}` and register it again"
         )
+    record = {"sha256": digest, "size": got.stat().st_size if got.is_file() else None, "file": file}
+    cache.remember(loc.text, record)
     if not recorded:
-        record = {"sha256": digest, "size": got.stat().st_size if got.is_file() else None}
 
         def change(data: dict[str, Any]) -> None:
             data["checksums"] = {**data.get("checksums", {}), loc.text: record}
@@ -338,19 +343,6 @@ def _verified(ds: Dataset, loc: Location, digest: str, got: Path) -> str:
             catalog().update(KIND, ds.name, change)
         # a public dataset of another user: only its owner records the checksum
     return digest
-
-
-def _known_digest(ds: Dataset, loc: Location) -> str | None:
-    if ds.checksums.get(loc.text):
-        return ds.checksums[loc.text]["sha256"]
-    remembered = cache.root() / "sources" / cache.key_of(loc.text)
-    return remembered.read_text().strip() if remembered.exists() else None
-
-
-def _remember(loc: Location, digest: str) -> None:
-    sources = cache.root() / "sources"
-    sources.mkdir(mode=0o700, exist_ok=True)
-    (sources / cache.key_of(loc.text)).write_text(digest)
 
 
 def _storage_isdir(loc: Location) -> bool:

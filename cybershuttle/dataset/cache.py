@@ -17,6 +17,7 @@ immutable attribute set too.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +25,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from .. import profile
 from ..errors import CybershuttleError
@@ -168,6 +171,36 @@ def discard(path: Path) -> None:
         return
     unseal(path)
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def locked(source: str) -> Iterator[None]:
+    """Hold an exclusive lock on one source's download for the duration."""
+    path = root() / "downloads" / f"{key_of(source)}.lock"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remember(source: str, record: dict[str, Any]) -> None:
+    """Note which entry `source` was fetched into (for users who cannot record it in the catalog)."""
+    path = root() / "sources"
+    path.mkdir(mode=0o700, exist_ok=True)
+    tmp = path / f".{key_of(source)}.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path / key_of(source))
+
+
+def remembered(source: str) -> dict[str, Any] | None:
+    path = root() / "sources" / key_of(source)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def add_refs(dataset: str, digests: list[str]) -> None:

@@ -95,12 +95,14 @@ def rank(loc: Location, resource: Any | None) -> int:
     work_here = resource is None or not getattr(resource, "host", None)
     if loc.kind == "path":
         return HERE if work_here else ELSEWHERE
-    info = _storage_module().get(loc.storage)
+    try:
+        info = _storage_module().get(loc.storage)
+    except CybershuttleError:
+        return ELSEWHERE  # a storage removed since: tried last, and its error reported then
     s_resource, s_host = getattr(info, "resource", None), getattr(info, "host", None)
     if work_here:
-        local_resource = s_resource is None or (resource is not None and s_resource == resource.name)
-        return HERE if s_host is None and local_resource else ELSEWHERE
-    if s_host and s_host == resource.host and (s_resource in (None, resource.name)):
+        return HERE if s_host is None else ELSEWHERE
+    if s_host and s_host == resource.host and s_resource in (None, resource.name):
         return HERE
     if s_resource == resource.name:
         return SAME_RESOURCE
