@@ -25,7 +25,7 @@ from . import forwarding
 #: Magics that always run in the notebook's own kernel.
 LOCAL_MAGICS = ("request_runtime", "wait_for_runtime", "switch_runtime", "run_on", "stat_runtime", "restart_runtime",
                 "stop_runtime", "runtimes", "authenticate", "copy_data", "run_subprocess", "kill_subprocess",
-                "open_tunnels", "close_tunnels", "open_web_terminal", "storage", "cybershuttle")
+                "open_tunnels", "close_tunnels", "open_web_terminal", "storage", "cybershuttle", "load_application")
 _LOCAL_LINE = re.compile(r"^\s*%{1,2}(" + "|".join(LOCAL_MAGICS) + r")\b", re.MULTILINE)
 
 
@@ -174,7 +174,31 @@ class CybershuttleMagics(Magics):
         """List your runtimes: `%runtimes`."""
         self._guard(self._list, line)
 
+    @line_magic
+    def load_application(self, line: str) -> None:
+        """Load a module or package into the active runtime (conflicts refused first):
+        `%load_application NAME[/VERSION] [--runtime RT] [--file cybershuttle.yml]`."""
+        self._guard(self._load_application, line)
+
     # -- implementations -------------------------------------------------
+    def _load_application(self, line: str) -> None:
+        from cybershuttle import application
+
+        p = _parser("load_application", "load a module or package into a runtime and/or a setup file")
+        p.add_argument("name", metavar="NAME[/VERSION]")
+        p.add_argument("--runtime", help="default: the active runtime")
+        p.add_argument("--file", "--setup_file", "--setup-file", dest="file", help="also add it to this setup file")
+        args = p.parse_args(_split(line))
+        target = args.runtime or self.active
+        if target is None and args.file is None:
+            raise MagicUsageError("%load_application: no runtime is active; `%switch_runtime NAME` first, "
+                                  "or pass --runtime NAME or --file cybershuttle.yml")
+        result = application.load(args.name, setup_file=args.file, runtime=target)
+        if result.setup_file and result.setup_changed:
+            print(f"added {result.item} to {result.setup_section} in {result.setup_file}")
+        if result.runtime:
+            print(f"loaded {result.item} in {result.runtime}; modules: {', '.join(result.loaded) or 'none'}")
+
     def _request(self, line: str) -> None:
         from cybershuttle import compute, runtime, setupfile
         from cybershuttle.compute import request as requests
