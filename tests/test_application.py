@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
 
 from cybershuttle import application, runtime, setupfile
 from cybershuttle.application import catalog, conflicts, envmodules, lmod, modules, setup_edit
@@ -210,8 +212,14 @@ def test_load_into_a_running_runtime_checks_conflicts_first(registered, tmp_path
     try:
         runtime.wait("apps")
         setup = tmp_path / "cybershuttle.yml"
-        result = application.load("hello/1.0", runtime="apps", setup_file=str(setup))
-        assert result.loaded == ["hello/1.0"] and setupfile.load(setup).modules == ["hello/1.0"]
+        # the notebook way: the magic loads into the active runtime and the next cell (run there) sees it
+        nb = new_notebook(cells=[new_code_cell(c) for c in (
+            "%load_ext cybershuttle_magic", "%switch_runtime apps",
+            f"%load_application hello/1.0 --file {setup}", "import os; print(os.environ['HELLO_VERSION'])")])
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        assert "loaded hello/1.0 in apps" in nb.cells[2].outputs[-1]["text"]
+        assert nb.cells[3].outputs[0]["text"].strip() == "1.0"
+        assert setupfile.load(setup).modules == ["hello/1.0"]
         res = cli("module", "load", "gcc/12", "--runtime", "apps", "--json")
         assert res.code == 0, res.err
         assert json.loads(res.out)["modules"] == ["hello/1.0", "gcc/12"]
