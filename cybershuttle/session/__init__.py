@@ -125,6 +125,8 @@ def _new_notebook(session: Session, cells: list[Any]) -> str:
                 *cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["cybershuttle"] = {"session": session.name, "kind": session.kind}
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cs-{i:04d}"  # stable ids: exporting twice gives the same text
     return nbformat.writes(nb)
 
 
