@@ -155,6 +155,8 @@ def load(name: str, to: str | os.PathLike[str] | None = None, *, progress: Progr
                                         f"and `cybershuttle dataset add-location {name} STORAGE:PATH`")
             else:
                 path = _fetch(ds, loc, progress)
+        except cache.AfterDownloadError:
+            raise  # the command failed, not the location: another copy would fail the same way
         except (CybershuttleError, OSError) as exc:
             errors.append(f"{loc.text}: {exc}")
             failures.append(exc)
