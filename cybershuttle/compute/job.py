@@ -12,6 +12,7 @@ resumes from the last byte received.
 """
 from __future__ import annotations
 
+import re
 import secrets
 import shlex
 import time
@@ -31,6 +32,7 @@ ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "COMPLETING", "SUSPENDED", "CON
 RECONNECT_TRIES = 5
 _POLL_S = 0.2  # how often the loop on the resource looks at the job
 _RUNNER = Path(__file__).with_name("runner.py")
+_ARRAY_SPEC = re.compile(r"\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
             memory: str | int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, resources_kind: str | None = None,
             setup_file: str | None = None, name: str | None = None, workdir: str | None = None,
-            extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None) -> Job:
+            extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None, array: str | None = None) -> Job:
     """Check everything, then submit `command` on `resource`; returns the recorded job.
 
     Nothing is submitted when the request, the setup file or the resource's
@@ -83,11 +85,15 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     `extra_pip` adds requirements to the cached environment (runtimes add
     ipykernel); `files` are written (0600) into the job directory first, never
     through a command line. The job's script sees its directory as
-    `$CYBERSHUTTLE_JOB_DIR`.
+    `$CYBERSHUTTLE_JOB_DIR`. `array` (Slurm only) makes it one job array,
+    e.g. "0-19" or "0-19%2"; each task sees `$SLURM_ARRAY_TASK_ID`.
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
     res = resources.get(resource)
+    if array is not None and (res.kind != "slurm" or not _ARRAY_SPEC.fullmatch(array)):
+        raise CybershuttleError(f"a job array needs a Slurm resource and a task range such as 0-19 or 0-19%2 "
+                                f"(got {array!r} on {res.name}, a {res.kind} resource)")
     setup = None
     if setup_file is not None:
         from .. import setupfile
@@ -105,7 +111,7 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     for filename, data in (files or {}).items():
         write_file(shell, f"{jobdir}/{filename}", data, 0o600)
     if res.kind == "slurm":
-        native = _submit_slurm(shell, res, req, env, jobdir, run_in, job_name, command)
+        native = _submit_slurm(shell, res, req, env, jobdir, run_in, job_name, command, array)
         job_id = f"{res.name}.{native}"
     else:
         native = _submit_process(shell, res, req, env, jobdir, run_in, command)
@@ -250,12 +256,12 @@ def follow(job_id: str, sink: Callable[[bytes], None]) -> Job:
 
 # -- helpers ---------------------------------------------------------------
 def _submit_slurm(shell: Shell, res: Resource, req: request.Request, env: environment.Environment,
-                  jobdir: str, workdir: str, job_name: str, command: str) -> str:
+                  jobdir: str, workdir: str, job_name: str, command: str, array: str | None = None) -> str:
     directives = [f"--job-name={job_name}", f"--output={jobdir}/output.log", f"--chdir={workdir}",
                   "--nodes=1", "--ntasks=1", f"--cpus-per-task={req.cpus}"]
     optional = {"--partition": req.partition, "--mem": req.memory_mb and f"{req.memory_mb}M",
                 "--time": req.walltime, "--gres": req.gpus and f"gpu:{req.gpus}", "--account": req.account,
-                "--qos": req.qos}
+                "--qos": req.qos, "--array": array}
     directives += [f"{flag}={value}" for flag, value in optional.items() if value]
     script = "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives),
                          f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", env.preamble(), command, ""])
