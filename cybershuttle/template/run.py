@@ -1,0 +1,348 @@
+"""Running a template: inputs checked, papermill on a resource, the run recorded.
+
+A run on `local` (or with no resource) executes the notebook here with the
+plain `python3` kernel, in the run's own directory. On an ssh or Slurm
+resource papermill still drives the notebook from here, but its kernel is a
+Cybershuttle runtime started by the kernel provisioner (the resource's
+`cybershuttle-<resource>` kernelspec, installed on first use); the kernel
+works in a run directory on the resource, which is copied back afterwards.
+
+Every run gets a local directory (`--output DIR`, else
+`$CYBERSHUTTLE_HOME/users/<user>/template-runs/<template>/<run-id>`) holding
+`executed.ipynb` and every file the notebook wrote; the catalog records its
+status, parameters and named outputs (see `notebook` for how outputs are named).
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shlex
+import shutil
+import sys
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .. import compute, names, profile
+from ..errors import CybershuttleError, NotFoundError
+from ..registry import catalog, dump_record, load_record
+from . import catalog as templates
+from . import notebook as nbtools
+from . import spec as spec_file
+
+KIND = "template-run"
+EXECUTED = "executed.ipynb"
+ACTIVE = frozenset({"PENDING", "RUNNING"})
+_SETUP_TAG = "cybershuttle-setup"
+_PLACEHOLDER = re.compile(r"\{\{\s*([^\s{}]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a template (one point of a sweep is one run)."""
+
+    id: str
+    template: str
+    status: str  # PENDING | RUNNING | COMPLETED | FAILED | CANCELLED | TIMEOUT | ...
+    parameters: dict[str, Any]
+    resource: str
+    output: str  # local directory: executed.ipynb and the files the run wrote
+    started: float
+    finished: float | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)  # values of the cells tagged `output`
+    files: list[str] = field(default_factory=list)  # files the run wrote, relative to `output`
+    error: str | None = None
+    job_id: str | None = None  # the compute job (a sweep's array job)
+    task: int | None = None  # the array task of a sweep point
+    remote_dir: str | None = None
+    sweep: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status not in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- public API ------------------------------------------------------------
+def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str | None = None,
+        output: str | None = None, input_dir: str | None = None) -> Run:
+    """Check `inputs` (a mapping, or an input file) against template `name`, then run it once.
+
+    Nothing runs when an input is unknown, of the wrong type, out of range or
+    a required one is missing: InputError lists every problem. Returns the
+    finished run (status COMPLETED or FAILED, with the first error).
+    """
+    tmpl = templates.get(name)
+    values = check_inputs(tmpl, inputs)
+    res = _resource(resource)
+    files = render_inputs(input_dir, values) if input_dir else {}
+    run_id = new_id(name)
+    local = local_dir(name, run_id, output)
+    record = Run(id=run_id, template=name, status="RUNNING", parameters=values, resource=res.name,
+                 output=str(local), started=time.time())
+    save(record, new=True)
+    nb = tmpl.nb()
+    try:
+        if res.kind == "local":
+            _write_tree(local, files)
+            _papermill(nb, local / EXECUTED, values, "python3", local, start_timeout=120)
+        else:
+            record = replace(record, remote_dir=_remote_dir(res, run_id))
+            save(record)
+            _run_remote(res, nb, values, files, record.remote_dir or "", local)
+        error = None
+    except _ExecutionFailed as exc:
+        error = str(exc)
+    except CybershuttleError as exc:
+        error = str(exc)
+    except Exception as exc:  # a kernel that would not start, a lost connection: recorded, then shown
+        error = f"{type(exc).__name__}: {exc}"
+    record = finish(record, tmpl.nb(), error)
+    save(record)
+    return record
+
+
+def runs(name: str, *, refresh: bool = True) -> list[Run]:
+    """The runs of template `name`, oldest first, with live states of sweep points."""
+    records = _records(name)
+    if not records:
+        templates.get(name)  # an unknown template is an error, not an empty list
+    if refresh:
+        from .sweep import refresh as refresh_points  # the package exports the function `sweep`
+
+        records = refresh_points(records)
+    return sorted(records, key=lambda r: (r.started, r.task or 0))
+
+
+def get_run(run_id: str) -> Run:
+    entry = catalog().private.find(KIND, names.validate(run_id, "run id"))
+    if entry is None:
+        raise NotFoundError(f"no template run {run_id!r}: see `cybershuttle template runs TEMPLATE`")
+    return load_record(Run, "id", entry.name, entry.data)
+
+
+def collect(name: str, output_name: str, to: str | Path | None = None) -> str:
+    """Gather output `output_name` of every finished run of `name` into directory `to`.
+
+    A value output (a cell tagged `output`) and a file output (a file the run
+    wrote) are both gathered: `TO/<run-id>/<output_name>` per run, plus
+    `TO/collected.json` listing run, status, parameters and value or file.
+    """
+    if not output_name or output_name.startswith("/") or ".." in Path(output_name).parts:
+        raise CybershuttleError(f"output name {output_name!r} must be a value name or a path inside the run directory")
+    target = Path(to or f"{name}-{_safe(output_name)}")
+    rows, found = [], 0
+    for r in runs(name):
+        row: dict[str, Any] = {"run": r.id, "status": r.status, "parameters": r.parameters}
+        src = names.confine(r.output, output_name) if Path(r.output).is_dir() else None
+        if output_name in r.outputs:
+            dest = names.confine(target, f"{r.id}/{output_name}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(json.dumps(r.outputs[output_name], default=str) + "\n")
+            row.update(value=r.outputs[output_name], file=str(dest))
+            found += 1
+        elif src is not None and src.is_file():
+            dest = names.confine(target, f"{r.id}/{output_name}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            row["file"] = str(dest)
+            found += 1
+        else:
+            row["missing"] = "the run has not finished" if not r.final else "the run did not produce it"
+        rows.append(row)
+    if not found:
+        seen = sorted({k for r in runs(name, refresh=False) for k in [*r.outputs, *r.files]})
+        raise NotFoundError(f"no run of template {name!r} has an output named {output_name!r}"
+                            + (f" (outputs seen: {', '.join(seen[:20])})" if seen else " (no run has finished yet)"))
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "collected.json").write_text(json.dumps(rows, indent=2, default=str, ensure_ascii=False) + "\n")
+    return str(target)
+
+
+def forget(name: str) -> int:
+    """Remove the run records of template `name` (its run directories stay)."""
+    records = _records(name)
+    for r in records:
+        catalog().private.remove(KIND, r.id)
+    return len(records)
+
+
+# -- shared with sweeps ----------------------------------------------------
+def check_inputs(tmpl: templates.Template, inputs: dict[str, Any] | str | Path | None,
+                 where: str | None = None) -> dict[str, Any]:
+    if isinstance(inputs, (str, Path)):
+        return spec_file.validate(tmpl.params, spec_file.load_inputs(inputs), where=where or f"the inputs in {inputs}")
+    return spec_file.validate(tmpl.params, inputs or {}, where=where or "the inputs")
+
+
+def render_inputs(input_dir: str | Path, values: dict[str, Any]) -> dict[str, bytes]:
+    """Every file under `input_dir` with `{{ name }}` placeholders replaced by the run's values."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise CybershuttleError(f"input directory {root} does not exist or is not a directory")
+    out: dict[str, bytes] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            out[rel] = data  # binary inputs are copied as they are
+            continue
+
+        def fill(match: re.Match[str], rel: str = rel) -> str:
+            key = match.group(1)
+            if key not in values:
+                raise spec_file.InputError(f"{root / rel}: placeholder {{{{ {key} }}}} names no parameter of the "
+                                           f"template ({', '.join(values) or 'none'}); nothing was run")
+            return str(values[key])
+
+        out[rel] = _PLACEHOLDER.sub(fill, text).encode("utf-8")
+    return out
+
+
+def finish(record: Run, template_nb: nbformat.NotebookNode, error: str | None) -> Run:
+    """Read what a run left in its local directory and complete its record."""
+    local = Path(record.output)
+    executed_path = local / EXECUTED
+    outputs: dict[str, Any] = {}
+    if executed_path.is_file():
+        executed = nbformat.read(executed_path, as_version=4)
+        executed.cells = [c for c in executed.cells if _SETUP_TAG not in c.metadata.get("tags", [])]
+        nbtools.restore_pre_run(executed, template_nb)
+        nbformat.write(executed, executed_path)
+        outputs = nbtools.named_outputs(executed)
+        error = nbtools.executed_error(executed) or error  # the cell's own error says most
+    elif error is None:
+        error = f"the run left no {EXECUTED}"
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file() and p.name != EXECUTED)
+    status = "FAILED" if error else "COMPLETED"
+    if record.status not in ACTIVE | {"COMPLETED", "FAILED"}:
+        status = record.status  # CANCELLED, TIMEOUT, ... say more than FAILED
+    return replace(record, status=status, error=error, outputs=outputs, files=files, finished=time.time())
+
+
+def new_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def extract(data: bytes, into: Path) -> None:
+    """Unpack a tar stream, refusing members that would land outside `into`."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def pack(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, data in files.items():
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# -- helpers ---------------------------------------------------------------
+class _ExecutionFailed(CybershuttleError):
+    pass
+
+
+def _papermill(nb: nbformat.NotebookNode, out: Path, values: dict[str, Any], kernel: str, cwd: Path | None,
+               start_timeout: int) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(nb, str(out), parameters=values, kernel_name=kernel, cwd=str(cwd) if cwd else None,
+                                   progress_bar=sys.stderr.isatty(), start_timeout=start_timeout)
+    except PapermillExecutionError as exc:
+        raise _ExecutionFailed(f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}") from None
+
+
+def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[str, Any], files: dict[str, bytes],
+                remote_dir: str, local: Path) -> None:
+    """papermill here, the kernel on `res` through the provisioner, working in `remote_dir` there."""
+    shell = res.shell()
+    q = shlex.quote(remote_dir)
+    shell.run(f"umask 077 && mkdir -p {q} && tar -xf - -C {q}", stdin=pack(files), timeout=120)
+    setup = nbformat.v4.new_code_cell(f"import os as _cs_os\n_cs_os.chdir({remote_dir!r})\ndel _cs_os",
+                                      metadata={"tags": [_SETUP_TAG]})
+    nb.cells.insert(0, setup)
+    local.mkdir(parents=True, exist_ok=True)
+    try:
+        _papermill(nb, local / EXECUTED, values, _kernelspec(res), None, start_timeout=600)
+    finally:
+        chunks: list[bytes] = []
+        code = shell.stream(f"tar -C {q} -cf - . 2>/dev/null", chunks.append)
+        if code == 0:
+            extract(b"".join(chunks), local)
+            shell.run(f"rm -rf {q}", check=False, timeout=60)
+
+
+def _kernelspec(res: compute.Resource) -> str:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    from ..runtime import provisioner
+
+    kernel = f"cybershuttle-{res.name}".lower()
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        provisioner.install_kernelspec(res.name, name=kernel, cpus=1)
+    return kernel
+
+
+def _resource(name: str | None) -> compute.Resource:
+    if name is None or name == "local":
+        compute.register_local()
+        return compute.get("local")
+    return compute.get(name)
+
+
+def _remote_dir(res: compute.Resource, run_id: str) -> str:
+    home = res.facts.get("home")
+    if not home:
+        raise CybershuttleError(f"resource {res.name} has no recorded home directory: re-register it")
+    return f"{home}/.cybershuttle/template-runs/{run_id}"
+
+
+def local_dir(name: str, run_id: str, output: str | None) -> Path:
+    path = Path(output) if output else profile.active().subdir("template-runs") / name / run_id
+    if path.exists() and any(path.iterdir()):
+        raise CybershuttleError(f"output directory {path} is not empty: choose a new --output directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        target = names.confine(root, rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _records(name: str) -> list[Run]:
+    entries = catalog().private.list(KIND)
+    return [load_record(Run, "id", e.name, e.data) for e in entries if e.data.get("template") == name]
+
+
+def save(record: Run, new: bool = False) -> None:
+    data = dump_record(record, "id")
+    if new:
+        catalog().private.add(KIND, record.id, data, catalog().user)
+    else:
+        catalog().private.update(KIND, record.id, lambda _: data)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "output"
+
