@@ -117,6 +117,15 @@ class CybershuttleHandler(APIHandler):
             return default
         return raw.lower() in ("1", "true", "yes", "on", "")
 
+    def server_path(self, path: str, what: str) -> str:
+        """A path the browser gave, read as the file browser does: relative to the server's
+        root directory, and confined to it."""
+        from cybershuttle import names
+
+        if not isinstance(path, str) or not path.strip():
+            raise HTTPError(400, f"{what} must be a path relative to the Jupyter root directory")
+        return str(names.confine(self.settings.get("server_root_dir", "."), path))
+
     def paging(self) -> tuple[str | None, int | None, int]:
         """`?q=`, `?limit=` and `?offset=` of a list request."""
         query = self.get_query_argument("q", None) or None
