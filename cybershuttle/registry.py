@@ -130,10 +130,11 @@ class Registry:
         rows = self._conn().execute(sql, params).fetchall()
         return [self._entry(r) for r in rows]
 
-    def names(self, kind: str, search: str | None = None) -> list[str]:
+    def names(self, kind: str, search: str | None = None, *, limit: int | None = None) -> list[str]:
         """Just the names `list` would return (no JSON decoding: cheap for counting and paging)."""
         where, params = self._where(kind, search)
-        return [r[0] for r in self._conn().execute(f"SELECT name FROM entries WHERE {where} ORDER BY name", params)]
+        sql = f"SELECT name FROM entries WHERE {where} ORDER BY name LIMIT ?"
+        return [r[0] for r in self._conn().execute(sql, [*params, -1 if limit is None else limit])]
 
     def remove(self, kind: str, name: str) -> Entry:
         """Remove and return an entry."""
@@ -272,8 +273,9 @@ class Catalog:
             return [entries[n] for n in sorted(entries)]
         # Page over the names first (no JSON decoding), then read only the page's rows: a
         # page's names are one contiguous run in each scope's sorted list.
-        public, private = self.public.names(kind, search), self.private.names(kind, search)
-        page = sorted(set(public) | set(private))[offset:None if limit is None else offset + limit]
+        end = None if limit is None else offset + limit
+        public, private = self.public.names(kind, search, limit=end), self.private.names(kind, search, limit=end)
+        page = sorted(set(public) | set(private))[offset:end]
         found: dict[str, Entry] = {}
         for registry, known in ((self.public, public), (self.private, private)):
             if not page:
@@ -285,7 +287,12 @@ class Catalog:
 
     def count(self, kind: str, search: str | None = None) -> int:
         """How many entries `list(kind, search)` returns, without decoding them."""
-        return len(set(self.public.names(kind, search)) | set(self.private.names(kind, search)))
+        small, large = sorted((self.private, self.public), key=lambda r: r.count(kind, search))
+        mine = small.names(kind, search)
+        if len(mine) > 100:  # both scopes large: one set union
+            return len(set(mine) | set(large.names(kind, search)))
+        # usually a few private entries over a large site catalog: add those not shadowing one
+        return large.count(kind, search) + sum(1 for name in mine if large.find(kind, name) is None)
 
     def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Entry:
         entry = self.get(kind, name)
