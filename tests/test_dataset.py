@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cybershuttle import dataset, registry
-from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError, NotFoundError
+from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError
 
 
 class Server:

@@ -15,7 +15,8 @@ group = Group("dataset")
 
 @group.verb(
     "register", "register a dataset over a storage path, a local path or a URL",
-    "cybershuttle dataset register --name cifar10 --location https://host/cifar.tar.gz --after_download_command 'tar -xz' --public\n"
+    "cybershuttle dataset register --name cifar10 --location https://host/cifar.tar.gz "
+    "--after_download_command 'tar -xz' --public\n"
     "  cybershuttle dataset register --name weather --location 'https://api.host/v1/obs?day={day}' "
     "--auth-header X-API-Key --auth-env WEATHER_TOKEN",
     arg("--name", required=True, help="the dataset's name"),
@@ -25,8 +26,10 @@ group = Group("dataset")
     arg("--description", help="one line saying what it is"),
     arg("--fields", metavar="NAME:TYPE,...", help="the dataset's fields"),
     arg("--api", action="store_true", help="an API dataset: requests pass through, nothing is cached"),
-    arg("--auth-header", metavar="HEADER", help="API dataset: the header carrying the credential (default Authorization)"),
-    arg("--auth-env", metavar="VAR", help="API dataset: the environment variable holding the credential (never stored)"),
+    arg("--auth-header", metavar="HEADER",
+        help="API dataset: the header carrying the credential (default Authorization)"),
+    arg("--auth-env", metavar="VAR",
+        help="API dataset: the environment variable holding the credential (never stored)"),
     listing=True,
 )
 def _register(args: argparse.Namespace) -> None:
@@ -89,7 +92,8 @@ def _show(args: argparse.Namespace) -> None:
         print("  fields:      " + ", ".join(f"{f['name']}: {f['type']}" for f in ds.fields))
 
 
-@group.verb("load", "resolve a dataset to a read-only local path (cached)", "cybershuttle dataset load cifar10 --to ./data",
+@group.verb("load", "resolve a dataset to a read-only local path (cached)",
+            "cybershuttle dataset load cifar10 --to ./data",
             NAME, arg("--to", metavar="DIR", help="also link it into DIR"),
             arg("--resource", metavar="R", help="the work runs on compute resource R: use a copy there in place"))
 def _load(args: argparse.Namespace) -> None:
@@ -100,7 +104,8 @@ def _load(args: argparse.Namespace) -> None:
     print(path)
 
 
-@group.verb("add-location", "add another copy of a dataset", "cybershuttle dataset add-location cifar10 hpc:/datasets/cifar10",
+@group.verb("add-location", "add another copy of a dataset",
+            "cybershuttle dataset add-location cifar10 hpc:/datasets/cifar10",
             NAME, arg("location", help="STORAGE:PATH, a local path or a URL"))
 def _add_location(args: argparse.Namespace) -> None:
     from .. import dataset

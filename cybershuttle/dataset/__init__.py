@@ -307,7 +307,7 @@ def _cached(ds: Dataset, loc: Location) -> Path | None:
     """The cache entry this location was fetched into before (per the catalog, or this user's index)."""
     record = ds.checksums.get(loc.text) or cache.remembered(loc.text)
     entry = cache.lookup(record["sha256"]) if record else None
-    if entry is None:
+    if record is None or entry is None:
         return None
     return entry / record["file"] if record.get("file") else entry
 

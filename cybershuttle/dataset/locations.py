@@ -92,7 +92,7 @@ def rank(loc: Location, resource: Any | None) -> int:
     """The location's tier (see the module doc) for work on `resource` (None: here)."""
     if loc.kind == "url":
         return ELSEWHERE
-    work_here = resource is None or not getattr(resource, "host", None)
+    work_here = resource is None or not resource.host
     if loc.kind == "path":
         return HERE if work_here else ELSEWHERE
     try:
@@ -100,7 +100,7 @@ def rank(loc: Location, resource: Any | None) -> int:
     except CybershuttleError:
         return ELSEWHERE  # a storage removed since: tried last, and its error reported then
     s_resource, s_host = getattr(info, "resource", None), getattr(info, "host", None)
-    if work_here:
+    if resource is None or work_here:
         return HERE if s_host is None else ELSEWHERE
     if s_host and s_host == resource.host and s_resource in (None, resource.name):
         return HERE
