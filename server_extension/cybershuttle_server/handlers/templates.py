@@ -1,0 +1,92 @@
+"""Templates: list, one template with its input spec (the sidebar builds its form from it),
+its runs, and starting a run."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import tornado.web
+
+from cybershuttle import template
+from cybershuttle.errors import UsageError
+
+from .base import CybershuttleHandler, Route, run_blocking
+
+log = logging.getLogger("cybershuttle_server")
+_RUN_FIELDS = ("inputs", "resource", "output", "wait")
+_APPEAR_POLL_S = 0.1
+
+
+class TemplatesHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Templates; ?q= searches."""
+        query = self.get_query_argument("q", None) or None
+        self.write_page(await self.call(template.list_all, query))
+
+
+class TemplateHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """One template: `spec` lists its parameters {name, type, default, help, min, max, choices, required}."""
+        self.write_json((await self.call(template.get, name)).to_dict())
+
+
+class TemplateRunsHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """The template's runs, oldest first, with live states of sweep points."""
+        self.write_page(await self.call(template.runs, name))
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Run the template once. Body: {"inputs": {...}, "resource"?, "output"? (relative to the
+        Jupyter root), "wait"?}. Inputs are checked first: a wrong one is a 400 naming every problem.
+
+        With "wait": true (the default) the reply is the finished run (201). With "wait": false
+        it is the run as soon as it is recorded (202, status RUNNING): a run queued on a cluster
+        can take hours, and its end is seen in GET .../runs.
+        """
+        body = self.body()
+        unknown = sorted(set(body) - set(_RUN_FIELDS))
+        if unknown:
+            raise UsageError(f"unknown field(s) {', '.join(unknown)}: use {', '.join(_RUN_FIELDS)}")
+        inputs = body.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            raise UsageError('"inputs" must be an object of parameter values, e.g. {"learning_rate": 0.1}')
+        output = self.server_path(body["output"], "output") if body.get("output") else None
+        resource = body.get("resource") or None
+        wait = body.get("wait", True) not in (False, "false", "0", 0)
+        before = {r.id for r in await self.call(template.runs, name, refresh=False)}
+        started = asyncio.ensure_future(run_blocking(template.run, name, inputs, resource=resource, output=output))
+        if wait:
+            self.write_json((await started).to_dict(), status=201)
+            return
+        while not started.done():
+            fresh = [r for r in await self.call(template.runs, name, refresh=False) if r.id not in before]
+            if fresh:
+                started.add_done_callback(_log_failure)
+                self.write_json(fresh[-1].to_dict(), status=202)
+                return
+            await asyncio.sleep(_APPEAR_POLL_S)
+        self.write_json(started.result().to_dict(), status=201)  # finished (or was refused) before we looked
+
+
+def _log_failure(future: "asyncio.Future[Any]") -> None:
+    # The run records its own failures; only something outside it (a bug) would be lost here.
+    if not future.cancelled() and future.exception() is not None:
+        log.error("cybershuttle_server: a template run started from the browser failed: %s", future.exception())
+
+
+def search(query: str) -> list[dict[str, Any]]:
+    return [{"kind": "template", "name": t.name, "detail": f"{len(t.spec)} parameter(s)"}
+            for t in template.list_all(query)]
+
+
+ROUTES = [
+    Route("templates", TemplatesHandler, ("GET",), "templates"),
+    Route("templates/{name}", TemplateHandler, ("GET",), "one template, with its input spec"),
+    Route("templates/{name}/runs", TemplateRunsHandler, ("GET", "POST"),
+          'GET: the runs; POST: run once ({"inputs": {...}, "resource"?, "output"?, "wait"?})'),
+]
