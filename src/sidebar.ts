@@ -76,7 +76,7 @@ class ListView {
         this.source = source;
         this.error.textContent = '';
         this.count.textContent = String(source.total);
-        this.list.node.style.height = `${Math.min(Math.max(source.total, 1), this.visibleRows) * ROW_HEIGHT}px`;
+        this.list.node.style.height = `${Math.min(source.total, this.visibleRows) * ROW_HEIGHT}px`;
         this.list.setSource(source);
         this.node.dataset.total = String(source.total);
       },

@@ -1,0 +1,183 @@
+/**
+ * The sidebar in a real JupyterLab: 10,000 datasets timed, every section's screenshot, the
+ * resource form registering the loopback cluster, a notebook moving onto it with
+ * %request_runtime / %switch_runtime, live runtime state, layout restored, dark theme.
+ */
+import { expect, Page, test } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const SHOTS = path.join(__dirname, '..', 'test-results', 'screenshots');
+const SECTIONS = ['storage', 'datasets', 'compute', 'sessions', 'applications', 'models'];
+
+/** The loopback cluster's settings, from the script that runs it. */
+function clusterEnv(): Record<string, string> {
+  const root = path.join(__dirname, '..', '..');
+  const out = execFileSync('bash', [path.join(root, 'tests/cluster/cluster.sh'), 'env'], { encoding: 'utf8' });
+  const env: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const match = /^export (\w+)=(.*)$/.exec(line.trim());
+    if (match) {
+      env[match[1]] = match[2].replace(/^'(.*)'$/, '$1');
+    }
+  }
+  return env;
+}
+
+async function shot(page: Page, name: string, selector?: string): Promise<void> {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  if (selector) {
+    await page.locator(selector).screenshot({ path: file });
+  } else {
+    await page.screenshot({ path: file });
+  }
+}
+
+/** Runs `source` in a new cell of the current notebook and returns that cell's output text. */
+async function runCell(page: Page, source: string, expected: RegExp, timeout = 120_000): Promise<string> {
+  const index = await page.evaluate(async src => {
+    const app = (window as any).jupyterapp;
+    const panel = app.shell.currentWidget;
+    const notebook = panel.content;
+    const cell = notebook.activeCell;
+    if (cell.model.sharedModel.getSource() !== '') {
+      await app.commands.execute('notebook:insert-cell-below');
+    }
+    notebook.activeCell.model.sharedModel.setSource(src);
+    const at = notebook.activeCellIndex;
+    await app.commands.execute('notebook:run-cell');
+    return at;
+  }, source);
+  const output = page.locator('.jp-Notebook .jp-Cell').nth(index).locator('.jp-OutputArea');
+  await expect(output).toContainText(expected, { timeout });
+  return (await output.innerText()).trim();
+}
+
+test('sidebar over a real JupyterLab and the loopback cluster', async ({ page }) => {
+  const cluster = clusterEnv();
+  const token = process.env.CS_UI_TOKEN!;
+  await page.goto(`/lab?token=${token}`);
+  await page.waitForSelector('#jupyterlab-splash', { state: 'detached', timeout: 60_000 });
+  const tab = page.locator('.jp-SideBar [data-id="cybershuttle-sidebar"]');
+  await expect(tab).toBeVisible();
+
+  await test.step('10,000 datasets appear in under a second', async () => {
+    // Timed inside the page: from the click that opens the panel to the first rows of the
+    // 10,000-entry list painted, then to the last row after jumping to the end.
+    const times = await page.evaluate(async () => {
+      const until = (check: () => boolean) =>
+        new Promise<number>((resolve, reject) => {
+          const limit = performance.now() + 20_000;
+          const poll = () => {
+            if (check()) resolve(performance.now());
+            else if (performance.now() > limit) reject(new Error('timed out'));
+            else requestAnimationFrame(poll);
+          };
+          poll();
+        });
+      const list = () => document.querySelector<HTMLElement>('[data-list="datasets"]');
+      const row = (key: string) => list()?.querySelector(`.cs-WindowedList-row[data-key="${key}"]`);
+      const start = performance.now();
+      // What a click on the tab does (Lumino tab bars act on pointer events, not click()).
+      (window as any).jupyterapp.shell.activateById('cybershuttle-sidebar');
+      const shown = await until(() => list()?.dataset.total === '10000' && !!row('ds-00000'));
+      const rows = list()!.querySelectorAll('.cs-WindowedList-row').length;
+      const scroller = list()!.querySelector<HTMLElement>('.cs-WindowedList')!;
+      const jump = performance.now();
+      scroller.scrollTop = scroller.scrollHeight;
+      const end = await until(() => !!row('ds-09999'));
+      return { open: shown - start, rows, scrollToEnd: end - jump };
+    });
+    console.log(`sidebar_10000_entries_ms=${times.open.toFixed(0)} (rows in DOM: ${times.rows}; ` +
+      `jump to the last entry: ${times.scrollToEnd.toFixed(0)} ms)`);
+    expect(times.rows).toBeLessThan(60);
+    expect(times.open).toBeLessThan(1000);
+
+    const search = page.locator('.cs-Search');
+    const began = Date.now();
+    await search.fill('ds-09876');
+    await expect(page.locator('[data-list="datasets"] .cs-WindowedList-row')).toHaveCount(1);
+    await expect(page.locator('[data-list="datasets"] [data-key="ds-09876"]')).toBeVisible();
+    console.log(`sidebar_search_10000_ms=${Date.now() - began} (including the 200 ms typing delay)`);
+    await search.fill('');
+    await expect(page.locator('[data-list="datasets"]')).toHaveAttribute('data-total', '10000');
+  });
+
+  await test.step('register the loopback cluster through the form', async () => {
+    await page.locator('[data-list="compute"] .cs-List-header button', { hasText: 'Register…' }).click();
+    const form = page.locator('form.cs-ResourceForm');
+    await expect(form).toBeVisible();
+    await form.locator('select[name="kind"]').selectOption('slurm');
+    // A wrong value is caught in the browser before anything is sent.
+    await form.locator('input[name="name"]').fill('bad name');
+    await expect(form.locator('.cs-field:has(input[name="name"]) .cs-field-error')).toContainText('may hold letters');
+    await form.locator('input[name="name"]').fill('uicluster');
+    await form.locator('input[name="host"]').fill(cluster.CS_TEST_HOST);
+    await form.locator('input[name="port"]').fill(cluster.CS_TEST_PORT);
+    await form.locator('input[name="user"]').fill(cluster.CS_TEST_USER);
+    await form.locator('input[name="key_file"]').fill(cluster.CS_TEST_KEY);
+    await form.locator('input[name="known_hosts"]').fill(cluster.CS_TEST_KNOWN_HOSTS);
+    await form.locator('input[name="partition"]').fill(cluster.CS_TEST_SLURM_PARTITION);
+    await expect(form.locator('button.cs-save')).toBeDisabled();
+    await form.locator('button.cs-test').click();
+    await expect(form.locator('.cs-ResourceForm-status')).toContainText('All required checks passed', { timeout: 60_000 });
+    expect(await form.locator('.cs-check').count()).toBeGreaterThan(1);
+    // Optional checks may fail (no conda here); required ones may not.
+    await expect(form.locator('.cs-check-failed', { hasNotText: '(optional)' })).toHaveCount(0);
+    await shot(page, 'register-form');
+    await form.locator('button.cs-save').click();
+    await expect(form.locator('.cs-ResourceForm-status')).toContainText("'uicluster' is registered", { timeout: 60_000 });
+    const row = page.locator('[data-list="compute"] [data-key="uicluster"]');
+    await expect(row).toBeVisible({ timeout: 30_000 });
+    await expect(row.locator('.cs-badge')).toContainText('up');
+  });
+
+  await test.step('screenshots of every section', async () => {
+    for (const section of SECTIONS) {
+      await shot(page, `section-${section}`, `[data-section="${section}"]`);
+    }
+    await shot(page, 'sidebar-light', '#cybershuttle-sidebar');
+  });
+
+  await test.step('a notebook moves onto the cluster with %request_runtime / %switch_runtime', async () => {
+    await page.evaluate(() => (window as any).jupyterapp.commands.execute('notebook:create-new', { kernelName: 'python3' }));
+    await expect(page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator, .jp-Notebook-ExecutionIndicator').first()).toBeAttached({ timeout: 30_000 });
+    await page.waitForFunction(() => {
+      const panel = (window as any).jupyterapp.shell.currentWidget;
+      return panel?.sessionContext?.session?.kernel?.status === 'idle';
+    }, undefined, { timeout: 60_000 });
+    await runCell(page, 'import cybershuttle_magic\n%request_runtime uirt --resource uicluster --walltime 5\n%switch_runtime uirt', /uirt/);
+    const out = await runCell(page, 'import socket, getpass\nprint(socket.gethostname(), getpass.getuser())', /csuser/);
+    const [host, user] = out.split(/\s+/);
+    expect(user).toBe(cluster.CS_TEST_USER);
+    expect(host.length).toBeGreaterThan(0);
+    console.log(`remote runtime answered: host=${host} user=${user}`);
+    await shot(page, 'notebook-on-runtime');
+    // The sidebar learns of the runtime and its Slurm job from the event stream.
+    await expect(page.locator('[data-list="runtimes"] [data-key="uirt"]')).toBeVisible({ timeout: 30_000 });
+    await shot(page, 'section-compute-live', '[data-section="compute"]');
+    await runCell(page, '%stop_runtime uirt', /stopped/);
+    await expect(page.locator('[data-list="runtimes"] [data-key="uirt"] .cs-badge')).toContainText(/STOPPED/i, { timeout: 30_000 });
+  });
+
+  await test.step('the sidebar is restored after a reload', async () => {
+    await page.waitForTimeout(1500); // the workspace is saved shortly after a layout change
+    await page.reload();
+    await page.waitForSelector('#jupyterlab-splash', { state: 'detached', timeout: 60_000 });
+    await expect(page.locator('#cybershuttle-sidebar')).toBeVisible();
+    await expect(page.locator('[data-list="datasets"]')).toHaveAttribute('data-total', '10000');
+  });
+
+  await test.step('dark theme', async () => {
+    const background = () => page.locator('#cybershuttle-sidebar').evaluate(el => getComputedStyle(el).backgroundColor);
+    const light = await background();
+    await page.evaluate(() => (window as any).jupyterapp.commands.execute('apputils:change-theme', { theme: 'JupyterLab Dark' }));
+    await expect.poll(background, { timeout: 20_000 }).not.toBe(light);
+    const [r, g, b] = (await background()).match(/\d+/g)!.map(Number);
+    expect(r + g + b).toBeLessThan(3 * 100);
+    await shot(page, 'sidebar-dark', '#cybershuttle-sidebar');
+    await page.evaluate(() => (window as any).jupyterapp.commands.execute('apputils:change-theme', { theme: 'JupyterLab Light' }));
+  });
+});
