@@ -14,11 +14,24 @@ uniform `module list|avail|spider|load|unload` wrapper).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .catalog import gathered_at, get, list_all, register, registered, search, unregister
-from .conflicts import Conflict, ConflictError
 from .lmod import LmodOutputError
-from .load import LoadResult, load, loaded_in_runtime, resolve
 from .records import Application, Version
+
+# `loading` and `conflicts` import packaging and yaml; listing a cached catalog needs neither,
+# so they are imported on first use (the CLI's `application list` starts faster).
+_LAZY = {"Conflict": "conflicts", "ConflictError": "conflicts", "LoadResult": "loading", "load": "loading",
+         "loaded_in_runtime": "loading", "resolve": "loading"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Application", "Conflict", "ConflictError", "LmodOutputError", "LoadResult", "Version", "gathered_at", "get",

@@ -10,13 +10,16 @@ module trees change when a site installs software, not every minute.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .. import compute, names
+from .. import names
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog
 from . import conda, envmodules, lmod, python_env
 from .records import Application, Version
+
+if TYPE_CHECKING:  # compute imports paramiko (~0.5 s); a cached listing never needs it
+    from .. import compute
 
 CACHE_KIND = "application-cache"
 REGISTERED_KIND = "application"
@@ -24,8 +27,10 @@ MAX_AGE_S = 24 * 3600
 _SECTION = "@@cs-section "
 
 
-def resource_of(name: str | None) -> compute.Resource:
+def resource_of(name: str | None) -> "compute.Resource":
     """The named resource; None means this machine (registered on first use)."""
+    from .. import compute
+
     if name is None or name == "local":
         try:
             return compute.get("local")
@@ -34,7 +39,7 @@ def resource_of(name: str | None) -> compute.Resource:
     return compute.get(name)
 
 
-def gather(res: compute.Resource, progress: Callable[[str], None] | None = None) -> list[Application]:
+def gather(res: "compute.Resource", progress: Callable[[str], None] | None = None) -> list[Application]:
     """Ask `res` what it offers now (no cache)."""
     python = res.python or res.facts.get("python") or "python3"
     script = "\n".join([lmod.GATHER, envmodules.GATHER, conda.GATHER, python_env.gather_command(python)])
@@ -61,11 +66,12 @@ def gather(res: compute.Resource, progress: Callable[[str], None] | None = None)
 def list_all(resource: str | None = None, *, refresh: bool = False,
              progress: Callable[[str], None] | None = None) -> list[Application]:
     """Everything `resource` offers plus the registered executables, cached per resource."""
-    res = resource_of(resource)
+    name = names.validate(resource or "local", "resource name")
     cat = catalog()
-    entry = cat.private.find(CACHE_KIND, res.name)
+    entry = cat.private.find(CACHE_KIND, name)
     fresh = entry is not None and time.time() - entry.data.get("gathered", 0) < MAX_AGE_S
     if refresh or not fresh:
+        res = resource_of(resource)
         apps = gather(res, progress)
         cat.private.add(CACHE_KIND, res.name, {"gathered": time.time(), "items": [a.to_dict() for a in apps]},
                         cat.user, replace=True)
@@ -77,7 +83,7 @@ def list_all(resource: str | None = None, *, refresh: bool = False,
 
 def gathered_at(resource: str | None = None) -> float | None:
     """When the cached catalog of `resource` was gathered (None: not yet)."""
-    entry = catalog().private.find(CACHE_KIND, resource_of(resource).name)
+    entry = catalog().private.find(CACHE_KIND, names.validate(resource or "local", "resource name"))
     return entry.data.get("gathered") if entry else None
 
 

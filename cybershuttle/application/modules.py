@@ -13,7 +13,6 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import compute
 from ..errors import CybershuttleError, RemoteCommandError
 from .lmod import parse_terse
 
@@ -81,19 +80,16 @@ def run(action: str, names: list[str] | None = None, *, resource: str | None = N
     return ModuleResult(res.name, action, system, modules, messages.strip())
 
 
-def _resource(name: str | None) -> compute.Resource:
-    if name is None or name == "local":
-        try:
-            return compute.get("local")
-        except CybershuttleError:
-            return compute.register_local()[0]
-    return compute.get(name)
+def _resource(name: str | None) -> Any:
+    from .catalog import resource_of
+
+    return resource_of(name)
 
 
 def run_in_runtime(runtime: str, action: str, names: list[str]) -> ModuleResult:
     """`module list|load|unload` inside a running runtime's kernel (the kernel keeps the result)."""
     from .. import runtime as runtimes
-    from .load import loaded_in_runtime, module_in_runtime
+    from .loading import loaded_in_runtime, module_in_runtime
 
     rt = runtimes.get(runtime)
     if action == "list":
