@@ -172,14 +172,17 @@ export function runsTable(runs: any[]): HTMLElement {
   const table = document.createElement('table');
   table.className = 'cs-runs';
   const head = table.createTHead().insertRow();
-  for (const title of ['run', 'status', 'resource', 'started']) {
+  for (const title of ['run', 'status', 'resource', 'started', 'outputs']) {
     head.insertCell().textContent = title;
   }
   const body = table.createTBody();
   for (const run of runs) {
     const row = body.insertRow();
     row.dataset.run = text(run.id);
-    for (const value of [run.id, run.status, run.resource, run.started]) {
+    row.dataset.status = text(run.status);
+    const started = typeof run.started === 'number' ? new Date(run.started * 1000).toLocaleString() : text(run.started);
+    const outputs = run.outputs && Object.keys(run.outputs).length ? JSON.stringify(run.outputs) : text(run.error);
+    for (const value of [run.id, run.status, run.resource, started, outputs]) {
       row.insertCell().textContent = text(value);
     }
   }

@@ -40,6 +40,21 @@ for i in range(int(sys.argv[1])):
     dataset.register(f"ds-{i:05d}", f"https://data.example.org/samples/{i:05d}.csv",
                      description=f"sample table {i}")
 compute.register_local()
+# A template to run from the sidebar: a notebook with a `parameters` cell and its input spec.
+import nbformat, os
+from cybershuttle import template
+folder = os.path.join(os.environ["CYBERSHUTTLE_HOME"], "..", "template")
+os.makedirs(folder)
+nb = nbformat.v4.new_notebook()
+params = nbformat.v4.new_code_cell("side = 2")
+params.metadata["tags"] = ["parameters"]
+area = nbformat.v4.new_code_cell("area = side * side\narea")
+area.metadata["tags"] = ["output"]
+nb.cells = [params, area]
+nbformat.write(nb, os.path.join(folder, "square.ipynb"))
+with open(os.path.join(folder, "square.toml"), "w") as spec:
+    spec.write('[[parameters]]\nname = "side"\ntype = "int"\ndefault = 2\nmin = 1\nmax = 100\nhelp = "length of a side"\n')
+template.add("square", notebook=os.path.join(folder, "square.ipynb"), spec=os.path.join(folder, "square.toml"))
 print(f"seeded {sys.argv[1]} datasets in {time.perf_counter() - start:.1f} s", flush=True)
 PY
 
