@@ -49,7 +49,7 @@ def test_lmod_catalog_on_this_machine_is_cached_until_refresh():
 def test_lmod_catalog_of_the_slurm_cluster_over_ssh(registered, cli):
     apps = application.list_all("testcluster")
     _check_lmod_catalog(apps)
-    # /usr/bin/python3 there has no pip; its packages are still read (importlib.metadata)
+    # the packages of /usr/bin/python3 there (read through importlib.metadata: no uv on that host)
     assert any(a.source == "pip" for a in apps)
     res = cli("application", "list", "--resource", "testcluster", "--kind", "module", "--json")
     assert res.code == 0, res.err

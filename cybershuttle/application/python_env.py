@@ -1,8 +1,9 @@
 """The Python packages of a resource's Python environment.
 
-`uv pip list --format json` where uv exists, else `python -m pip list
---format json`, else the interpreter's own `importlib.metadata` (a Debian
-/usr/bin/python3 often has no pip at all, but its packages still count).
+`uv pip list --format json` where uv exists, else the interpreter's own
+`importlib.metadata` (what pip reads too, in ~50 ms instead of pip's ~1-2 s
+start-up, and present where pip is not, as in many Debian /usr/bin/python3),
+else `python -m pip list --format json` (a Python older than 3.8).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def gather_command(python: str) -> str:
     return f"""
 echo "@@cs-section pip-json"
 {{ command -v uv >/dev/null 2>&1 && uv pip list --python {py} --format json 2>/dev/null; }} \\
-  || {py} -m pip list --format json --disable-pip-version-check 2>/dev/null \\
-  || {py} -c {shlex.quote(_METADATA)} 2>/dev/null
+  || {py} -c {shlex.quote(_METADATA)} 2>/dev/null \\
+  || {py} -m pip list --format json --disable-pip-version-check 2>/dev/null
 echo
 true
 """

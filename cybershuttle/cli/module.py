@@ -68,7 +68,8 @@ def _load_or_unload(action: str, args: argparse.Namespace) -> None:
 RUNTIME = arg("--runtime", metavar="RT", help="do it inside this running runtime's kernel")
 
 
-@group.verb("load", "load modules (in a login shell, or inside a runtime with --runtime); conflicts are refused",
+@group.verb("load", "load modules (in a login shell, or inside a runtime with --runtime, where conflicts with "
+            "what is loaded are refused first)",
             "cybershuttle module load hello/2.0 --resource testcluster",
             arg("names", nargs="+", metavar="NAME"), RESOURCE, RUNTIME, listing=True)
 def _load(args: argparse.Namespace) -> None:
