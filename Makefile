@@ -8,8 +8,18 @@ CS_USER ?= $(shell id -un)
 LAB_PORT ?= 8888
 CLUSTER := tests/cluster/cluster.sh
 PYTEST_ARGS ?=
+# The sidebar (TypeScript): jlpm is Yarn shipped with jupyter_builder; it fetches from the registry
+# npm is configured for (no file names a host). Playwright drives Debian's Chromium, never its own.
+JLPM     := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jlpm
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NPM_REGISTRY := $(shell npm config get registry 2>/dev/null)
+ifneq ($(NPM_REGISTRY),)
+export YARN_NPM_REGISTRY_SERVER ?= $(NPM_REGISTRY)
+endif
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install lab test test-python cluster-start cluster-stop bench clean
+.PHONY: install lab test test-python cluster-start cluster-stop bench clean sidebar
 
 install: $(VENV)/.installed
 
@@ -21,6 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lab: install
+	$(MAKE) sidebar || echo "The sidebar was not built (is node installed?): JupyterLab starts without it."
 	$(CS) compute initialize $(CS_USER)
 	$(CS) storage initialize $(CS_USER)
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
@@ -31,12 +42,27 @@ cluster-start:
 cluster-stop:
 	bash $(CLUSTER) stop
 
-# Starts the loopback cluster, runs every suite, always stops the cluster,
-# and fails if any suite failed.
-test: install
+# The sidebar: node modules, a build, and a link so this venv's JupyterLab loads src/ as built.
+sidebar: install
+	$(JLPM) install
+	$(JLPM) build
+	rm -rf $(VENV)/share/jupyter/labextensions/jupyterlab-cybershuttle
+	mkdir -p $(VENV)/share/jupyter/labextensions
+	ln -s "$(CURDIR)/jupyterlab_cybershuttle/labextension" $(VENV)/share/jupyter/labextensions/jupyterlab-cybershuttle
+
+# Debian's Chromium for the browser tests (apt's index is refreshed only if the first try fails).
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# Starts the loopback cluster, runs the three suites (pytest; jest for the sidebar's components;
+# Playwright for the sidebar in a real JupyterLab), always stops the cluster, and fails if any failed.
+test: install sidebar $(CHROMIUM)
 	bash $(CLUSTER) start
 	status=0; \
 	$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(JLPM) test || status=$$?; \
+	CS_CHROMIUM=$(CHROMIUM) $(JLPM) test:ui || status=$$?; \
 	bash $(CLUSTER) stop || true; \
 	exit $$status
 
@@ -44,4 +70,4 @@ bench: install
 	$(PY) benchmarks/cli_startup.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info node_modules lib tsconfig.tsbuildinfo jupyterlab_cybershuttle/labextension
