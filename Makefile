@@ -27,6 +27,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade uv
+	# pip, not uv, for torch: pip takes the CPU build; uv would download a multi-GB CUDA one.
+	$(PY) -m pip install -q torch==2.13.0
 	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[test]'
 	touch $@
 
