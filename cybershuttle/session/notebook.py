@@ -312,18 +312,20 @@ def _live_runtimes() -> list[dict[str, Any]]:
 
 
 def _mounts() -> list[dict[str, Any]]:
-    from .. import storage
-
-    listing = getattr(storage, "mounts", None)  # the storage module grows mounts() with its mount verbs
-    if listing is None:
-        return []
+    # What is mounted is context for the snapshot; a storage module that fails
+    # to answer must not cost the user the snapshot itself.
     try:
+        from .. import storage
+
+        listing = getattr(storage, "mounts", None)
+        if listing is None:
+            return []
         out = []
         for m in listing():
             data = m.to_dict() if hasattr(m, "to_dict") else dict(m)
             out.append({"name": data.get("name") or data.get("storage"), "directory": data.get("directory")})
         return out
-    except CybershuttleError:
+    except Exception:
         return []
 
 

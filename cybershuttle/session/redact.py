@@ -9,7 +9,7 @@ replay of such a step fails visibly instead of using a stale secret.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 MARK = "REDACTED"
 
@@ -18,17 +18,28 @@ MARK = "REDACTED"
 _VALUE = r"""(?:"[^"]*"|'[^']*'|(?!\$)[^\s&;|'"]+)"""
 _SECRET_WORDS = r"(?:password|passwd|passphrase|token|secret|api[-_]?key|access[-_]?key|secret[-_]?key|auth)"
 
-_RULES: list[tuple[re.Pattern[str], str]] = [
+def _keep(prefix_groups: int) -> Callable[[re.Match[str]], str]:
+    """A replacement keeping the first groups and the value's quotes: `x = 'REDACTED'` stays valid Python."""
+
+    def replace(match: re.Match[str]) -> str:
+        value = match.group(prefix_groups + 1)
+        quote = value[0] if value[:1] in ("'", '"') else ""
+        return "".join(match.group(i) for i in range(1, prefix_groups + 1)) + quote + MARK + quote
+
+    return replace
+
+
+_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # PEM private keys, whole (or from BEGIN to the end when pasted cut short)
     (re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)", re.S),
      f"-----BEGIN PRIVATE KEY----- {MARK} -----END PRIVATE KEY-----"),
     # --password=VALUE, --token VALUE, --api-key=VALUE
-    (re.compile(r"(--?" + _SECRET_WORDS + r"(?:[-_][A-Za-z]+)*)(=|\s+)" + _VALUE, re.I), rf"\1\2{MARK}"),
+    (re.compile(r"(--?" + _SECRET_WORDS + r"(?:[-_][A-Za-z]+)*)(=|\s+)(" + _VALUE + ")", re.I), _keep(2)),
     # NAME_TOKEN=..., NAME_KEY=..., NAME_PASSWORD=..., NAME_SECRET=... (shell or Python assignments, env lines)
-    (re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:TOKEN|KEY|PASSWORD|PASSWD|SECRET|PASSPHRASE))(\s*=\s*)" + _VALUE, re.I),
-     rf"\1\2{MARK}"),
+    (re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:TOKEN|KEY|PASSWORD|PASSWD|SECRET|PASSPHRASE))(\s*=\s*)(" + _VALUE + ")",
+                re.I), _keep(2)),
     # token=..., password=..., secret=... (query strings, key=value arguments, Python keyword arguments)
-    (re.compile(r"\b(" + _SECRET_WORDS + r")(\s*=\s*)" + _VALUE, re.I), rf"\1\2{MARK}"),
+    (re.compile(r"\b(" + _SECRET_WORDS + r")(\s*=\s*)(" + _VALUE + ")", re.I), _keep(2)),
     # Authorization headers
     (re.compile(r"(authorization:\s*(?:bearer|basic|token)\s+)[^\s'\"]+", re.I), rf"\1{MARK}"),
     # user:password@host in URLs
