@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from .magics import CybershuttleMagics
+from .storage_magic import StorageMagics
 
 
 def load_ipython_extension(ipython: Any) -> None:
     if "request_runtime" in ipython.magics_manager.magics["line"]:
         return  # already loaded: `import` and `%load_ext` may both run
     ipython.register_magics(CybershuttleMagics)
+    ipython.register_magics(StorageMagics)
 
 
 def _register_in_running_ipython() -> None:
