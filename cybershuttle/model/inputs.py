@@ -97,8 +97,11 @@ def _read_many(path: Path) -> list[Item]:
         return [Item(str(i), v) for i, v in enumerate(data)]
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     if path.suffix == ".jsonl":
-        try:
-            return [Item(str(i), json.loads(ln)) for i, ln in enumerate(lines)]
-        except json.JSONDecodeError as exc:
-            raise CybershuttleError(f"{path} line {exc.lineno}: not JSON ({exc.msg})") from exc
+        items = []
+        for number, line in enumerate(lines):
+            try:
+                items.append(Item(str(number), json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise CybershuttleError(f"{path}: input {number + 1} is not JSON ({exc.msg})") from exc
+        return items
     return [Item(str(i), ln) for i, ln in enumerate(lines)]

@@ -76,7 +76,7 @@ def workspace(name: str, directory: str | None = None) -> Path:
 
 def _setup_file(model: Model, pip: list[str]) -> str:
     lines = ["# Written by `cybershuttle model load " + model.name + " --mode modify`.", "workspace:",
-             "  model_collection:", "    - source: cybershuttle", f"      identifier: {model.name}",
+             "  model_collection:", "    - source: cybershuttle", f"      identifier: {model.name}", f"      mount_point: /cybershuttle_data/{model.name}",
              "additional_dependencies:", "  pip:" if pip else "  pip: []"]
     lines += [f"    - {p}" for p in pip]
     return "\n".join(lines) + "\n"
