@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -68,6 +69,22 @@ def test_a_conflict_is_found_in_the_real_catalog():
     versions = conflicts.module_conflicts("hello/1.0", ["hello/2.0"], apps)
     assert len(versions) == 1 and "two versions of module hello" in versions[0].reason
     assert conflicts.module_conflicts("hello/2.0", ["gcc/12"], apps) == []
+    assert conflicts.module_conflicts("hello/2.0", ["hello"], apps) == []  # "hello" is its default, 2.0
+    assert conflicts.module_conflicts("hello/1.0", ["hello"], apps)[0].second == "hello"
+
+
+def test_a_modulefiles_conflict_and_depends_on_lines_reach_the_catalog(tmp_path, monkeypatch):
+    tree = tmp_path / "modulefiles"
+    (tree / "tool").mkdir(parents=True)
+    (tree / "tool" / "1.0.lua").write_text('whatis("Description: a tool")\nconflict("hello")\ndepends_on("gcc/12")\n')
+    login_path = subprocess.run(["bash", "-lc", "echo $MODULEPATH"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.setenv("MODULEPATH", f"{tree}:{login_path}")  # login shells keep a MODULEPATH they inherit
+    tool = application.get("tool")
+    assert tool.versions[0].conflicts == ["hello"] and tool.versions[0].depends == ["gcc/12"]
+    setup = tmp_path / "cybershuttle.yml"
+    application.load("hello", setup_file=str(setup))
+    with pytest.raises(conflicts.ConflictError, match="tool/1.0 conflicts with hello/2.0: a modulefile declares"):
+        application.load("tool/1.0", setup_file=str(setup))
 
 
 def test_terse_fallback_when_the_spider_json_is_broken_and_never_an_empty_list(registered):

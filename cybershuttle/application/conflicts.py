@@ -50,16 +50,25 @@ def module_name(full: str) -> str:
 
 
 def module_conflicts(new: str, present: Iterable[str], apps: Iterable[Application]) -> list[Conflict]:
-    """Conflicts between module `new` and the modules already `present`."""
-    info = _version_index(apps)
-    new_name, new_info = module_name(new), info.get(new) or info.get(module_name(new) + "/" + _default(apps, new))
+    """Conflicts between module `new` and the modules already `present`.
+
+    A name without a version stands for its default version, and a module's
+    package is the one the catalog gives (Lmod's own grouping), not a guess
+    from the last `/`.
+    """
+    apps = list(apps)
+    index = _version_index(apps)
+    defaults = {a.name: a.default_version.full for a in apps if a.kind == "module" and a.default_version}
+    new_full = defaults.get(new, new)
+    new_pkg, new_info = index.get(new_full, (module_name(new_full), None))
     found = []
     for old in present:
-        if old == new:
+        old_full = defaults.get(old, old)
+        if old_full == new_full:
             continue
-        old_name, old_info = module_name(old), info.get(old)
-        if old_name == new_name or old == new_name or new == old_name:
-            found.append(Conflict(new, old, f"two versions of module {new_name}"))
+        old_pkg, old_info = index.get(old_full, (module_name(old_full), None))
+        if old_pkg == new_pkg:
+            found.append(Conflict(new, old, f"two versions of module {new_pkg}"))
             continue
         new_family = new_info.family if new_info else None
         old_family = old_info.family if old_info else None
@@ -68,7 +77,7 @@ def module_conflicts(new: str, present: Iterable[str], apps: Iterable[Applicatio
                                             "of which only one module can be loaded"))
             continue
         declared = (new_info.conflicts if new_info else []) + (old_info.conflicts if old_info else [])
-        if any(c in (old, old_name, new, new_name) for c in declared):
+        if any(c in (old, old_full, old_pkg, new, new_full, new_pkg) for c in declared):
             found.append(Conflict(new, old, "a modulefile declares conflict() with the other"))
     return found
 
@@ -131,12 +140,6 @@ def _contains(spec: SpecifierSet, candidate: str) -> bool:
         return False
 
 
-def _version_index(apps: Iterable[Application]) -> dict[str, Any]:
-    return {v.full: v for app in apps if app.kind == "module" for v in app.versions}
-
-
-def _default(apps: Iterable[Application], name: str) -> str:
-    for app in apps:
-        if app.kind == "module" and app.name == name and app.default_version:
-            return app.default_version.version
-    return ""
+def _version_index(apps: Iterable[Application]) -> dict[str, tuple[str, Any]]:
+    """Module version -> (its package, its Version record)."""
+    return {v.full: (app.name, v) for app in apps if app.kind == "module" for v in app.versions}
