@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import applications, compute, datasets, events, index, models, sessions, templates
+from . import applications, compute, datasets, events, index, models, sessions, storage, templates
 from .base import CybershuttleHandler, Route
 from .index import API_PREFIX, route_url
 
-ROUTES: list[Route] = [*index.ROUTES, *datasets.ROUTES, *compute.ROUTES, *events.ROUTES, *sessions.ROUTES,
-                       *templates.ROUTES, *applications.ROUTES, *models.ROUTES]
-SEARCHES = [datasets.search, compute.search, sessions.search, templates.search, applications.search, models.search]
+ROUTES: list[Route] = [*index.ROUTES, *storage.ROUTES, *datasets.ROUTES, *compute.ROUTES, *events.ROUTES,
+                       *sessions.ROUTES, *templates.ROUTES, *applications.ROUTES, *models.ROUTES]
+SEARCHES = [storage.search, datasets.search, compute.search, sessions.search, templates.search,
+            applications.search, models.search]
 
 
 def setup_handlers(web_app: Any) -> None:
