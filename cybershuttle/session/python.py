@@ -40,7 +40,7 @@ RECORDED: dict[str, tuple[str, ...]] = {
 }
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"name": None, "originals": {}, "ipython": None, "in_cell": False}
+_state: dict[str, Any] = {"name": None, "originals": {}, "ipython": None, "in_cell": False, "cell_depth": 0}
 _depth = threading.local()
 _RUN_ON = re.compile(r"^\s*%%run_on\s+(\S+)")
 _RUNTIME_MAGIC = re.compile(r"^\s*%(request|wait_for|switch|stop|restart|stat)_runtime\b", re.M)
@@ -204,10 +204,15 @@ def _hook_ipython() -> Any:
 
 def _on_cell_start(info: Any) -> None:
     # Calls made by a cell are marked, so an export shows the cell once, not its calls again.
+    # `%%run_on local` runs its body as a nested cell: only the outer one is recorded.
+    _state["cell_depth"] += 1
     _state["in_cell"] = True
 
 
 def _on_cell(result: Any) -> None:
+    _state["cell_depth"] = max(_state["cell_depth"] - 1, 0)
+    if _state["cell_depth"]:
+        return
     _state["in_cell"] = False
     name = _state["name"]
     source = getattr(result.info, "raw_cell", None) or ""
