@@ -105,14 +105,21 @@ def test_modulefile_conflict_lines_are_read():
     assert found["/m/tcl/1"] == {"conflicts": ["e"], "depends": ["f/3"]}
 
 
-def test_environment_modules_json_is_read():
-    # Environment Modules cannot be installed beside Lmod here; this is the shape its 5.x prints.
-    text = json.dumps({"/opt/modulefiles": {
-        "hello/1.0": {"name": "hello/1.0", "type": "modulefile", "symbols": [], "pathname": "/opt/modulefiles/hello/1.0"},
-        "hello/2.0": {"name": "hello/2.0", "type": "modulefile", "symbols": ["default"], "pathname": "/x"},
-        "hello": {"name": "hello", "type": "directory"}}})
-    (app,) = envmodules.parse_avail_json(text, "site")
-    assert app.source == "envmodules" and app.default_version.full == "hello/2.0"
+def test_environment_modules_output_is_read():
+    # Environment Modules cannot be installed beside the cluster's Lmod (it would take over every
+    # login shell here), so these are outputs recorded from its 5.2.0 modulecmd.tcl over a Tcl tree
+    # holding hello/1.0, hello/2.0 (default via .version) and gcc/12 (with `conflict intel`).
+    recorded = Path(__file__).parent / "data" / "envmodules"
+    directives = "/tmp/tclmf/gcc/12:conflict intel\n"
+    apps = envmodules.from_sections({"envmodules-json": (recorded / "avail-5.2.0.json").read_text(),
+                                     "envmodules-directives": directives}, "site")
+    found = {a.name: a for a in apps}
+    assert found["hello"].source == "envmodules" and found["hello"].default_version.full == "hello/2.0"
+    assert found["gcc"].versions[0].conflicts == ["intel"]
+    terse = (recorded / "terse-avail-5.2.0.txt").read_text()
+    apps = envmodules.from_sections({"envmodules-json": "avail: unsupported option '--json'"}, "site", lambda: terse)
+    assert {v.full for a in apps for v in a.versions} == {"gcc/12", "hello/1.0", "hello/2.0"}
+    assert {a.name: a for a in apps}["hello"].default_version.full == "hello/2.0"
 
 
 def test_pip_requirements_that_cannot_both_hold():

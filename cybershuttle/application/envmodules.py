@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from .lmod import LmodOutputError, parse_terse
+from .lmod import LmodOutputError, parse_directives, parse_terse
 from .records import Application, Version
 
 SOURCE = "envmodules"
@@ -20,14 +20,19 @@ GATHER = r"""
 if [ -z "${LMOD_DIR:-}" ] && { [ -n "${MODULES_CMD:-}" ] || type module >/dev/null 2>&1; }; then
   echo "@@cs-section envmodules-json"
   module avail --json 2>&1
-  echo
+  echo; echo "@@cs-section envmodules-directives"
+  printf '%s\n' "${MODULEPATH:-}" | tr ':' '\n' | while IFS= read -r d; do
+    [ -n "$d" ] && [ -d "$d" ] && timeout 30 grep -rHE '^[[:space:]]*(conflict|prereq|module[[:space:]]+load)[[:space:]]' \
+      -- "$d" 2>/dev/null
+  done
   true
 fi
 """
 TERSE = "module -t avail 2>&1"
 
 
-def parse_avail_json(text: str, resource: str | None) -> list[Application]:
+def parse_avail_json(text: str, resource: str | None,
+                     directives: dict[str, dict[str, list[str]]] | None = None) -> list[Application]:
     """`{modulepath: {"name/version": {"name", "type", "symbols", "pathname"}}}` -> applications."""
     start = text.find("{")
     data = json.loads(text[start:] if start >= 0 else text)
@@ -45,9 +50,11 @@ def parse_avail_json(text: str, resource: str | None) -> list[Application]:
             name, _, version = full.rpartition("/") if "/" in full else (full, "", "")
             symbols: list[Any] = entry.get("symbols") or []
             versions = found.setdefault(name, [])
+            declared = (directives or {}).get(str(entry.get("pathname") or ""), {})
             if all(v.full != full for v in versions):
                 versions.append(Version(version=version, full=full, default="default" in symbols,
-                                        path=entry.get("pathname")))
+                                        path=entry.get("pathname"), conflicts=declared.get("conflicts", []),
+                                        depends=declared.get("depends", [])))
     return [Application(name=n, source=SOURCE, versions=found[n], resource=resource)
             for n in sorted(found, key=str.lower)]
 
@@ -59,7 +66,7 @@ def from_sections(sections: dict[str, str], resource: str | None,
         return None
     text = sections["envmodules-json"].strip()
     try:
-        return parse_avail_json(text, resource)
+        return parse_avail_json(text, resource, parse_directives(sections.get("envmodules-directives", "")))
     except ValueError as exc:
         problem = str(exc)
     terse_text = terse() if terse else ""
