@@ -34,6 +34,9 @@ async def test_a_command_model_runs_over_a_file_in_the_jupyter_root(jp_fetch, jp
     rows = [json.loads(line) for line in (jp_root_dir / "out" / "outputs.jsonl").read_text().splitlines()]
     assert code == 200 and [r["output"] for r in rows] == ["ALPHA", "BETA"]
 
+    code, body = await call(jp_fetch, "models/upper/run", "POST", json_body={"input": "data"})  # a folder
+    assert code == 200 and body["count"] == 1 and body["ids"] == ["words.txt"], body
+
     code, body = await call(jp_fetch, "models/upper/run", "POST", json_body={"input": "../../etc/passwd"})
     assert code == 400 and "leaves" in body["error"]
     code, body = await call(jp_fetch, "models/upper/run", "POST", json_body={"inputs": "data/words.txt"})

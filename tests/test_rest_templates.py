@@ -42,12 +42,13 @@ async def test_a_template_is_shown_with_its_spec_run_and_its_runs_listed(jp_fetc
     x = next(p for p in body["spec"] if p["name"] == "x")
     assert code == 200 and x["type"] == "int" and x["default"] == 2 and x["max"] == 100 and x["help"] == "the side"
 
-    code, body = await call(jp_fetch, "templates/square/runs", "POST", json_body={"inputs": {"x": 7}, "output": "run1"})
+    code, body = await call(jp_fetch, "templates/square/runs", "POST", json_body={"inputs": {"x": 7}, "output": "run1",
+                                                                                  "wait": True})
     assert code == 201 and body["status"] == "COMPLETED", body
     assert body["parameters"]["x"] == 7 and body["outputs"]["y"] in (49, "49")
     assert (jp_root_dir / "run1" / "executed.ipynb").is_file()
 
-    code, body = await call(jp_fetch, "templates/square/runs", "POST", json_body={"inputs": {"x": 3}, "wait": False})
+    code, body = await call(jp_fetch, "templates/square/runs", "POST", json_body={"inputs": {"x": 3}})
     assert code == 202 and body["status"] == "RUNNING"
     run_id = body["id"]
     deadline = time.monotonic() + 120

@@ -1,6 +1,7 @@
 """Models: the catalog, and running a model over inputs the browser names."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tornado.web
@@ -37,7 +38,8 @@ class ModelRunHandler(CybershuttleHandler):
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Body: one of input_folder / input / input_sequence, and output (paths relative to
-        the Jupyter root), batch_size, resource, serve, walltime. Returns the run's result
+        the Jupyter root; an `input` that is a folder is read as input_folder), batch_size,
+        resource, serve, walltime. Returns the run's result
         (outputs inline when no output folder was given)."""
         self.write_json((await self.call(model.run, name, **self.run_options(self.body()))).to_dict())
 
@@ -49,6 +51,8 @@ class ModelRunHandler(CybershuttleHandler):
         for key in _PATHS:
             if body.get(key):
                 options[key] = self.server_path(body[key], key)
+        if "input" in options and os.path.isdir(options["input"]):
+            options["input_folder"] = options.pop("input")  # the sidebar has one "input" box for both
         for key, wanted in _OTHERS.items():
             value = body.get(key)
             if value is None or value == "":

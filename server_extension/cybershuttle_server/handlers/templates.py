@@ -44,9 +44,9 @@ class TemplateRunsHandler(CybershuttleHandler):
         """Run the template once. Body: {"inputs": {...}, "resource"?, "output"? (relative to the
         Jupyter root), "wait"?}. Inputs are checked first: a wrong one is a 400 naming every problem.
 
-        With "wait": true (the default) the reply is the finished run (201). With "wait": false
-        it is the run as soon as it is recorded (202, status RUNNING): a run queued on a cluster
-        can take hours, and its end is seen in GET .../runs.
+        By default the reply is the run as soon as it is recorded (202, status RUNNING): a run
+        queued on a cluster can take hours, and its end is seen in GET .../runs. With
+        "wait": true the reply is the finished run (201).
         """
         body = self.body()
         unknown = sorted(set(body) - set(_RUN_FIELDS))
@@ -57,7 +57,7 @@ class TemplateRunsHandler(CybershuttleHandler):
             raise UsageError('"inputs" must be an object of parameter values, e.g. {"learning_rate": 0.1}')
         output = self.server_path(body["output"], "output") if body.get("output") else None
         resource = body.get("resource") or None
-        wait = body.get("wait", True) not in (False, "false", "0", 0)
+        wait = body.get("wait", False) in (True, "true", "1", 1)
         before = {r.id for r in await self.call(template.runs, name, refresh=False)}
         started = asyncio.ensure_future(run_blocking(template.run, name, inputs, resource=resource, output=output))
         if wait:
