@@ -26,7 +26,8 @@ class Server:
         self.root = root
         self.requests: list[dict[str, str | None]] = []
         self.drop_next = 0  # responses to cut off halfway through the body
-        self.refuse = False  # answer 503 (after a drop: the server "went away")
+        self.refuse = False  # answer 503 (the server "went away")
+        self.refuse_after_drop = False
         self.sent = 0
         server = self
 
@@ -67,6 +68,7 @@ class Server:
                 self.end_headers()
                 if server.drop_next:
                     server.drop_next -= 1
+                    server.refuse = server.refuse_after_drop  # set before the client sees the cut
                     half = len(data) // 2 - start
                     self.wfile.write(body[:half])
                     server.sent += half
@@ -193,20 +195,13 @@ def test_failed_download_keeps_the_partial_file_and_the_next_load_resumes(server
     _, archive = make_archive(server.root, size=400_000)
     dataset.register("big", f"{server.url}/cifar.tar.gz")
     server.drop_next = 1
-    original = server.httpd.RequestHandlerClass.do_GET
-
-    def drop_then_refuse(handler):  # the server goes away right after cutting the first response
-        original(handler)
-        server.refuse = True
-
-    server.httpd.RequestHandlerClass.do_GET = drop_then_refuse
+    server.refuse_after_drop = True  # the server goes away right after cutting the first response
     with pytest.raises(CybershuttleError, match="HTTP 503"):
         dataset.load("big")
     partial = list((cs_home / "users").glob("*/cache/datasets/downloads/*.partial"))
     assert [p.stat().st_size for p in partial] == [len(archive) // 2]
     assert cache_entries(cs_home) == []
 
-    server.httpd.RequestHandlerClass.do_GET = original
     server.refuse = False
     loaded = dataset.load("big")
     assert Path(loaded).read_bytes() == archive

@@ -13,6 +13,7 @@ the credential; `request(name, **params)` passes straight through to the API.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import urllib.parse
 import urllib.request
@@ -266,13 +267,22 @@ def _resource(name: str | None) -> Any:
 
 
 def _in_place(loc: Location) -> str:
+    """The path where the work runs: on this machine, or on the remote host of a storage there."""
     if loc.kind == "path":
         if not os.path.exists(loc.path):
             raise NotFoundError(f"{loc.path} no longer exists")
         return loc.path
     from .. import storage
 
-    return storage.path(loc.text)
+    name, path = storage.split(loc.text)
+    info = storage.get(name)
+    if info.local:
+        return storage.path(loc.text)
+    sub = posixpath.normpath(path.lstrip("/") or ".")
+    if sub == ".." or sub.startswith("../"):
+        raise LocationError(f"{loc.text} leaves the storage {loc.storage}: use a path inside it")
+    # A root not starting with / is under the login's home, where jobs and kernels start.
+    return posixpath.normpath(posixpath.join(info.root, sub))
 
 
 def _fetch(ds: Dataset, loc: Location, progress: Progress | None) -> str:
@@ -350,7 +360,8 @@ def _verified(ds: Dataset, loc: Location, digest: str, got: Path, file: str | No
 def _storage_isdir(loc: Location) -> bool:
     from .. import storage
 
-    return bool(storage.fs(loc.storage).isdir(storage.path(loc.text)))
+    name, path = storage.split(loc.text)
+    return bool(storage.fs(name).isdir(path))
 
 
 def _link(path: str, to: str | os.PathLike[str], name: str) -> str:

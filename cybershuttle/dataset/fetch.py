@@ -108,11 +108,15 @@ def storage_tree(spec: str, target: Path, *, progress: Progress | None = None) -
     """Copy the directory `STORAGE:PATH` into `target`; files already there at full size are skipped."""
     from .. import storage
 
-    fs = storage.fs(storage.split(spec)[0])
-    base = storage.path(spec).rstrip("/")
+    name, base = storage.split(spec)
+    fs = storage.fs(name)
+    base = base.strip("/")
     done = 0
     for path, info in sorted(fs.find(base, detail=True).items()):
-        rel = path[len(base):].lstrip("/") if path.startswith(base) else path.rsplit("/", 1)[-1]
+        path = path.strip("/")
+        rel = path[len(base):].lstrip("/") if base and path.startswith(base + "/") else path if not base else ""
+        if not rel or rel.startswith("..") or "/../" in f"/{rel}/":
+            raise DownloadError(f"copying {spec}: unexpected entry {path!r} outside the folder")
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = info.get("size")

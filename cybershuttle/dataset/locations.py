@@ -9,9 +9,9 @@ A location is written one of three ways and kept in the catalog as text:
 Nearest first, for work running on this machine or on compute resource R:
 
 0. on the host where the work runs: a local path or a local storage (work
-   here), a storage whose host is R's host (work on R);
-1. on the same compute resource: a storage registered with `--resource R`
-   (the cluster's shared filesystem, reached through R's login node);
+   here); a storage on R or on R's host when R is a workstation (`ssh`);
+1. on the same compute resource: a storage on a Slurm resource R or on its
+   login host (the cluster's shared filesystem, seen from the job's node);
 2. everywhere else (other storages, URLs), in the order they were added.
 
 Tiers 0 and 1 are used in place; the others are fetched into the cache.
@@ -99,13 +99,12 @@ def rank(loc: Location, resource: Any | None) -> int:
         info = _storage_module().get(loc.storage)
     except CybershuttleError:
         return ELSEWHERE  # a storage removed since: tried last, and its error reported then
-    s_resource, s_host = getattr(info, "resource", None), getattr(info, "host", None)
     if resource is None or work_here:
-        return HERE if s_host is None else ELSEWHERE
-    if s_host and s_host == resource.host and s_resource in (None, resource.name):
-        return HERE
-    if s_resource == resource.name:
-        return SAME_RESOURCE
+        return HERE if info.host is None else ELSEWHERE
+    same_server = info.host == resource.host and info.port in (None, resource.port)
+    if info.resource == resource.name or same_server:
+        # a Slurm job runs on a compute node: the storage is the cluster's, not that node's
+        return SAME_RESOURCE if resource.kind == "slurm" else HERE
     return ELSEWHERE
 
 
