@@ -263,3 +263,23 @@ def test_load_into_a_running_runtime_checks_conflicts_first(registered, tmp_path
         assert application.loaded_in_runtime("apps") == ["hello/1.0", "gcc/12"]  # intel was never loaded
     finally:
         runtime.stop("apps")
+
+
+def test_load_into_a_runtime_inside_a_slurm_job(registered):
+    runtime.request("slurmapps", "testcluster", cpus=1, walltime=5)
+    try:
+        runtime.wait("slurmapps")
+        assert application.load("gcc/12", runtime="slurmapps").loaded == ["gcc/12"]
+        with pytest.raises(conflicts.ConflictError, match="intel/2024 conflicts with gcc/12"):
+            application.load("intel/2024", runtime="slurmapps")
+        kc = runtime.client("slurmapps")
+        out: list[str] = []
+        try:
+            kc.execute_interactive("import os; print(os.environ['CS_COMPILER'], os.environ['SLURM_JOB_ID'])",
+                                   output_hook=lambda m: out.append(m["content"].get("text", "")), timeout=60)
+        finally:
+            kc.stop_channels()
+        compiler, job = "".join(out).split()
+        assert compiler == "gcc/12" and job == runtime.get("slurmapps").job_id.rpartition(".")[2]
+    finally:
+        runtime.stop("slurmapps")
