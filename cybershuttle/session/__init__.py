@@ -168,7 +168,7 @@ def _python_script(session: Session) -> str:
     note = (f"# {len(cells)} recorded cell(s) are in the notebook export "
             f"(cybershuttle session export {session.name} --format ipynb)\n") if cells else ""
     return (f"#!/usr/bin/env bash\n# cybershuttle session {session.name!r}: its cybershuttle calls, in order\n"
-            f"{note}set -e\n{shlex.quote(os.environ.get('PYTHON', 'python3'))} - <<'CYBERSHUTTLE_SESSION'\n"
+            f"{note}set -e\npython3 - <<'CYBERSHUTTLE_SESSION'\n"
             + "\n".join(body) + "\nCYBERSHUTTLE_SESSION\n")
 
 
