@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from cybershuttle import application, runtime, setupfile
-from cybershuttle.application import catalog, conflicts, envmodules, lmod, modules, setup_edit
+from cybershuttle.application import catalog, conda, conflicts, envmodules, lmod, modules, setup_edit
 from cybershuttle.errors import AlreadyExistsError, CybershuttleError, NotFoundError, SetupFileError
 
 DATA = Path(__file__).parent / "data" / "cybershuttle_yml"
@@ -120,6 +120,15 @@ def test_environment_modules_output_is_read():
     apps = envmodules.from_sections({"envmodules-json": "avail: unsupported option '--json'"}, "site", lambda: terse)
     assert {v.full for a in apps for v in a.versions} == {"gcc/12", "hello/1.0", "hello/2.0"}
     assert {a.name: a for a in apps}["hello"].default_version.full == "hello/2.0"
+
+
+def test_conda_environment_list_is_read():
+    # No conda can be installed here: this is the `conda env list --json` shape conda, mamba and
+    # micromamba document; the conda source is untested against a real conda.
+    text = json.dumps({"envs": ["/opt/conda", "/opt/conda/envs/md", "/home/u/.conda/envs/ml"]})
+    apps = conda.from_sections({"conda-json": text}, "site")
+    assert [(a.name, a.kind, a.versions[0].path) for a in apps] == [
+        ("base", "conda", "/opt/conda"), ("md", "conda", "/opt/conda/envs/md"), ("ml", "conda", "/home/u/.conda/envs/ml")]
 
 
 def test_pip_requirements_that_cannot_both_hold():
