@@ -75,3 +75,22 @@ def test_hpc_path_in_place_on_the_cluster_fetched_over_sftp_here(cs_home, hpc_di
     unpacked = Path(dataset.load("archive"))
     assert (unpacked / "imgs" / "b.txt").read_text() == "yy"
     assert dataset.get("archive").checksums["hpc:/imgs.tar.gz"]["size"] > 0
+
+
+def test_storage_download_resumes_from_the_partial_file(cs_home, hpc_dir):
+    """A copy cut short leaves `.partial`; the next load reads only the rest (seeks the remote file)."""
+    from cybershuttle.dataset import cache
+
+    shell = compute.get("testcluster").shell()
+    shell.run(f"head -c 3145728 /dev/urandom > {shlex.quote(hpc_dir)}/big.bin")
+    storage.register("hpc", hpc_dir, resource="testcluster")
+    with storage.open("hpc:/big.bin") as f:
+        whole = f.read()
+    dataset.register("big", "hpc:/big.bin")
+    cache.partial_path("hpc:/big.bin").write_bytes(whole[: len(whole) // 2])  # what the cut-short copy left
+
+    seen: list[int] = []
+    loaded = Path(dataset.load("big", progress=lambda done, total: seen.append(done)))
+    assert loaded.read_bytes() == whole
+    assert seen[0] > len(whole) // 2  # the first bytes counted are beyond the half that was there
+    assert not cache.partial_path("hpc:/big.bin").exists()
