@@ -13,11 +13,13 @@ login shell and takes over the environment it ends with.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from .. import setupfile
 from ..errors import CybershuttleError, NotFoundError
 from . import setup_edit
 from .catalog import get, list_all
@@ -85,6 +87,7 @@ def load(spec: str, *, setup_file: str | None = None, resource: str | None = Non
     found: list[Conflict] = []
     where = []
     if setup_file is not None:
+        setup_edit.check(setup_file, "modules" if kind == "module" else "pip")
         present = _setup_lists(setup_file)
         found += module_conflicts(item, present["modules"], apps) if kind == "module" else \
             pip_conflicts(item, present["pip"])
@@ -98,13 +101,14 @@ def load(spec: str, *, setup_file: str | None = None, resource: str | None = Non
     if found:
         raise ConflictError(found, " and ".join(where))
     result = LoadResult(spec, kind, item, runtime=runtime)
+    # The runtime first: a module that fails to load there must not end up in the setup file.
+    if runtime is not None:
+        loaded, messages = _load_into_runtime(runtime, kind, item)
+        result = _replace(result, loaded=loaded, messages=messages)
     if setup_file is not None:
         edit = setup_edit.add(setup_file, "modules" if kind == "module" else "pip", item)
         result = _replace(result, setup_file=edit.path, setup_changed=edit.changed, setup_section=edit.section,
                           comments_kept=edit.kept_comments)
-    if runtime is not None:
-        loaded, messages = _load_into_runtime(runtime, kind, item)
-        result = _replace(result, loaded=loaded, messages=messages)
     return result
 
 
@@ -115,10 +119,6 @@ def loaded_in_runtime(runtime: str) -> list[str]:
 
 
 def _setup_lists(path: str) -> dict[str, list[str]]:
-    import os
-
-    from .. import setupfile
-
     if not os.path.exists(path):
         return {"modules": [], "pip": []}
     setup = setupfile.load(path)

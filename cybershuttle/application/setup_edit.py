@@ -49,11 +49,7 @@ def add(path: str | os.PathLike[str], section: Section, item: str) -> Edit:
         text = file.read_text(encoding="utf-8-sig")
     if current is not None and item in (current.modules if section == "modules" else current.pip):
         return Edit(str(file), _where(current, section), item, changed=False)
-    if current is not None and current.layout == "legacy" and section == "modules":
-        raise SetupFileError(
-            f"{file}: this file uses the older `environment:` layout, which has no place for modules; "
-            f"move its dependencies to `additional_dependencies: {{modules, conda, pip}}` and run this again"
-        )
+    _refuse_legacy_modules(current, section)
     data = yaml.safe_load(text) if text.strip() else None
     data = data if isinstance(data, dict) else {}
     keys = _target_keys(data, section)
@@ -65,6 +61,20 @@ def add(path: str | os.PathLike[str], section: Section, item: str) -> Edit:
     setupfile.parse(new_text, str(file))  # refuse to write a file the reader would refuse
     _replace(file, new_text)
     return Edit(str(file), ".".join(str(k) for k in keys if not isinstance(k, int)), item, True, kept)
+
+
+def check(path: str | os.PathLike[str], section: Section) -> None:
+    """Raise what `add` would raise about the file itself, changing nothing."""
+    if Path(path).exists():
+        _refuse_legacy_modules(setupfile.load(path), section)
+
+
+def _refuse_legacy_modules(current: setupfile.SetupFile | None, section: Section) -> None:
+    if current is not None and current.layout == "legacy" and section == "modules":
+        raise SetupFileError(
+            f"{current.path}: this file uses the older `environment:` layout, which has no place for modules; "
+            f"move its dependencies to `additional_dependencies: {{modules, conda, pip}}` and run this again"
+        )
 
 
 # -- where the item goes -------------------------------------------------------
