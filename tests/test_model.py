@@ -239,3 +239,45 @@ with open(sys.argv[2], "w") as out:
         out.write(json.dumps({"name": name, "length": len(seq),
                               "mass": round(sum(MASS[c] for c in seq) + 18.02, 2)}) + "\\n")
 '''
+
+
+def test_ai4science_model_runs_as_a_template(saved_net, tmp_path):
+    """A pipeline: a computational step (the seqprops program), then an AI step (a torch model)."""
+    import nbformat
+    import warnings
+
+    from cybershuttle import template
+
+    program = tmp_path / "seqprops.py"
+    program.write_text(SEQPROPS)
+    model.register("seqprops", "computational", f"python3 {program} {{input}} {{output}}")
+    torch.manual_seed(0)
+    scorer = torch.nn.Linear(2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(scorer), str(tmp_path / "scorer.pt"))
+    model.register("scorer", "ai", str(tmp_path / "scorer.pt"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('input_sequence = ""\nbatch_size = 8', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import json\nfrom cybershuttle import model\n"
+            "props = model.run('seqprops', input_sequence=input_sequence, batch_size=batch_size).outputs\n"
+            "with open('features.jsonl', 'w') as f:\n"
+            "    f.writelines(json.dumps([p['length'], p['mass'] / 100]) + '\\n' for p in props)"),
+        nbformat.v4.new_code_cell("scores = [round(float(s[0]), 4) for s in model.run('scorer', input='features.jsonl')"
+                                  ".outputs]\nscores", metadata={"tags": ["output"]}),
+    ]
+    nbformat.write(nb, tmp_path / "pipeline.ipynb")
+    template.add("seq-pipeline", notebook=str(tmp_path / "pipeline.ipynb"))
+    model.register("pipeline", "ai4science", "template:seq-pipeline")
+    fasta = tmp_path / "proteins.fasta"
+    fasta.write_text(">p1\nMKTAYI\n>p2\nGGGG\n")
+    result = model.run("pipeline", input_sequence=str(fasta), batch_size=1, output=str(tmp_path / "run"))
+    assert result.template_run and result.output == str(tmp_path / "run")
+    features = torch.tensor([[6, (131.19 + 128.17 + 101.10 + 71.08 + 163.18 + 113.16 + 18.02) / 100],
+                             [4, (4 * 57.05 + 18.02) / 100]])
+    expected = [round(float(s), 4) for s in scorer(features).detach()[:, 0]]
+    assert result.named_outputs["scores"] == pytest.approx(expected, abs=2e-4)
+    with pytest.raises(CybershuttleError, match="unknown parameter.*input"):
+        model.run("pipeline", input=str(fasta))  # the template takes no `input` parameter

@@ -97,16 +97,26 @@ def _is_this_machine(resource: str) -> bool:
 
 def _run_template(model: Model, given: dict[str, str | None], batch_size: int | None, resource: str | None,
                   output: str | None) -> RunResult:
+    """An ai4science pipeline: the template's notebook gets the inputs as parameters.
+
+    Only the inputs given are passed (input_folder / input / input_sequence, batch_size),
+    so the template's parameters cell names the ones it takes; the template's spec
+    checks them. Its named outputs come back in `RunResult.named_outputs`.
+    """
     import time
 
     from .. import template
+    from ..errors import CybershuttleError
 
-    inputs = {k: v for k, v in given.items() if v is not None}
+    inputs: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if batch_size is not None:
         inputs["batch_size"] = batch_size
     start = time.perf_counter()
     done = template.run(model.location, inputs, resource=resource, output=output)
-    record = done.to_dict() if hasattr(done, "to_dict") else {}
+    if done.status != "COMPLETED":
+        raise CybershuttleError(f"model {model.name!r}: template {model.location!r} run {done.id} ended "
+                                f"{done.status}: {done.error or 'see ' + done.output}")
     return RunResult(model=model.name, mode="inference", count=0, batches=0, batch_size=batch_size or 0,
-                     output=record.get("output", output), run_s=time.perf_counter() - start, resource=resource,
-                     template_run=record.get("id"))
+                     output=done.output, files=[str(Path(done.output) / f) for f in done.files],
+                     run_s=time.perf_counter() - start, resource=done.resource, job=done.job_id,
+                     template_run=done.id, named_outputs=dict(done.outputs))

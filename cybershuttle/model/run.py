@@ -43,6 +43,7 @@ class RunResult:
     resource: str | None = None
     job: str | None = None
     template_run: str | None = None
+    named_outputs: dict[str, Any] = field(default_factory=dict)  # an ai4science template's tagged outputs
     ids: list[str] = field(default_factory=list)
     outputs: list[Any] | None = None
 
