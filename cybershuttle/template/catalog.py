@@ -10,15 +10,16 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from .. import names
 from ..errors import CybershuttleError
 from ..registry import catalog
 from . import notebook as nbtools
 from . import spec as spec_file
+
+if TYPE_CHECKING:
+    import nbformat
 
 KIND = "template"
 
@@ -40,6 +41,8 @@ class Template:
         return spec_file.from_dicts(self.spec)
 
     def nb(self) -> nbformat.NotebookNode:
+        import nbformat
+
         return nbformat.reads(self.notebook, as_version=4)
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +60,8 @@ def add(name: str, *, session: str | None = None, notebook: str | None = None, s
     a later cell re-assigning a parameter — are kept on the template and
     returned with it.
     """
+    import nbformat
+
     names.validate(name, "template name")
     if (session is None) == (notebook is None):
         raise CybershuttleError("give exactly one of --session S or --notebook NB.ipynb to make a template from")
@@ -68,10 +73,11 @@ def add(name: str, *, session: str | None = None, notebook: str | None = None, s
         except OSError as exc:
             raise CybershuttleError(f"cannot read notebook {path}: {exc.strerror}") from exc
         nb = _read(text, str(path))
-        params = parsed.params if parsed else nbtools.inferred_params(nb, str(path))
-        if nbtools.parameters_cell(nb) is None:
-            nb = nbtools.with_parameters_cell(nb, params)
+        # Indices in the spec's `cells` refer to the file's own cells, so mark before inserting.
         nb = nbtools.mark_cells(nb, parsed.cells if parsed else {}, default_read_only=False)
+        params = parsed.params if parsed else nbtools.inferred_params(nb, str(path))
+        if nbtools.parameters_cell(nb) is None or (parsed and "parameters" in parsed.cells):
+            nb = nbtools.with_parameters_cell(nb, params)
         source = {"kind": "notebook", "from": str(path.resolve())}
     else:
         if parsed is None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import ast
 import copy
 import json
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CybershuttleError
 from .spec import Param, infer
+
+if TYPE_CHECKING:  # nbformat costs ~1 s to import (jsonschema): only verbs that read notebooks pay it
+    import nbformat
 
 PARAMETERS_TAG = "parameters"
 OUTPUT_TAG = "output"
@@ -34,6 +35,8 @@ class NotebookError(CybershuttleError):
 
 
 def read(text: str, where: str) -> nbformat.NotebookNode:
+    import nbformat
+
     try:
         return nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for bad input
@@ -67,6 +70,8 @@ def parameters_source(params: list[Param]) -> str:
 
 def with_parameters_cell(nb: nbformat.NotebookNode, params: list[Param]) -> nbformat.NotebookNode:
     """`nb` with a parameters cell generated from `params` (replacing one it had)."""
+    import nbformat
+
     out = copy.deepcopy(nb)
     cell = nbformat.v4.new_code_cell(parameters_source(params),
                                      metadata={"tags": [PARAMETERS_TAG], "editable": True, "deletable": False})
@@ -80,10 +85,11 @@ def with_parameters_cell(nb: nbformat.NotebookNode, params: list[Param]) -> nbfo
 
 
 def mark_cells(nb: nbformat.NotebookNode, cells: dict[str, Any], *, default_read_only: bool) -> nbformat.NotebookNode:
-    """Apply read-only / editable / pre-run markings; clear outputs of cells that will run again.
+    """Apply the spec's cell markings; clear outputs of cells that will run again.
 
-    `cells` holds lists of indices into `nb` (or "all"). The parameters cell
-    always stays editable and is never pre-run.
+    `cells` holds lists of indices into `nb` (or "all") for read_only,
+    editable, pre_run and drop, and one index for parameters. The parameters
+    cell always stays editable, is never pre-run and never dropped.
     """
     out = copy.deepcopy(nb)
     count = len(out.cells)
@@ -98,12 +104,21 @@ def mark_cells(nb: nbformat.NotebookNode, cells: dict[str, Any], *, default_read
             raise NotebookError(f"cells.{key} names cell(s) {bad} but the notebook has cells 0-{count - 1}")
         return chosen
 
+    if "parameters" in cells:  # a recorded cell that set the values becomes the parameters cell
+        index = cells["parameters"]
+        if not 0 <= index < count or out.cells[index].cell_type != "code":
+            raise NotebookError(f"cells.parameters = {index} is not a code cell of the notebook (cells 0-{count - 1})")
+        for cell in out.cells:
+            if PARAMETERS_TAG in cell.metadata.get("tags", []):
+                cell.metadata["tags"].remove(PARAMETERS_TAG)
+        out.cells[index].metadata.setdefault("tags", []).append(PARAMETERS_TAG)
     read_only = pick("read_only") if "read_only" in cells else (set(range(count)) if default_read_only else set())
     read_only -= pick("editable")
     pre_run = pick("pre_run")
     params_at = parameters_cell(out)
     for i, cell in enumerate(out.cells):
         if i == params_at:
+            cell.metadata["editable"], cell.metadata["deletable"] = True, False
             continue
         if i in read_only:
             cell.metadata["editable"] = False
@@ -121,6 +136,8 @@ def mark_cells(nb: nbformat.NotebookNode, cells: dict[str, Any], *, default_read
         else:
             cell.outputs = []
             cell.execution_count = None
+    drop = pick("drop") - ({params_at} if params_at is not None else set())
+    out.cells = [c for i, c in enumerate(out.cells) if i not in drop]
     return out
 
 
@@ -168,8 +185,10 @@ def restore_pre_run(executed: nbformat.NotebookNode, template: nbformat.Notebook
 
 
 def executed_error(nb: nbformat.NotebookNode) -> str | None:
-    """'cell N: Name: message' of the first error in an executed notebook."""
-    for i, cell in enumerate(nb.cells):
+    """'cell N: Name: message' of the first error, N counting the template's own cells."""
+    added = {"injected-parameters", "papermill-error-cell-tag", "cybershuttle-setup"}
+    own = [c for c in nb.cells if not added & set(c.metadata.get("tags", []))]
+    for i, cell in enumerate(own):
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.get("output_type") == "error":
                 return f"cell {i}: {out.get('ename')}: {out.get('evalue')}"

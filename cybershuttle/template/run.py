@@ -25,9 +25,7 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from .. import compute, names, profile
 from ..errors import CybershuttleError, NotFoundError
@@ -35,6 +33,9 @@ from ..registry import catalog, dump_record, load_record
 from . import catalog as templates
 from . import notebook as nbtools
 from . import spec as spec_file
+
+if TYPE_CHECKING:
+    import nbformat
 
 KIND = "template-run"
 EXECUTED = "executed.ipynb"
@@ -211,6 +212,8 @@ def render_inputs(input_dir: str | Path, values: dict[str, Any]) -> dict[str, by
 
 def finish(record: Run, template_nb: nbformat.NotebookNode, error: str | None) -> Run:
     """Read what a run left in its local directory and complete its record."""
+    import nbformat
+
     local = Path(record.output)
     executed_path = local / EXECUTED
     outputs: dict[str, Any] = {}
@@ -271,6 +274,8 @@ def _papermill(nb: nbformat.NotebookNode, out: Path, values: dict[str, Any], ker
 def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[str, Any], files: dict[str, bytes],
                 remote_dir: str, local: Path) -> None:
     """papermill here, the kernel on `res` through the provisioner, working in `remote_dir` there."""
+    import nbformat
+
     shell = res.shell()
     q = shlex.quote(remote_dir)
     shell.run(f"umask 077 && mkdir -p {q} && tar -xf - -C {q}", stdin=pack(files), timeout=120)

@@ -16,7 +16,10 @@ A spec file is TOML or YAML with a `parameters` table (or list)::
 
     [cells]                 # optional, for templates made from a session
     read_only = [1, 2]      # cell indices (0-based) of the source notebook, or "all"
+    editable = [3]          # (a session's cells are read-only unless listed here)
     pre_run = [0]           # cells not run again: their stored outputs are kept
+    parameters = 2          # this recorded cell becomes the generated parameters cell
+    drop = [1]              # cells left out of the template (e.g. the one starting the recording)
 
 Without a spec the parameters are inferred from the notebook's `parameters`
 cell (papermill's convention): each `name = literal  # help` line becomes a
@@ -128,10 +131,14 @@ def load(path: str | Path) -> Spec:
     params = [_param(item, str(path)) for item in items]
     _no_duplicates(params, str(path))
     cells = doc.get("cells") or {}
-    if not isinstance(cells, dict) or set(cells) - {"read_only", "editable", "pre_run"}:
-        raise SpecError(f"{path}: 'cells' may hold read_only, editable and pre_run (lists of cell indices or \"all\")")
+    if not isinstance(cells, dict) or set(cells) - {"read_only", "editable", "pre_run", "drop", "parameters"}:
+        raise SpecError(f"{path}: 'cells' may hold read_only, editable, pre_run, drop (lists of cell indices or "
+                        "\"all\") and parameters (one cell index)")
     for key, value in cells.items():
-        if value != "all" and not (isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool)
+        if key == "parameters":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SpecError(f"{path}: cells.parameters must be one cell index (0-based)")
+        elif value != "all" and not (isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool)
                                                                    for i in value)):
             raise SpecError(f"{path}: cells.{key} must be a list of cell indices (0-based) or \"all\"")
     return Spec(params, dict(cells))

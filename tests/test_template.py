@@ -1,0 +1,341 @@
+"""Templates: specs, notebooks, runs here and on the loopback Slurm, sweeps as one job array."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from cybershuttle.errors import CybershuttleError
+
+SPEC_TOML = """\
+[parameters.rate]
+type = "float"
+default = 0.5
+min = 0.0
+max = 1.0
+help = "growth per step"
+
+[parameters.steps]
+type = "int"
+default = 3
+min = 1
+max = 50
+
+[parameters.mode]
+type = "str"
+default = "sum"
+choices = ["sum", "max"]
+
+[parameters.label]
+type = "str"
+required = true
+help = "a name for the run"
+
+[cells]
+parameters = 2     # the recorded cell that set rate and steps
+drop = [1]         # the cell that started the recording
+editable = [5]      # the cell that reports where it ran
+"""
+
+SESSION_CELLS = [
+    "from cybershuttle import session\nsession.start('analysis1')",
+    "rate = 0.5\nsteps = 3\nmode = 'sum'\nlabel = 'first'",
+    "import getpass, json, os\nvals = [rate * i for i in range(steps)]\njson.dump({'label': label, 'vals': vals}, "
+    "open('vals.json', 'w'))",
+    "total = sum(vals) if mode == 'sum' else max(vals)\ntotal",
+    "where = {'user': getpass.getuser(), 'slurm_job': os.environ.get('SLURM_JOB_ID'), 'cwd': os.getcwd()}\nwhere",
+]
+
+
+def record_session(kc, name: str = "analysis1") -> None:
+    """A real Python session recorded cell by cell in a real IPython kernel."""
+    from conftest import run_ok
+
+    for code in SESSION_CELLS:
+        run_ok(kc, code.replace("analysis1", name), timeout=120)
+    run_ok(kc, "session.stop()")
+
+
+def tag_output(template_name: str) -> None:
+    """Tag the recorded cells whose values are the run's outputs (as a user would in JupyterLab)."""
+    from cybershuttle import template
+    from cybershuttle.registry import catalog
+
+    tmpl = template.get(template_name)
+    nb = tmpl.nb()
+    for cell in nb.cells:
+        if cell.source.startswith(("total =", "where =")):
+            cell.metadata.setdefault("tags", []).append("output")
+    catalog().update("template", template_name, lambda d: {**d, "notebook": nbformat.writes(nb)})
+
+
+@pytest.fixture
+def session_template(local_kernel, tmp_path, cli):
+    record_session(local_kernel)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC_TOML)
+    res = cli("template", "add", "--name", "growth", "--session", "analysis1", "--input_file_format", str(spec))
+    assert res.code == 0, res.err
+    tag_output("growth")
+    return "growth"
+
+
+def make_notebook(path: Path, cells: list, **meta) -> Path:
+    nb = new_notebook(cells=cells)
+    nb.metadata.update(meta)
+    nbformat.write(nb, path)
+    return path
+
+
+def runs_json(cli, name: str) -> list[dict]:
+    res = cli("template", "runs", name, "--json")
+    assert res.code == 0, res.err
+    return json.loads(res.out)
+
+
+# -- specs and notebooks ------------------------------------------------------
+def test_spec_inferred_from_the_parameters_cell_with_non_ascii_names_and_reassignment_warned(tmp_path, cli):
+    nb = make_notebook(tmp_path / "decay.ipynb", [
+        new_markdown_cell("# Decay"),
+        new_code_cell("λ = 0.5  # decay rate\nn: int = 3  # steps\nname = 'run'\nflags = [1, 2]",
+                      metadata={"tags": ["parameters"]}),
+        new_code_cell("values = [λ ** i for i in range(n)]"),
+        new_code_cell("def f(n):\n    λ = 2\n    return n\nfor i in range(2):\n    n = i  # the trap\n%time x = 1"),
+    ])
+    res = cli("template", "add", "--name", "decay", "--notebook", str(nb))
+    assert res.code == 0, res.err
+    assert "4 parameter(s): λ, n, name, flags" in res.out
+    warnings = [line for line in res.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, res.err  # the function's local λ and n are not re-assignments
+    assert "cell 3" in warnings[0] and "'n'" in warnings[0] and "line 5" in warnings[0]
+    shown = json.loads(cli("template", "show", "decay", "--json").out)
+    spec = {p["name"]: p for p in shown["spec"]}
+    assert spec["λ"]["type"] == "float" and spec["λ"]["default"] == 0.5 and spec["λ"]["help"] == "decay rate"
+    assert spec["n"]["type"] == "int" and spec["n"]["help"] == "steps"
+    assert spec["name"]["type"] == "str" and spec["flags"]["type"] == "list"
+    assert shown["warnings"] == [w.removeprefix("warning: ") for w in warnings]
+    listed = json.loads(cli("template", "list", "--json").out)
+    assert [t["name"] for t in listed] == ["decay"]
+    assert cli("template", "rm", "decay").code == 0
+    assert json.loads(cli("template", "list", "--json").out) == []
+
+
+def test_notebook_without_parameters_cell_or_with_a_bad_spec_is_refused(tmp_path):
+    from cybershuttle import template
+
+    nb = make_notebook(tmp_path / "plain.ipynb", [new_code_cell("x = 1")])
+    with pytest.raises(CybershuttleError, match="no cell tagged 'parameters'"):
+        template.add("plain", notebook=str(nb))
+    bad = tmp_path / "bad.yml"
+    for text, expected in (("parameters:\n  x: {type: int, default: 1, maximum: 3}\n", "unknown key\\(s\\) maximum"),
+                           ("parameters:\n  x: {type: int, default: 9, max: 3}\n", "its default does not fit"),
+                           ("parameters:\n  x y: {type: int}\n", "must be a Python identifier"),
+                           ("parameters:\n  x: {type: complex}\n", "type must be one of"),
+                           ("parameters:\n  x: {type: int}\ncells:\n  pre_run: [9]\n", "names cell\\(s\\) \\[9\\]"),
+                           ("parameters: [1, 2\n", "not valid YAML")):
+        bad.write_text(text)
+        with pytest.raises(CybershuttleError, match=expected):
+            template.add("plain", notebook=str(nb), spec=str(bad))
+    assert template.list_all() == []
+
+
+def test_read_only_and_pre_run_cells_keep_their_markings_and_stored_outputs(tmp_path, cli):
+    stored = new_code_cell("print('expensive')", execution_count=1,
+                           outputs=[new_output("stream", name="stdout", text="computed last week\n")])
+    nb = make_notebook(tmp_path / "pre.ipynb", [
+        stored,
+        new_code_cell("x = 2", metadata={"tags": ["parameters"]}),
+        new_code_cell("y = x * 10\ny", metadata={"tags": ["output"]}, execution_count=3,
+                      outputs=[new_output("execute_result", data={"text/plain": "20"}, execution_count=3)]),
+    ])
+    spec = tmp_path / "spec.yml"
+    spec.write_text("parameters:\n  x: {type: int, default: 2, help: the factor}\ncells:\n  pre_run: [0]\n"
+                    "  read_only: [0, 2]\n")
+    from cybershuttle import template
+
+    template.add("pre", notebook=str(nb), spec=str(spec))
+
+    cells = template.get("pre").nb().cells
+    assert cells[0].metadata["editable"] is False and cells[0].metadata["deletable"] is False
+    assert "skip-execution" in cells[0].metadata["tags"] and cells[0].outputs[0]["text"] == "computed last week\n"
+    assert cells[1].metadata["editable"] is True  # the parameters cell stays editable
+    assert cells[2].outputs == [] and cells[2].metadata["editable"] is False  # it runs again: old output cleared
+
+    inputs = tmp_path / "in.yml"
+    inputs.write_text("x: 7\n")
+    assert template.run("pre", str(inputs), output=str(tmp_path / "out")).status == "COMPLETED"
+    executed = nbformat.read(tmp_path / "out" / "executed.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "computed last week\n"  # not run again, output kept
+    [run] = runs_json(cli, "pre")
+    assert run["status"] == "COMPLETED" and run["outputs"] == {"y": 70} and run["parameters"] == {"x": 7}
+
+
+def test_every_bad_input_gives_a_clear_error_and_runs_nothing(session_template, tmp_path, cli, cs_home):
+    cases = {
+        "unknown": ("label: a\nrat: 0.1\n", "unknown parameter(s) 'rat'"),
+        "type": ("label: a\nsteps: '4'\n", "'steps' must be int, got str"),
+        "bool": ("label: a\nsteps: true\n", "'steps' must be int, got bool"),
+        "range": ("label: a\nrate: 1.5\n", "'rate' = 1.5 is above its maximum 1.0"),
+        "low": ("label: a\nsteps: 0\n", "'steps' = 0 is below its minimum 1"),
+        "choice": ("label: a\nmode: avg\n", "'mode' = 'avg' is not one of 'sum', 'max'"),
+        "missing": ("rate: 0.1\n", "'label' is required"),
+        "notamap": ("- 1\n- 2\n", "expected a mapping"),
+    }
+    for case, (text, expected) in cases.items():
+        path = tmp_path / f"{case}.yml"
+        path.write_text(text)
+        res = cli("template", "run", "--name", session_template, "--input_file", str(path))
+        assert res.code == 1, (case, res.out, res.err)
+        assert expected in res.err, (case, res.err)
+        assert "Traceback" not in res.err
+    both = tmp_path / "both.yml"
+    both.write_text("rat: 1\nsteps: 99\n")
+    res = cli("template", "run", "--name", session_template, "--input_file", str(both))
+    assert all(s in res.err for s in ("'rat'", "'steps' = 99", "'label' is required", "nothing was run")), res.err
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "config.txt").write_text("rate={{ rate }} seed={{ seed }}\n")
+    ok = tmp_path / "ok.yml"
+    ok.write_text("label: a\n")
+    res = cli("template", "run", "--name", session_template, "--input_file", str(ok), "--input_dir", str(inputs))
+    assert res.code == 1 and "placeholder {{ seed }} names no parameter" in res.err, res.err
+    res = cli("template", "run", "--name", "nosuch", "--input_file", str(ok))
+    assert res.code == 1 and "no template named 'nosuch'" in res.err
+    assert runs_json(cli, session_template) == []
+    assert not list(cs_home.glob("users/*/template-runs/*/*"))  # no run directory either
+
+
+def test_session_template_with_toml_spec_runs_locally_with_outputs_and_collect(session_template, tmp_path, cli):
+    from cybershuttle import template
+
+    nb = template.get(session_template).nb()
+    sources = [c.source for c in nb.cells]
+    assert not any("session.start" in s for s in sources)  # dropped by the spec
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "rate = 0.5  # growth per step" in params[0].source
+    assert "label = None  # required; a name for the run" in params[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.metadata.get("editable") is False for c in code if c is not params[0] and "where =" not in c.source)
+    assert template.get(session_template).warnings == []  # the cell that set them became the parameters cell
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "config.txt").write_text("label={{ label }} rate={{rate}}\n")
+    path = tmp_path / "a.yml"
+    path.write_text("label: a\nrate: 0.25\nsteps: 4\n")
+    res = cli("template", "run", "--name", session_template, "--input_file", str(path), "--input_dir", str(inputs))
+    assert res.code == 0, res.err
+    runs = runs_json(cli, session_template)
+    assert [r["status"] for r in runs] == ["COMPLETED"]
+    assert runs[0]["parameters"] == {"label": "a", "rate": 0.25, "steps": 4, "mode": "sum"}
+    assert runs[0]["outputs"]["total"] == 1.5
+    assert runs[0]["outputs"]["where"]["slurm_job"] is None and runs[0]["resource"] == "local"
+    assert sorted(runs[0]["files"]) == ["config.txt", "vals.json"]
+    assert (Path(runs[0]["output"]) / "config.txt").read_text() == "label=a rate=0.25\n"
+    assert Path(runs[0]["outputs"]["where"]["cwd"]).resolve() == Path(runs[0]["output"]).resolve()
+
+    res = cli("template", "collect", session_template, "--output", "vals.json", "--to", str(tmp_path / "got"), "--json")
+    assert res.code == 0, res.err
+    rows = json.loads(res.out)
+    assert [json.loads(Path(r["file"]).read_text()) for r in rows] == [{"label": "a", "vals": [0.0, 0.25, 0.5, 0.75]}]
+    res = cli("template", "collect", session_template, "--output", "total", "--to", str(tmp_path / "totals"), "--json")
+    assert [r["value"] for r in json.loads(res.out)] == [1.5]
+    assert json.loads((tmp_path / "totals" / "collected.json").read_text())[0]["parameters"]["label"] == "a"
+    res = cli("template", "collect", session_template, "--output", "loss", "--to", str(tmp_path / "none"))
+    assert res.code == 1 and "no run of template 'growth' has an output named 'loss'" in res.err
+
+
+def test_a_failing_cell_is_recorded_with_its_error(tmp_path, cli):
+    nb = make_notebook(tmp_path / "fail.ipynb", [new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                                 new_code_cell("raise ValueError(f'bad x {x}')")])
+    from cybershuttle import template
+
+    template.add("fail", notebook=str(nb))
+    res = cli("template", "run", "--name", "fail")
+    assert res.code == 1 and "ValueError: bad x 1" in res.err
+    [run] = runs_json(cli, "fail")
+    assert run["status"] == "FAILED" and run["error"] == "cell 1: ValueError: bad x 1"  # the template's own numbering
+    assert (Path(run["output"]) / "executed.ipynb").is_file()
+
+
+# -- on the loopback Slurm ------------------------------------------------------
+@pytest.fixture
+def slurm(registered, tmp_path, monkeypatch):
+    """The registered cluster; every job a test leaves active is cancelled afterwards."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    from cybershuttle import compute
+
+    yield registered
+    for job in compute.jobs():
+        try:
+            compute.cancel(job.id)
+        except Exception:
+            pass
+
+
+def test_session_template_runs_on_loopback_slurm_through_the_provisioner(session_template, slurm, tmp_path, cli):
+    path = tmp_path / "in.yml"
+    path.write_text("label: cluster\nsteps: 5\nmode: max\n")
+    res = cli("template", "run", "--name", session_template, "--input_file", str(path), "--resource", "testcluster",
+              env={"JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")})
+    assert res.code == 0, res.err
+    [run] = runs_json(cli, session_template)
+    assert run["status"] == "COMPLETED" and run["resource"] == "testcluster", run
+    assert run["outputs"]["total"] == 2.0
+    where = run["outputs"]["where"]
+    assert where["user"] == "csuser" and where["slurm_job"], where  # the kernel ran inside a Slurm job there
+    assert where["cwd"] == run["remote_dir"]
+    assert json.loads((Path(run["output"]) / "vals.json").read_text())["label"] == "cluster"  # copied back
+    from cybershuttle import runtime
+
+    assert [r.state for r in runtime.list_all()] == ["STOPPED"]  # the kernel's job was released
+
+
+def test_a_20_point_sweep_is_one_slurm_job_array(session_template, slurm, tmp_path, cli):
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text("grid:\n  rate: [0.1, 0.2, 0.3, 0.4, 0.5]\n  steps: [1, 2, 3, 4]\n  label: swept\n")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "config.txt").write_text("rate={{ rate }} steps={{ steps }}\n")
+    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "testcluster",
+              "--input_dir", str(inputs), "--output", str(tmp_path / "sweep"), "--wait", "--json")
+    assert res.code == 0, res.err
+    runs = json.loads(res.out)
+    assert len(runs) == 20 and len({r["job_id"] for r in runs}) == 1
+    assert [r["status"] for r in runs] == ["COMPLETED"] * 20, [(r["status"], r["error"]) for r in runs]
+    for r in runs:
+        rate, steps = r["parameters"]["rate"], r["parameters"]["steps"]
+        assert r["outputs"]["total"] == pytest.approx(sum(rate * i for i in range(steps)))
+        assert r["outputs"]["where"]["slurm_job"]
+        assert (Path(r["output"]) / "config.txt").read_text() == f"rate={rate} steps={steps}\n"
+    from cybershuttle import compute
+
+    job = compute.get_job(runs[0]["job_id"])
+    shell = compute.get("testcluster").shell()
+    out = shell.run(f"sacct -n -X -P -j {shlex.quote(job.native_id)} -o JobID,State", login_shell=True).stdout
+    tasks = sorted(line.split("|")[0] for line in out.split())
+    assert tasks == sorted(f"{job.native_id}_{i}" for i in range(20)), out
+    assert len({r["task"] for r in runs}) == 20
+
+    res = cli("template", "collect", session_template, "--output", "total", "--to", str(tmp_path / "totals"), "--json")
+    assert res.code == 0, res.err
+    assert len(json.loads(res.out)) == 20
+
+
+def test_a_sweep_with_one_bad_point_or_on_a_non_slurm_resource_submits_nothing(session_template, slurm, tmp_path,
+                                                                               cli):
+    from cybershuttle import compute
+
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text("points:\n  - {label: a, rate: 0.1}\n  - {label: b, rate: 7}\n  - {rate: 0.2}\n")
+    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "testcluster")
+    assert res.code == 1
+    assert "point 1: 'rate' = 7 is above its maximum 1.0" in res.err and "point 2: 'label' is required" in res.err
+    assert "nothing was submitted" in res.err
+    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "workstation")
+    assert res.code == 1 and "one Slurm job array" in res.err
+    assert compute.jobs(include_finished=True) == [] and runs_json(cli, session_template) == []
