@@ -93,6 +93,8 @@ def test_bash_session_is_recorded_through_a_pty_and_replayed(recorder, workdir, 
     shown = cli("session", "show", "analysis1")
     assert shown.code == 0 and "[6] " in shown.out and "false  (exit 1" in shown.out
 
+    past = cli("session", "load", "analysis1", "--from", "9")
+    assert past.code == 1 and "has 8 command(s): --from 9 is past the end" in past.err
     dry = cli("session", "load", "analysis1", "--dry-run", "--from", "3")
     assert dry.code == 0
     assert dry.out.splitlines()[0] == f"[3] {data}$ echo one > a.txt" and len(dry.out.splitlines()) == 6

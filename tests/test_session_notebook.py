@@ -54,7 +54,6 @@ async def test_saves_through_the_server_become_snapshots_and_load_restores(
     compute.register_local()
     local_runtime_cleanup.append("nbrt")
     runtime.request("nbrt", "local", cpus=1)
-    runtime.wait("nbrt", timeout=180)
     second = _notebook("x = 2", "print(x)", "api_token = 'S3CRETNB'", session="nbs")
     await _save(jp_fetch, "analysis.ipynb", second)
     await _save(jp_fetch, "analysis.ipynb", second)  # unchanged: no new snapshot

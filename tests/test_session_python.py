@@ -36,6 +36,8 @@ def test_calls_are_recorded_replayed_and_exported(cs_home, cli):
     dry = session.load("py1", dry_run=True)
     assert [s.command for s in dry.steps] == ["compute.execute('echo token=REDACTED > /dev/null', 'local', name='s1')",
                                               "runtime.stop('nope')"]
+    with pytest.raises(session.SessionError, match="past the end"):
+        session.load("py1", from_step=3)
     again = session.load("py1")
     assert again.failed is not None and again.failed.number == 2 and again.steps[0].exit_code == 0
     assert len(compute.jobs("local", include_finished=True)) == 2, "the replay submitted the job again"

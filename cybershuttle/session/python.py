@@ -157,6 +157,8 @@ def replay_calls(name: str, *, dry_run: bool = False, from_step: int = 0, contin
                  echo: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Make the recorded calls again, in order; returns one result per call."""
     calls = store.get(name).events("call")
+    if from_step > len(calls):
+        raise SessionError(f"session {name!r} has {len(calls)} recorded call(s): --from {from_step} is past the end")
     results = []
     for number, event in enumerate(calls, start=1):
         if number < from_step:

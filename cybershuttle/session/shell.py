@@ -41,7 +41,7 @@ _FIELD_COUNT = 6  # "CSREC", exit code, cwd, start (µs), prompt time, history e
 # bash: PS0 (expanded as a command starts) keeps its start time in __cs_t by an
 # arithmetic assignment inside a zero-length substring, so it prints nothing and forks nothing.
 _BASH_RC = r"""
-if [ -z "$CYBERSHUTTLE_SKIP_RC" ] && [ -f ~/.bashrc ]; then . ~/.bashrc; fi
+if [ -f ~/.bashrc ]; then . ~/.bashrc; fi
 HISTCONTROL=
 HISTIGNORE=
 HISTTIMEFORMAT='%s '
@@ -60,7 +60,7 @@ PS1="($CYBERSHUTTLE_SESSION) ${PS1:-\$ }"
 """
 
 _ZSH_RC = r"""
-if [[ -z "$CYBERSHUTTLE_SKIP_RC" && -f "$__CS_USER_ZDOTDIR/.zshrc" ]]; then ZDOTDIR="$__CS_USER_ZDOTDIR" . "$__CS_USER_ZDOTDIR/.zshrc"; fi
+if [[ -f "$__CS_USER_ZDOTDIR/.zshrc" ]]; then ZDOTDIR="$__CS_USER_ZDOTDIR" . "$__CS_USER_ZDOTDIR/.zshrc"; fi
 zmodload zsh/datetime 2>/dev/null
 unsetopt HIST_IGNORE_DUPS HIST_IGNORE_ALL_DUPS HIST_IGNORE_SPACE HIST_NO_STORE
 setopt EXTENDED_HISTORY
@@ -117,8 +117,8 @@ class LoadResult:
 # -- recording -------------------------------------------------------------------
 def pick_shell(shell: str | None = None) -> str:
     """The shell to record with: the one asked for, else $SHELL when it is bash or zsh, else bash."""
-    wanted = shell or (os.path.basename(os.environ.get("SHELL", "")) if os.path.basename(
-        os.environ.get("SHELL", "")) in ("bash", "zsh") else "bash")
+    login_shell = os.path.basename(os.environ.get("SHELL", ""))
+    wanted = shell or (login_shell if login_shell in ("bash", "zsh") else "bash")
     if os.path.basename(wanted) not in ("bash", "zsh"):
         raise SessionError(f"cannot record with {wanted!r}: sessions record bash or zsh")
     path = shutil.which(wanted)
@@ -351,9 +351,10 @@ def replay(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_
     failing step stops the replay unless `continue_on_error`.
     """
     session = store.get(name)
-    todo = [s for s in steps(name) if s.number >= max(from_step, 1)]
-    if from_step and from_step > len(todo) + max(from_step, 1) - 1 and not todo:
-        raise SessionError(f"session {name!r} has {len(steps(name))} command(s): --from {from_step} is past the end")
+    recorded = steps(name)
+    if from_step > len(recorded):
+        raise SessionError(f"session {name!r} has {len(recorded)} command(s): --from {from_step} is past the end")
+    todo = [s for s in recorded if s.number >= from_step]
     result = LoadResult(session=name, steps=todo, dry_run=dry_run)
     if dry_run or not todo:
         return result
