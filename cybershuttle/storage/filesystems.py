@@ -9,7 +9,8 @@ the files. Underneath:
 - `sftp`: `PooledSFTPFileSystem`, fsspec's sftp filesystem over the SFTP
   session of the Cybershuttle SSH pool (host keys checked, one login shared
   with commands and kernels) instead of a paramiko client of its own;
-- `http`: fsspec's http filesystem (read-only);
+- `http`: `HTTPReadFileSystem`, read-only over the standard library (range
+  requests, directory index pages), so http needs no aiohttp;
 - `rclone`: `RcloneFileSystem`, which drives the `rclone` command, so every
   cloud drive rclone knows works without its own Python package;
 - anything else: the installed fsspec implementation of that protocol.
@@ -191,7 +192,7 @@ def base_filesystem(storage: Storage) -> tuple[AbstractFileSystem, str]:
     if storage.protocol == "sftp":
         return PooledSFTPFileSystem(storage.endpoint), storage.root
     if storage.protocol == "http":
-        return fsspec.filesystem("http", skip_instance_cache=True), storage.root
+        return HTTPReadFileSystem(), storage.root
     if storage.protocol == "rclone":
         remote, _, root = storage.root.partition(":")
         return RcloneFileSystem(remote), root
@@ -358,6 +359,89 @@ class _RcloneFile(AbstractBufferedFile):
             if self._proc.wait() != 0:
                 raise OSError(f"rclone rcat {self.path}: {err.decode(errors='replace').strip()}")
         return True
+
+
+# -- http(s), read-only ------------------------------------------------------
+
+
+class HTTPReadFileSystem(AbstractFileSystem):
+    """Files under an http(s) URL: sizes from HEAD, reads by Range requests, listings from index pages."""
+
+    protocol = ("cybershuttle-http",)
+    cachable = False
+    root_marker = ""
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        return path
+
+    def _request(self, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(url, method=method, headers=headers or {})
+        try:
+            return urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise FileNotFoundError(url) from None
+            raise OSError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise OSError(f"{url}: {exc.reason}") from None
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        from email.utils import parsedate_to_datetime
+
+        with self._request(path, "HEAD") as resp:
+            page = "text/html" in resp.headers.get("Content-Type", "") and not path.endswith((".html", ".htm"))
+            kind = "directory" if path.endswith("/") or page else "file"
+            modified = resp.headers.get("Last-Modified")
+            return {"name": path, "type": kind, "size": int(resp.headers.get("Content-Length") or 0),
+                    "mtime": parsedate_to_datetime(modified).timestamp() if modified else None}
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        import html
+        import re as re_
+        from urllib.parse import unquote as unquote_
+        from urllib.parse import urljoin
+
+        base = path.rstrip("/") + "/"
+        with self._request(base) as resp:
+            page = resp.read().decode(errors="replace")
+        names_: list[str] = []
+        for href in re_.findall(r'href="([^"?#]+)"', page):
+            target = urljoin(base, html.unescape(href))
+            if target.startswith(base) and target != base and "/" not in target[len(base):].rstrip("/"):
+                names_.append(unquote_(target[len(base):]))
+        out = []
+        for name in dict.fromkeys(names_):
+            full = base + name.rstrip("/")
+            out.append(self.info(base + name) if not name.endswith("/") else
+                       {"name": full, "type": "directory", "size": 0, "mtime": None})
+            out[-1]["name"] = full
+        return out if detail else [o["name"] for o in out]
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+        with self._request(path, headers=headers) as resp:
+            data = resp.read()
+            if headers and resp.status == 200:  # the server ignored Range
+                data = data[start or 0:end]
+            return data
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if mode != "rb":
+            raise StorageError(f"{path} is on http: it can only be read")
+        return _RangeFile(self, path, mode, block_size=block_size or 8 << 20, cache_options=cache_options,
+                          size=self.info(path)["size"])
+
+
+class _RangeFile(AbstractBufferedFile):
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.fs.cat_file(self.path, start, end)
 
 
 def _join_rclone(root: str, sub: str) -> str:
