@@ -72,11 +72,7 @@ def session_of(path: str | os.PathLike[str], nb: dict[str, Any] | None = None) -
             return names.validate(named, "session name")
         except CybershuttleError:
             return None
-    absolute = str(Path(path).resolve())
-    for session in store.list_all():
-        if session.kind != "shell" and absolute in session.notebooks:
-            return session.name
-    return None
+    return store.owner_of_notebook(str(Path(path).resolve()))
 
 
 # -- the server's hook ------------------------------------------------------------------

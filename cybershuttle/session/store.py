@@ -110,6 +110,14 @@ def add_notebook(name: str, path: str) -> None:
     catalog().private.update(KIND, name, change)
 
 
+def owner_of_notebook(path: str) -> str | None:
+    """The session that groups notebook `path`, read from the catalog alone (this runs at every save)."""
+    for entry in catalog().private.list(KIND):
+        if entry.data.get("kind") != "shell" and path in entry.data.get("notebooks", []):
+            return entry.name
+    return None
+
+
 def remove(name: str) -> Session:
     session = get(name)
     if session.state == "recording" and _alive(session.recorder_pid):
