@@ -54,8 +54,10 @@ class EventStream:
 
     async def open(self) -> "EventStream":
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        # EventSource cannot set headers: a browser sends the token in the URL (or its login cookie).
+        auth = f"Authorization: token {self.token}\r\n" if self.token else ""
         self._writer.write((f"GET {self.path} HTTP/1.0\r\nHost: 127.0.0.1:{self.port}\r\n"
-                            f"Authorization: token {self.token}\r\nAccept: text/event-stream\r\n\r\n").encode())
+                            f"{auth}Accept: text/event-stream\r\n\r\n").encode())
         await self._writer.drain()
         status = (await asyncio.wait_for(self._reader.readline(), 10)).decode()
         assert " 200 " in status, status

@@ -22,7 +22,7 @@ def jp_server_config():
 
 
 @pytest.fixture
-def events(jp_http_port, jp_base_url, jp_serverapp):
+def events(jp_fetch, jp_http_port, jp_base_url, jp_serverapp):  # jp_fetch: the HTTP server is listening
     """Open `GET /events` streams; closed after the test."""
     streams: list[EventStream] = []
 
@@ -189,6 +189,18 @@ async def test_job_state_changes_arrive_as_events_logs_and_cancel(jp_fetch, even
     polls = watcher.polls
     await asyncio.sleep(1.0)
     assert watcher.polls == polls
+
+
+async def test_the_event_stream_takes_the_token_in_the_url_as_eventsource_sends_it(jp_fetch, jp_http_port,
+                                                                                  jp_base_url, jp_serverapp):
+    path = jp_base_url + "cybershuttle/api/v1/events"
+    stream = await EventStream(jp_http_port, f"{path}?token={jp_serverapp.identity_provider.token}", "").open()
+    try:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+    finally:
+        stream.close()
+    with pytest.raises(AssertionError, match="403"):
+        await EventStream(jp_http_port, f"{path}?token=wrong", "").open()
 
 
 async def test_a_subscriber_first_gets_the_active_jobs_then_only_changes(jp_fetch, events, registered,

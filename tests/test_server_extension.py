@@ -48,9 +48,19 @@ async def test_index_lists_every_route(jp_fetch, jp_base_url):
     assert all(r["help"] and r["methods"] for r in body["routes"]) and body["version"]
 
 
+def test_the_route_list_declares_every_method_its_handlers_serve():
+    """So walking ROUTES below walks every method a stranger could call."""
+    from cybershuttle_server.handlers import ROUTES, CybershuttleHandler
+
+    verbs = ("get", "post", "put", "patch", "delete", "head", "options")
+    for route in ROUTES:
+        served = {v.upper() for v in verbs if getattr(route.handler, v) is not getattr(CybershuttleHandler, v)}
+        assert served == set(route.methods), (route.path, served)
+
+
 async def test_every_route_refuses_an_unauthenticated_request(jp_fetch):
     requests = _requests()
-    assert len(requests) >= 10
+    assert len(requests) >= 30
     for route, method, path in requests:
         code, body = await _status(jp_fetch, path, method, headers={"Authorization": ""})
         assert code in (401, 403), (route.path, method, code, body)
