@@ -96,6 +96,8 @@ def test_terse_fallback_when_the_spider_json_is_broken_and_never_an_empty_list(r
         lmod.from_sections({"lmod-json": "something new {not json"}, "workstation",
                            lambda: "a listing in a format nobody knows yet\n")
     assert lmod.from_sections({}, "x") is None  # no Lmod at all is not an error
+    empty_spider = lmod.from_sections({"lmod-json": "[]"}, "workstation", terse)  # checked against the listing
+    assert {v.full for a in empty_spider for v in a.versions} >= {"hello/1.0", "intel/2024"}
 
 
 def test_modulefile_conflict_lines_are_read():

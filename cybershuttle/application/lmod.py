@@ -144,7 +144,11 @@ def from_sections(sections: dict[str, str], resource: str | None, terse: Any = N
     text = sections["lmod-json"].strip()
     directives = parse_directives(sections.get("lmod-directives", ""))
     try:
-        return parse_spider_json(text, resource, directives)
+        apps = parse_spider_json(text, resource, directives)
+        if apps or terse is None:
+            return apps
+        # An empty spider answer (e.g. a stale spider cache) is checked against the listing.
+        return parse_terse(terse(), resource)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         json_problem = str(exc)
     terse_text = terse() if terse else ""
