@@ -47,7 +47,7 @@ class Dataset:
     fields: list[dict[str, str]] = field(default_factory=list)
     after_download_command: str | None = None
     api: dict[str, Any] | None = None  # {"url_template", "auth_header", "auth_env", "parameters"}
-    #: per fetched location, {"sha256": hex, "size": bytes or None (a directory)}, recorded on first load
+    #: per fetched location, recorded on its first load: {"sha256", "size", "file"} (size and file None for a folder)
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
     public: bool = False
     owner: str = ""
@@ -89,7 +89,7 @@ def get(name: str) -> Dataset:
 
 def list_all(search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Dataset]:
     """Datasets you can see (public and your own), sorted by name, optionally one page of them."""
-    if limit is not None and limit < 0 or offset < 0:
+    if (limit is not None and limit < 0) or offset < 0:
         raise UsageError("limit and offset must not be negative")
     return [_from_entry(e) for e in catalog().list(KIND, search, limit=limit, offset=offset)]
 
