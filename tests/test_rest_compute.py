@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 
@@ -100,6 +101,12 @@ async def test_failed_checks_are_reported_one_by_one_and_nothing_is_saved(jp_fet
     failed = [c for c in body["checks"] if not c["ok"] and c["required"]]
     assert code == 200 and not body["saved"] and [c["name"] for c in failed] == ["partition"]
     assert "debug, short" in failed[0]["detail"]
+
+    locked = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)
+    code, body = await call(jp_fetch, "compute", "POST", form=_form(cluster, key_file=str(locked)))
+    assert code == 200 and not body["saved"] and not body["checks"][0]["ok"]
+    assert "the web form cannot answer" in body["checks"][0]["detail"]
 
     code, body = await call(jp_fetch, "compute", "POST", form=_form(cluster, kind="cloud"))
     assert code == 400 and "kind must be one of local, ssh, slurm" in body["error"]

@@ -71,7 +71,6 @@ class CybershuttleHandler(APIHandler):
             status_code, message = 500, f"internal error ({type(exc).__name__}: {exc}); see the server log"
         else:
             message = self._reason
-        self.clear()
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))

@@ -7,7 +7,7 @@ from typing import Any
 import tornado.web
 
 from cybershuttle import compute, runtime
-from cybershuttle.errors import CybershuttleError
+from cybershuttle.errors import CybershuttleError, SSHError
 
 from .base import CybershuttleHandler, Route
 
@@ -52,7 +52,8 @@ class ComputeListHandler(CybershuttleHandler):
         check_only = self.flag("check_only") or _truthy(fields.get("check_only"))
         public = _truthy(fields.get("public"))
         spec = registration_spec(fields)
-        result = await self.call(compute.validate_and_register, spec, public=public, save=not check_only)
+        result = await self.call(compute.validate_and_register, spec, public=public, save=not check_only,
+                                 prompter=refuse_prompts)
         self.write_json({**result.to_dict(), "check_only": check_only}, status=201 if result.saved else 200)
 
 
@@ -69,6 +70,14 @@ def registration_spec(fields: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise CybershuttleError(f"port must be a number from 1 to 65535, got {spec['port']!r}") from None
     return spec
+
+
+def refuse_prompts(prompt: str, secret: bool) -> str:
+    """The server cannot ask the browser for a passphrase or one-time code mid-request; without
+    this, a server started from a terminal would ask there and hang the request."""
+    raise SSHError(f"the SSH server asks {prompt.strip()!r}, which the web form cannot answer: use a key "
+                   "without a passphrase (or loaded in ssh-agent), or register in a terminal with "
+                   "`cybershuttle compute register`")
 
 
 def _truthy(value: Any) -> bool:
