@@ -9,27 +9,16 @@
     storage.mount("hpc")                                              # ~/cybershuttle-mounts/hpc
 
 Modules: `catalog` (records, what a typed location means), `filesystems`
-(fsspec views of storages), `copy` (copies between any two storages, with the
-OpenSSH fast path), `mount` (symlinks and FUSE mounts).
+(fsspec views of storages), `transfer` (copies between any two storages, with the
+OpenSSH fast path), `mounting` (symlinks and FUSE mounts).
 """
 from __future__ import annotations
 
-from .catalog import (
-                      KIND,
-                      ReadOnlyStorageError,
-                      Storage,
-                      StorageError,
-                      get,
-                      info,
-                      list_all,
-                      parse_location,
-                      register,
-                      register_home,
-                      remove,
-)
-from .copy import CopyResult, copy
-from .filesystems import fs, ls, open, path, split
-from .mount import Mount, mount, mounts, umount
+from .catalog import (KIND, ReadOnlyStorageError, Storage, StorageError, get, info, list_all, parse_location,
+                      register, register_home, remove)
+from .filesystems import fs, ls, open, path, split  # noqa: A004 - `storage.open` is the contract's name
+from .mounting import Mount, mount, mounts, umount
+from .transfer import CopyResult, copy
 
 __all__ = [
     "KIND", "CopyResult", "Mount", "ReadOnlyStorageError", "Storage", "StorageError", "copy", "fs", "get", "info",

@@ -126,7 +126,7 @@ def list_all(search: str | None = None) -> list[Storage]:
 
 def remove(name: str) -> Storage:
     """Remove a storage from the catalog (its files are left alone)."""
-    from .mount import mounts
+    from .mounting import mounts
 
     storage = get(name)
     if any(m.name == name for m in mounts()):
@@ -137,7 +137,7 @@ def remove(name: str) -> Storage:
 
 def info(name: str) -> dict[str, Any]:
     """The record plus what a person asks next: scope and whether it is mounted."""
-    from .mount import mounts
+    from .mounting import mounts
 
     storage = get(name)
     entry = catalog().get(KIND, name)
