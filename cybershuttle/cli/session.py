@@ -30,11 +30,10 @@ def _start(args: argparse.Namespace) -> int:
 @group.verb("stop", "stop recording the current session (or the one named)", "cybershuttle session stop",
             arg("name", nargs="?", help="the session (default: the one this shell records)"))
 def _stop(args: argparse.Namespace) -> None:
-    from .. import session
+    from ..session import shell
 
-    s = session.stop(args.name)
-    if s is not None:
-        print(f"session {s.name!r} stopped")
+    s = shell.stop(args.name)
+    print(f"session {s.name!r} stopped")
 
 
 @group.verb("list", "list recorded sessions", "cybershuttle session list --json",

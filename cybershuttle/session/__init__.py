@@ -21,7 +21,6 @@ Secrets are redacted before anything is written (`redact`).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
 from typing import Any, Callable
@@ -43,10 +42,14 @@ def start(name: str = "session1", *, notebook: str | None = None) -> Session:
 
 
 def stop(name: str | None = None) -> Session | None:
-    """Stop recording: the Python session of this process, else the shell session `name` (or this shell's)."""
+    """Stop recording: this process's Python session, or the shell session `name`.
+
+    Without a name and with nothing recording here, nothing is stopped (None):
+    a notebook must not end a terminal's recording by accident.
+    """
     if python.current() is not None and (name is None or name == python.current()):
         return python.stop()
-    return shell.stop(name)
+    return shell.stop(name) if name else None
 
 
 def record_shell(name: str, *, shell_name: str | None = None) -> int:
