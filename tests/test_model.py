@@ -196,6 +196,16 @@ def test_cli_load_modify_writes_a_workspace(saved_net, cli, tmp_path):
     out = cli("model", "load", "regressor", "--mode", "modify", "--to", str(tmp_path / "w"))
     assert out.code == 0, out.err
     assert (tmp_path / "w" / "code" / "regressor.pt").read_bytes() == path.read_bytes()
+    from cybershuttle import session
+
+    held = session.get("regressor-modify")
+    assert held.kind == "notebook" and str(tmp_path / "w" / "modify.ipynb") in json.dumps(held.to_dict())
+    from nbclient import NotebookClient
+    import nbformat
+
+    nb = nbformat.read(tmp_path / "w" / "modify.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()  # the starter loads the model for real
+    assert nb.cells[1].outputs[0]["data"]["text/plain"] == str(8 * 16 + 16 + 16 * 3 + 3)
     from cybershuttle import setupfile
 
     setup = setupfile.load(tmp_path / "w" / "cybershuttle.yml")

@@ -99,22 +99,31 @@ def _run(args: argparse.Namespace) -> None:
         for item_id, value in zip(result.ids, result.outputs):
             sys.stdout.write(json.dumps({"id": item_id, "output": jsonable(value)}) + "\n")
     where = f" -> {', '.join(result.files)}" if result.files else ""
-    how = "served" if result.served else (f"job {result.job}" if result.job else f"loaded in {result.load_s:.2f} s")
+    if result.served:
+        how = "served"
+    elif result.job:
+        how = f"job {result.job} on {result.resource}"
+    elif result.device:
+        how = f"loaded in {result.load_s:.2f} s"
+    else:
+        how = "here"
     print(f"{result.model}: {result.count} inputs in {result.batches} batches of {result.batch_size} "
           f"({how}, ran {result.run_s:.2f} s{', ' + result.device if result.device else ''}){where}",
           file=sys.stderr if result.outputs is not None else sys.stdout)
 
 
-@group.verb("load", "load a model to modify it: a directory with its code, dependencies and a starter script",
-            "cybershuttle model load embed --mode modify --to embed-work", NAME,
+@group.verb("load", "load a model to modify it: a notebook session holding its code, dependencies and a "
+            "starter notebook", "cybershuttle model load embed --mode modify --to embed-work", NAME,
             arg("--mode", default="modify", choices=["modify"]),
-            arg("--to", metavar="DIR", help="directory to create (default: ./NAME-modify)"))
+            arg("--to", metavar="DIR", help="directory to create (default: ./NAME-modify)"),
+            arg("--session", metavar="NAME", help="the session holding it (default: NAME-modify)"))
 def _load(args: argparse.Namespace) -> None:
     from .. import model
 
-    path = model.workspace(args.name, args.to)
-    print(f"{args.name}: code, cybershuttle.yml and modify.py in {path}")
-    print(f"  open it in JupyterLab, or: cd {path} && python modify.py")
+    path, session = model.workspace(args.name, args.to, session=args.session)
+    print(f"{args.name}: code/, cybershuttle.yml and modify.ipynb in {path}")
+    print(f"  session {session!r} holds the notebook (its saves are snapshots): open {path / 'modify.ipynb'} "
+          "in JupyterLab")
 
 
 @group.verb("stop", "stop serving a model (started by `model run --serve`)", "cybershuttle model stop embed", NAME)

@@ -34,11 +34,12 @@ def load(name: str, mode: str = "modify", *, device: str | None = None) -> Any:
     return obj
 
 
-def workspace(name: str, directory: str | None = None) -> Path:
-    """A directory with the model's code, a setup file with its dependencies and a starter script.
+def workspace(name: str, directory: str | None = None, *, session: str | None = None) -> tuple[Path, str]:
+    """A directory with the model's code, a setup file with its dependencies and a starter notebook,
+    and the notebook session (cybershuttle.session) that holds it; returns both.
 
-    Used by `cybershuttle model load NAME --mode modify`: open it in JupyterLab
-    (or record a session there) to change and fine-tune the model.
+    Used by `cybershuttle model load NAME --mode modify`: open the notebook in
+    JupyterLab; its saves become snapshots of the session (`session` defaults to NAME-modify).
     """
     model = get(name)
     if model.loader in ("command", "template"):
@@ -69,9 +70,15 @@ def workspace(name: str, directory: str | None = None) -> Path:
         saved = loaders._local_path(model.location)
         shutil.copy2(saved, code / saved.name)
     (target / "cybershuttle.yml").write_text(_setup_file(model, pip))
-    (target / "modify.py").write_text(_starter(model))
     (target / "model.json").write_text(json.dumps(model.to_dict(), indent=2) + "\n")
-    return target
+    notebook = target / "modify.ipynb"
+    notebook.write_text(_starter(model))
+    from .. import names
+    from ..session import notebook as notebook_sessions
+
+    session_name = names.validate(session or f"{name}-modify"[:128], "session name")
+    notebook_sessions.attach(session_name, notebook)
+    return target, session_name
 
 
 def _setup_file(model: Model, pip: list[str]) -> str:
@@ -83,10 +90,21 @@ def _setup_file(model: Model, pip: list[str]) -> str:
 
 
 def _starter(model: Model) -> str:
-    return (f'"""Fine-tune {model.name}: the model is a torch module in training mode."""\n'
-            "import cybershuttle.model\n\n"
-            f"model = cybershuttle.model.load({model.name!r}, mode=\"modify\")\n"
-            "print(type(model).__name__, sum(p.numel() for p in model.parameters()), \"parameters\")\n")
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# Modify `{model.name}`\n\nThe model's code is in `code/`, its dependencies "
+                                      "in `cybershuttle.yml`. `load` returns the real object in training mode."),
+        nbformat.v4.new_code_cell("import cybershuttle.model\n\n"
+                                  f"model = cybershuttle.model.load({model.name!r}, mode=\"modify\")\n"
+                                  "sum(p.numel() for p in model.parameters())"),
+        nbformat.v4.new_code_cell("import torch\n\noptimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)\n"
+                                  "# for batch in your_data: loss = ...; loss.backward(); optimiser.step(); "
+                                  "optimiser.zero_grad()"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(nb)
 
 
 def _version(dist: str) -> str | None:
