@@ -1,6 +1,9 @@
 """REST routes for sessions: a recorded Python session listed, shown and replayed."""
 from __future__ import annotations
 
+import json
+
+import nbformat
 import pytest
 from rest_api import SERVER_CONFIG, blocking, call
 
@@ -52,3 +55,27 @@ async def test_a_python_session_is_listed_shown_and_replayed(jp_fetch, tmp_path)
     assert code == 400 and "unknown load option(s) dryrun" in body["error"]
     code, body = await call(jp_fetch, "sessions/nosuch")
     assert code == 404 and "nosuch" in body["error"]
+
+
+async def test_notebook_saves_through_jupyter_become_snapshots_and_load_restores_them(jp_fetch, jp_root_dir):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    path = jp_root_dir / "analysis.ipynb"
+    nbformat.write(nb, path)
+    await blocking(session.attach, "nbsession", str(path))  # snapshot 1
+
+    nb.cells.append(nbformat.v4.new_code_cell("print(x + 1)"))
+    saved = await jp_fetch("api", "contents", "analysis.ipynb", method="PUT",
+                           body=json.dumps({"type": "notebook", "format": "json", "content": nb}))
+    assert saved.code == 200  # the server's post-save hook took snapshot 2
+
+    code, body = await call(jp_fetch, "sessions/nbsession")
+    assert code == 200 and body["kind"] == "notebook"
+    assert [(s["id"], s["cells"]) for s in body["snapshots"]] == [(1, 1), (2, 2)]
+    assert body["snapshots"][1]["notebook"] == str(path.resolve())
+
+    code, body = await call(jp_fetch, "sessions/nbsession/load", "POST", json_body={"directory": "restored"})
+    assert code == 200 and body["ok"] and body["restored"]["notebooks"][0]["snapshot"] == 2, body
+    restored = nbformat.read(jp_root_dir / "restored" / "analysis.ipynb", as_version=4)
+    assert [c.source for c in restored.cells] == ["x = 1", "print(x + 1)"]
+    code, body = await call(jp_fetch, "sessions/nbsession/load", "POST", json_body={"directory": "../../tmp"})
+    assert code == 400 and "leaves" in body["error"]

@@ -42,9 +42,11 @@ class SessionLoadHandler(CybershuttleHandler):
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Load (replay or restore) a session. Body: dry_run, from_step, continue_on_error,
-        directory, overwrite. Returns the steps run (or that would run) and, for a notebook
+        directory (relative to the Jupyter root), overwrite. Returns the steps run (or that would run) and, for a notebook
         session, what was restored; `output` holds the progress lines."""
         options = load_options(self.body())
+        if options.get("directory"):  # where restored notebooks are written: under the Jupyter root
+            options["directory"] = self.server_path(options["directory"], "directory")
         lines: list[str] = []
         result = await self.call(session.load, name, echo=lines.append, **options)
         self.write_json({**result.to_dict(), "output": lines})
