@@ -182,6 +182,14 @@ def test_secrets_are_redacted_before_anything_is_written(recorder, cs_home, cli,
           "echo -----BEGIN OPENSSH PRIVATE KEY----- S3CRET6 -----END OPENSSH PRIVATE KEY-----",
           "SSH_KEY=S3CRET7 true",
           "echo harmless")
+    # a key pasted into a heredoc spans lines: the whole history entry is one command, redacted as one
+    child.sendline("cat > k.pem <<'EOF'")
+    for line in ("-----BEGIN RSA PRIVATE KEY-----", "MIIEpS3CRET8", "-----END RSA PRIVATE KEY-----"):
+        child.expect("> ")
+        child.sendline(line)
+    child.expect("> ")
+    child.sendline("EOF")
+    child.expect(prompt)
     child.sendline("exit")
     child.expect(pexpect.EOF)
     stored = [p for p in cs_home.rglob("*") if p.is_file()]
@@ -190,11 +198,13 @@ def test_secrets_are_redacted_before_anything_is_written(recorder, cs_home, cli,
         assert b"S3CRET" not in path.read_bytes(), path
     commands = [e["command"] for e in _events(cs_home, "secrets")]
     assert commands[0] == "echo mysql --password=REDACTED -u me"
-    assert commands[2] == "export GITHUB_TOKEN=REDACTED" and commands[-1] == "echo harmless"
+    assert commands[2] == "export GITHUB_TOKEN=REDACTED" and commands[4] == "DB_PASSWORD='REDACTED' true"
+    assert commands[-2] == "echo harmless"
+    assert commands[-1] == "cat > k.pem <<'EOF'\n-----BEGIN PRIVATE KEY----- REDACTED -----END PRIVATE KEY-----\nEOF"
     dry = cli("session", "load", "secrets", "--dry-run")
-    assert dry.out.count("(a secret was redacted here)") == 7
+    assert dry.out.count("(a secret was redacted here)") == 8
     sh = cli("session", "export", "secrets", "--format", "sh").out
-    assert "S3CRET" not in sh and sh.count("a secret was redacted") == 7
+    assert "S3CRET" not in sh and sh.count("a secret was redacted") == 8
 
 
 def test_redaction_rules():
