@@ -54,6 +54,11 @@ async def test_saves_through_the_server_become_snapshots_and_load_restores(
     compute.register_local()
     local_runtime_cleanup.append("nbrt")
     runtime.request("nbrt", "local", cpus=1)
+    from cybershuttle import storage
+
+    (tmp_path / "results").mkdir()
+    storage.register("results", str(tmp_path / "results"))
+    storage.mount("results", str(tmp_path / "mnt"))
     second = _notebook("x = 2", "print(x)", "api_token = 'S3CRETNB'", session="nbs")
     await _save(jp_fetch, "analysis.ipynb", second)
     await _save(jp_fetch, "analysis.ipynb", second)  # unchanged: no new snapshot
@@ -63,6 +68,7 @@ async def test_saves_through_the_server_become_snapshots_and_load_restores(
     assert [(s.id, s.notebook, s.cells) for s in snaps] == [(1, notebook_path, 2), (2, notebook_path, 3)]
     assert snaps[0].runtimes == [] and [r["name"] for r in snaps[1].runtimes] == ["nbrt"]
     assert snaps[1].runtimes[0]["resource"] == "local"
+    assert [(m["name"], m["path"]) for m in snaps[1].mounts] == [("results", str(tmp_path / "mnt" / "results"))]
     assert session.get("nbs").kind == "notebook" and session.get("nbs").notebooks == [notebook_path]
 
     diff = session.diff("nbs", 1, 2)
@@ -75,6 +81,8 @@ async def test_saves_through_the_server_become_snapshots_and_load_restores(
             assert b"S3CRETNB" not in path.read_bytes(), path
 
     runtime.stop("nbrt")
+    storage.umount("results")
+    assert not (tmp_path / "mnt" / "results").exists()
     restored = tmp_path / "restored"
     result = session.load("nbs", directory=str(restored))
     assert result.restored["notebooks"] == [{"path": str(restored / "analysis.ipynb"), "snapshot": 2, "written": True}]
@@ -82,6 +90,8 @@ async def test_saves_through_the_server_become_snapshots_and_load_restores(
     assert [c.source for c in back.cells] == ["x = 2", "print(x)", "api_token = 'REDACTED'"]
     assert [(r["name"], r["reattached"]) for r in result.restored["runtimes"]] == [("nbrt", False)]
     assert runtime.get("nbrt").state in runtime.LIVE_STATES, "load asked for the session's runtime again"
+    assert [m.name for m in storage.mounts()] == ["results"] and (tmp_path / "mnt" / "results").is_dir()
+    assert result.restored["mounts"][0]["already"] is False
     assert json.loads(session.export("nbs", format="ipynb"))["cells"][0]["source"] == "x = 2"
 
 

@@ -214,11 +214,9 @@ def restore(name: str, directory: str | os.PathLike[str] | None = None, *, dry_r
             report["runtimes"].append(rt)
     if mounts:
         for mount in last.mounts:
-            say(f"mount {mount.get('name')} at {mount.get('directory')}")
+            say(f"mount {mount['name']} at {mount['path']}" + (f" on runtime {mount['runtime']}" if mount.get("runtime") else ""))
             if not dry_run:
-                from .. import storage
-
-                storage.mount(mount["name"], mount.get("directory"))  # type: ignore[attr-defined]
+                mount = {**mount, "already": _mount_again(mount)}
             report["mounts"].append(mount)
     return report
 
@@ -316,13 +314,21 @@ def _mounts() -> list[dict[str, Any]]:
         listing = getattr(storage, "mounts", None)
         if listing is None:
             return []
-        out = []
-        for m in listing():
-            data = m.to_dict() if hasattr(m, "to_dict") else dict(m)
-            out.append({"name": data.get("name") or data.get("storage"), "directory": data.get("directory")})
-        return out
+        return [{"name": m.name, "directory": os.path.dirname(m.path), "runtime": m.runtime, "path": m.path}
+                for m in listing()]
     except Exception:
         return []
+
+
+def _mount_again(mount: dict[str, Any]) -> bool:
+    """Mount as recorded; True when it is mounted there already."""
+    from .. import storage
+
+    for current in storage.mounts():
+        if current.name == mount["name"] and current.runtime == mount.get("runtime"):
+            return True
+    storage.mount(mount["name"], mount["directory"], runtime=mount.get("runtime"))
+    return False
 
 
 def _datasets(name: str) -> list[str]:
