@@ -361,7 +361,11 @@ def replay(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_
     read_fd, write_fd = os.pipe()
     script = _replay_script(todo, continue_on_error, status_fd=write_fd)
     shell = shutil.which("bash") if session.shell != "zsh" or not shutil.which("zsh") else shutil.which("zsh")
-    proc = subprocess.Popen([shell or "/bin/bash", "-c", script, "cybershuttle-session-load"], pass_fds=(write_fd,))
+    # A terminal's input goes to the steps (a command may ask something); elsewhere (the
+    # Jupyter server) a step reading input gets end-of-file instead of hanging.
+    stdin = None if _interactive() else subprocess.DEVNULL
+    proc = subprocess.Popen([shell or "/bin/bash", "-c", script, "cybershuttle-session-load"], pass_fds=(write_fd,),
+                            stdin=stdin)
     os.close(write_fd)
     with os.fdopen(read_fd) as status:
         by_number = {s.number: s for s in todo}
@@ -435,6 +439,13 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view):]
         except InterruptedError:
             continue
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def _copy_winsize(src: int, dst: int) -> None:
