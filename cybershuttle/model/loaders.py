@@ -130,14 +130,31 @@ def _from_torch_file(model: Model, device: str) -> Any:
 
 
 def _local_path(location: str) -> Path:
+    """A saved model's file on this machine; one on a remote storage is fetched into the profile's cache
+    (kept while the remote file's size and mtime stay the same)."""
     if STORAGE_SPEC.fullmatch(location):
-        from .. import storage
+        import hashlib
+        import os
+        import shutil
 
-        resolve = getattr(storage, "path", None)
-        if resolve is None:
-            raise CybershuttleError(f"storage paths ({location}) need cybershuttle.storage.path, not built yet here; "
-                                    "register the model with a local path")
-        return Path(resolve(location))
+        from .. import profile, storage
+
+        where = storage.path(location)
+        if Path(where).is_file():
+            return Path(where)
+        (info,) = storage.ls(location)
+        if info.get("type") != "file":
+            raise CybershuttleError(f"the saved model {location} is a {info.get('type')}, not a file")
+        key = hashlib.sha256(f"{location}\0{info.get('size')}\0{info.get('mtime')}".encode()).hexdigest()[:16]
+        cache = profile.active().subdir("models") / "cache"
+        cache.mkdir(mode=0o700, exist_ok=True)
+        target = cache / f"{key}-{Path(location.split(':', 1)[1]).name}"
+        if not target.is_file():
+            partial = target.with_suffix(".part")
+            with storage.open(location, "rb") as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(partial, target)
+        return target
     path = Path(location)
     if not path.is_file():
         raise CybershuttleError(f"the saved model {location} is gone: register the model again with its new path")
