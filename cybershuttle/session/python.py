@@ -21,6 +21,7 @@ import functools
 import importlib
 import os
 import re
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -220,7 +221,7 @@ def _on_cell(result: Any) -> None:
     source = getattr(result.info, "raw_cell", None) or ""
     if name is None or not source.strip():
         return
-    if re.search(r"cybershuttle\.session\.(start|stop)\(|session\.(start|stop)\(", source) and "\n" not in source.strip():
+    if "\n" not in source.strip() and re.search(r"\bsession\.(start|stop)\(", source):
         return  # the line that started or stops recording is not part of the work
     ip = _state["ipython"]
     store.append(name, {"type": "cell", "source": source, "runtime": cell_runtime(ip, source),
@@ -233,9 +234,12 @@ def cell_runtime(ip: Any, source: str) -> str:
     match = _RUN_ON.match(source)
     if match:
         return match.group(1)
-    if _RUNTIME_MAGIC.search(source):
-        return "local"  # the runtime magics themselves always run in the notebook's kernel
     magics = getattr(getattr(ip, "magics_manager", None), "registry", {}).get("CybershuttleMagics")
+    # Cells holding a Cybershuttle magic always run in the notebook's kernel; the magics
+    # module says which those are (read from the loaded extension, not imported by the core).
+    local_line = getattr(sys.modules.get(type(magics).__module__), "_LOCAL_LINE", _RUNTIME_MAGIC)
+    if local_line.search(source):
+        return "local"
     return getattr(magics, "active", None) or "local"
 
 
