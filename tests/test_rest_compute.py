@@ -138,7 +138,7 @@ async def test_a_cluster_that_never_answers_does_not_block_other_requests(jp_fet
         for _ in range(5):
             start = time.monotonic()
             code, _ = await call(jp_fetch, "jobs")
-            assert code == 200 and time.monotonic() - start < 1.0
+            assert code == 200 and time.monotonic() - start < 3.0  # blocked, it would wait out the 15 s SSH timeout
         assert not slow.done()
     finally:
         for sock in accepted:
