@@ -53,6 +53,9 @@ class Snapshot:
 def attach(name: str, notebook: str | os.PathLike[str]) -> store.Session:
     """Make `notebook` part of session `name` (created as a notebook session if new) and snapshot it now."""
     path = Path(notebook).resolve()
+    existing = store.find(name)
+    if existing is not None and existing.kind == "shell":
+        raise SessionError(f"session {name!r} is a shell session: group notebooks in a notebook session")
     nb = _read(path)
     nb.setdefault("metadata", {}).setdefault(META_KEY, {})["session"] = names.validate(name, "session name")
     _write_notebook(path, nb)
@@ -91,8 +94,11 @@ def post_save_hook(model: dict[str, Any] | None = None, os_path: str | None = No
         name = session_of(path, nb)
         if name is None:
             return None
-        if store.find(name) is None:
+        existing = store.find(name)
+        if existing is None:
             store.create(name, "notebook", cwd=str(path.parent))
+        elif existing.kind == "shell":
+            raise SessionError(f"the notebook names session {name!r}, which is a shell session")
         store.add_notebook(name, str(path.resolve()))
         return take_snapshot(name, path, nb)
     except Exception as exc:  # the save itself already succeeded; keep it that way
@@ -113,8 +119,7 @@ def take_snapshot(name: str, path: Path, nb: dict[str, Any] | None = None) -> Sn
         return None
     directory = store.directory(name) / "snapshots"
     directory.mkdir(mode=0o700, exist_ok=True)
-    # Ids come from the files already there, under the event log's lock order:
-    # two saves at once get distinct files because O_EXCL refuses a taken name.
+    # A snapshot's id is its file's number; O_EXCL gives two saves at once distinct numbers.
     number = len(list(directory.glob("*.ipynb"))) + 1
     while True:
         file = directory / f"{number:04d}.ipynb"
