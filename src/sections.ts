@@ -42,7 +42,7 @@ export interface SectionSpec {
   lists: ListSpec[];
 }
 
-const FINAL_STATES = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'DONE', 'ERROR', 'STOPPED', 'OUT_OF_MEMORY', 'NODE_FAIL'];
+const FINAL_STATES = ['COMPLETED', 'SUCCEEDED', 'DEAD', 'FAILED', 'CANCELLED', 'TIMEOUT', 'DONE', 'ERROR', 'STOPPED', 'OUT_OF_MEMORY', 'NODE_FAIL'];
 
 export function isFinal(state: unknown): boolean {
   return FINAL_STATES.includes(String(state ?? '').toUpperCase());
@@ -134,11 +134,13 @@ async function browse(ctx: ActionContext, name: string, path: string): Promise<v
   }
   for (const entry of page.items) {
     const item = document.createElement('li');
-    const child = `${path.replace(/\/$/, '')}/${entry.name.split('/').pop()}`;
+    const base = String(entry.name).split('/').pop();
+    const child = entry.path ?? `${path.replace(/\/$/, '')}/${base}`;
+    item.dataset.entry = base;
     if (entry.type === 'directory') {
-      item.appendChild(button(`${entry.name.split('/').pop()}/`, () => void browse(ctx, name, child)));
+      item.appendChild(button(`${base}/`, () => void browse(ctx, name, child)));
     } else {
-      item.textContent = `${entry.name.split('/').pop()}  ${text(entry.size)} B`;
+      item.textContent = `${base}  ${text(entry.size)} B`;
     }
     list.appendChild(item);
   }
@@ -189,14 +191,31 @@ export function runsTable(runs: any[]): HTMLElement {
   return table;
 }
 
+/** How often the runs pane re-reads runs that have not ended (runs have no event stream). */
+export const RUNS_REFRESH_MS = 2000;
+
 async function showRuns(ctx: ActionContext, name: string, note = ''): Promise<void> {
   const page = await ctx.api.list(`templates/${seg(name)}/runs`);
   const box = document.createElement('div');
+  box.className = 'cs-runs-box';
   if (note) {
     box.appendChild(pre(note));
   }
-  box.appendChild(runsTable(page.items));
+  let table = runsTable(page.items);
+  box.appendChild(table);
   ctx.show(`Runs of ${name}`, box);
+  let runs = page.items;
+  // Re-read while a run is still going and this pane is still shown.
+  while (runs.some(run => !isFinal(run.status)) && box.isConnected) {
+    await new Promise(resolve => setTimeout(resolve, RUNS_REFRESH_MS));
+    if (!box.isConnected) {
+      break;
+    }
+    runs = (await ctx.api.list(`templates/${seg(name)}/runs`)).items;
+    const fresh = runsTable(runs);
+    table.replaceWith(fresh);
+    table = fresh;
+  }
 }
 
 async function templateRunForm(ctx: ActionContext, name: string): Promise<void> {
@@ -219,7 +238,8 @@ async function templateRunForm(ctx: ActionContext, name: string): Promise<void> 
       }
       problems.textContent = 'Starting…';
       try {
-        const body: Record<string, unknown> = { inputs: read.values };
+        // Do not hold the request open for the whole run: it is followed in the runs pane.
+        const body: Record<string, unknown> = { inputs: read.values, wait: false };
         if (resource.value) {
           body.resource = resource.value;
         }

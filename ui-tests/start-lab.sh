@@ -32,16 +32,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' TERM INT
 
-"$venv/bin/python" - "${CS_UI_DATASETS:-10000}" <<'PY'
-import sys, time
-from cybershuttle import compute, dataset
+CS_ROOT="$root" "$venv/bin/python" - "${CS_UI_DATASETS:-10000}" <<'PY'
+import os, sys, time
+from cybershuttle import compute, dataset, storage
 start = time.perf_counter()
 for i in range(int(sys.argv[1])):
     dataset.register(f"ds-{i:05d}", f"https://data.example.org/samples/{i:05d}.csv",
                      description=f"sample table {i}")
 compute.register_local()
+storage.register("samples", os.path.join(os.environ["CS_ROOT"], "binder", "samples"), read_only=True)
 # A template to run from the sidebar: a notebook with a `parameters` cell and its input spec.
-import nbformat, os
+import nbformat
 from cybershuttle import template
 folder = os.path.join(os.environ["CYBERSHUTTLE_HOME"], "..", "template")
 os.makedirs(folder)

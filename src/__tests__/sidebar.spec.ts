@@ -1,3 +1,4 @@
+import { RUNS_REFRESH_MS } from '../sections';
 import { Sidebar } from '../sidebar';
 import { fakeApi, flush, pagedRoute } from './helpers';
 
@@ -93,16 +94,24 @@ describe('Sidebar', () => {
 
   it('runs a template from a form generated from its spec and lists the run', async () => {
     const runs: any[] = [];
+    let reads = 0;
     const { sidebar, calls } = build({
       'GET templates': () => ({ items: [{ name: 'sim' }], total: 1 }),
       'GET templates/sim': () => ({ name: 'sim', spec: [{ name: 'steps', type: 'int', default: 3, min: 1 }] }),
       'GET compute': () => ({ items: [{ name: 'local', kind: 'local' }], total: 1 }),
       'POST templates/sim/runs': (_u: URL, body: any) => {
-        const run = { id: 'sim-1', template: 'sim', status: 'COMPLETED', parameters: body.inputs, resource: body.resource };
+        const run = { id: 'sim-1', template: 'sim', status: 'RUNNING', parameters: body.inputs, resource: body.resource };
         runs.push(run);
-        return run;
+        return { status: 202, body: run };
       },
-      'GET templates/sim/runs': () => ({ items: runs, total: runs.length })
+      'GET templates/sim/runs': () => {
+        // The run ends between the first and the second look.
+        const items = runs.map(r => ({ ...r }));
+        if (reads++ > 0) {
+          items.forEach(r => Object.assign(r, { status: 'COMPLETED', outputs: { area: 25 } }));
+        }
+        return { items, total: items.length };
+      }
     }, { sections: ['sessions'] });
     await sidebar.list('templates')!.load();
     const runButton = [...sidebar.node.querySelectorAll<HTMLButtonElement>('[data-key="sim"] button')].find(b => b.textContent === 'Run…')!;
@@ -113,8 +122,13 @@ describe('Sidebar', () => {
     (detail.querySelector('[name="resource"]') as HTMLSelectElement).value = 'local';
     [...detail.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === 'Run')!.click();
     await new Promise(r => setTimeout(r, 10));
-    expect(calls.find(c => c.method === 'POST')!.body).toEqual({ inputs: { steps: 5 }, resource: 'local' });
+    expect(calls.find(c => c.method === 'POST')!.body).toEqual({ inputs: { steps: 5 }, resource: 'local', wait: false });
+    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('RUNNING');
+    await new Promise(r => setTimeout(r, RUNS_REFRESH_MS + 100));
     expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('COMPLETED');
+    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('{"area":25}');
+    // Ended: no more reads.
+    expect(reads).toBe(2);
   });
 
   it('shows an error a person can act on, and a 404 route as empty', async () => {

@@ -155,6 +155,16 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
     await shot(page, 'template-run', '[data-section="sessions"]');
   });
 
+  await test.step('browse a storage', async () => {
+    const row = page.locator('[data-list="storage"] [data-key="samples"]');
+    await expect(row.locator('.cs-badge')).toHaveText('read-only');
+    await row.hover();
+    await row.locator('button', { hasText: 'Browse' }).click();
+    const detail = page.locator('[data-section="storage"] .cs-Section-detail');
+    await expect(detail).toContainText('samples:/');
+    await expect(detail.locator('li[data-entry="weather.csv"]')).toContainText('B');
+  });
+
   await test.step('screenshots of every section', async () => {
     for (const section of SECTIONS) {
       await shot(page, `section-${section}`, `[data-section="${section}"]`);
