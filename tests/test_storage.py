@@ -247,8 +247,11 @@ def test_interrupted_copies_resume_from_the_partial_file_both_ways(registered, r
     # get: the same from the other side
     local = tmp_path / "got.bin"
     (tmp_path / "got.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: 3 << 20])
-    down = storage.copy("hpc:/big.bin", str(local), checksum=True)
+    seen: list[tuple[int, int]] = []
+    down = storage.copy("hpc:/big.bin", str(local), checksum=True, progress=lambda d, t, f: seen.append((d, t)))
     assert down.resumed_bytes == 3 << 20
+    assert seen[0] == (3 << 20, 6 << 20) and seen[-1] == (6 << 20, 6 << 20)  # the bar starts where it resumed
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert sha(local) == sha(big) and not (tmp_path / "got.bin.cybershuttle-partial").exists()
     # the pure-Python path resumes too (local to local)
     (tmp_path / "again.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: 1 << 20])

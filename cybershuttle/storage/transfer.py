@@ -271,7 +271,8 @@ def _openssh_copy(src: _Side, src_rel: str, dst: _Side, partial: str, offset: in
         proc.stdin.close()
     while True:
         try:
-            proc.wait(timeout=0.5)
+            # Without a progress bar there is nothing to poll for: wait on the process itself.
+            proc.wait(timeout=0.5 if progress else None)
             break
         except subprocess.TimeoutExpired:
             if progress:
