@@ -61,7 +61,8 @@ def run(name: str, *, mode: str = "inference", input_folder: str | None = None, 
 
         served.ensure(model, device)
         reply = served.request(name, {"op": "run", **absolute, "batch_size": batch_size, "output": output})
-        return RunResult(**reply["result"])
+        known = RunResult.__dataclass_fields__
+        return RunResult(**{k: v for k, v in reply["result"].items() if k in known})
     from .run import Loaded
 
     items, _ = _inputs.read(**absolute)

@@ -172,7 +172,10 @@ def serve(name: str, device: str, idle_s: float = IDLE_S) -> None:
                     reply = {"ok": False, "error": str(exc)}
                 except Exception as exc:  # a bad input must not take the served model down
                     reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                conn.sendall(json.dumps(reply).encode() + b"\n")
+                try:
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                except OSError:  # the caller went away (Ctrl-C): keep serving the others
+                    pass
     finally:
         server.close()
         path.unlink(missing_ok=True)
