@@ -84,6 +84,20 @@ def session_template(local_kernel, tmp_path, cli):
     return "growth"
 
 
+@pytest.fixture
+def growth_template(tmp_path):
+    """The same template from a notebook holding the session's cells (no kernel needed to make it)."""
+    from cybershuttle import template
+
+    nb = make_notebook(tmp_path / "growth.ipynb", [new_markdown_cell("# Session"),
+                                                   *[new_code_cell(code) for code in SESSION_CELLS]])
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC_TOML)
+    template.add("growth", notebook=str(nb), spec=str(spec))
+    tag_output("growth")
+    return "growth"
+
+
 def make_notebook(path: Path, cells: list, **meta) -> Path:
     nb = new_notebook(cells=cells)
     nb.metadata.update(meta)
@@ -174,7 +188,7 @@ def test_read_only_and_pre_run_cells_keep_their_markings_and_stored_outputs(tmp_
     assert run["status"] == "COMPLETED" and run["outputs"] == {"y": 70} and run["parameters"] == {"x": 7}
 
 
-def test_every_bad_input_gives_a_clear_error_and_runs_nothing(session_template, tmp_path, cli, cs_home):
+def test_every_bad_input_gives_a_clear_error_and_runs_nothing(growth_template, tmp_path, cli, cs_home):
     cases = {
         "unknown": ("label: a\nrat: 0.1\n", "unknown parameter(s) 'rat'"),
         "type": ("label: a\nsteps: '4'\n", "'steps' must be int, got str"),
@@ -185,27 +199,30 @@ def test_every_bad_input_gives_a_clear_error_and_runs_nothing(session_template, 
         "missing": ("rate: 0.1\n", "'label' is required"),
         "notamap": ("- 1\n- 2\n", "expected a mapping"),
     }
+    from cybershuttle import template
+
     for case, (text, expected) in cases.items():
         path = tmp_path / f"{case}.yml"
         path.write_text(text)
-        res = cli("template", "run", "--name", session_template, "--input_file", str(path))
-        assert res.code == 1, (case, res.out, res.err)
-        assert expected in res.err, (case, res.err)
-        assert "Traceback" not in res.err
-    both = tmp_path / "both.yml"
-    both.write_text("rat: 1\nsteps: 99\n")
-    res = cli("template", "run", "--name", session_template, "--input_file", str(both))
-    assert all(s in res.err for s in ("'rat'", "'steps' = 99", "'label' is required", "nothing was run")), res.err
+        with pytest.raises(template.InputError) as err:
+            template.run(growth_template, str(path))
+        assert expected in str(err.value) and "nothing was run" in str(err.value), (case, err.value)
+    for case in ("unknown", "missing"):  # the CLI says the same on one line, exit 1
+        res = cli("template", "run", "--name", growth_template, "--input_file", str(tmp_path / f"{case}.yml"))
+        assert res.code == 1 and cases[case][1] in res.err and "Traceback" not in res.err, res.err
+    with pytest.raises(template.InputError) as err:  # every problem at once
+        template.run(growth_template, {"rat": 1, "steps": 99})
+    assert all(s in str(err.value) for s in ("'rat'", "'steps' = 99", "'label' is required")), err.value
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "config.txt").write_text("rate={{ rate }} seed={{ seed }}\n")
     ok = tmp_path / "ok.yml"
     ok.write_text("label: a\n")
-    res = cli("template", "run", "--name", session_template, "--input_file", str(ok), "--input_dir", str(inputs))
-    assert res.code == 1 and "placeholder {{ seed }} names no parameter" in res.err, res.err
-    res = cli("template", "run", "--name", "nosuch", "--input_file", str(ok))
-    assert res.code == 1 and "no template named 'nosuch'" in res.err
-    assert runs_json(cli, session_template) == []
+    with pytest.raises(template.InputError, match="placeholder {{ seed }} names no parameter"):
+        template.run(growth_template, str(ok), input_dir=str(inputs))
+    with pytest.raises(CybershuttleError, match="no template named 'nosuch'"):
+        template.run("nosuch", str(ok))
+    assert runs_json(cli, growth_template) == []
     assert not list(cs_home.glob("users/*/template-runs/*/*"))  # no run directory either
 
 
@@ -255,8 +272,7 @@ def test_a_failing_cell_is_recorded_with_its_error(tmp_path, cli):
     from cybershuttle import template
 
     template.add("fail", notebook=str(nb))
-    res = cli("template", "run", "--name", "fail")
-    assert res.code == 1 and "ValueError: bad x 1" in res.err
+    template.run("fail")
     [run] = runs_json(cli, "fail")
     assert run["status"] == "FAILED" and run["error"] == "cell 1: ValueError: bad x 1"  # the template's own numbering
     assert (Path(run["output"]) / "executed.ipynb").is_file()
@@ -295,13 +311,13 @@ def test_session_template_runs_on_loopback_slurm_through_the_provisioner(session
     assert [r.state for r in runtime.list_all()] == ["STOPPED"]  # the kernel's job was released
 
 
-def test_a_20_point_sweep_is_one_slurm_job_array(session_template, slurm, tmp_path, cli):
+def test_a_20_point_sweep_is_one_slurm_job_array(growth_template, slurm, tmp_path, cli):
     sweep = tmp_path / "sweep.yml"
     sweep.write_text("grid:\n  rate: [0.1, 0.2, 0.3, 0.4, 0.5]\n  steps: [1, 2, 3, 4]\n  label: swept\n")
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "config.txt").write_text("rate={{ rate }} steps={{ steps }}\n")
-    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "testcluster",
+    res = cli("template", "run", "--name", growth_template, "--sweep", str(sweep), "--resource", "testcluster",
               "--input_dir", str(inputs), "--output", str(tmp_path / "sweep"), "--wait", "--json")
     assert res.code == 0, res.err
     runs = json.loads(res.out)
@@ -321,21 +337,21 @@ def test_a_20_point_sweep_is_one_slurm_job_array(session_template, slurm, tmp_pa
     assert tasks == sorted(f"{job.native_id}_{i}" for i in range(20)), out
     assert len({r["task"] for r in runs}) == 20
 
-    res = cli("template", "collect", session_template, "--output", "total", "--to", str(tmp_path / "totals"), "--json")
+    res = cli("template", "collect", growth_template, "--output", "total", "--to", str(tmp_path / "totals"), "--json")
     assert res.code == 0, res.err
     assert len(json.loads(res.out)) == 20
 
 
-def test_a_sweep_with_one_bad_point_or_on_a_non_slurm_resource_submits_nothing(session_template, slurm, tmp_path,
+def test_a_sweep_with_one_bad_point_or_on_a_non_slurm_resource_submits_nothing(growth_template, slurm, tmp_path,
                                                                                cli):
     from cybershuttle import compute
 
     sweep = tmp_path / "sweep.yml"
     sweep.write_text("points:\n  - {label: a, rate: 0.1}\n  - {label: b, rate: 7}\n  - {rate: 0.2}\n")
-    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "testcluster")
+    res = cli("template", "run", "--name", growth_template, "--sweep", str(sweep), "--resource", "testcluster")
     assert res.code == 1
     assert "point 1: 'rate' = 7 is above its maximum 1.0" in res.err and "point 2: 'label' is required" in res.err
     assert "nothing was submitted" in res.err
-    res = cli("template", "run", "--name", session_template, "--sweep", str(sweep), "--resource", "workstation")
+    res = cli("template", "run", "--name", growth_template, "--sweep", str(sweep), "--resource", "workstation")
     assert res.code == 1 and "one Slurm job array" in res.err
-    assert compute.jobs(include_finished=True) == [] and runs_json(cli, session_template) == []
+    assert compute.jobs(include_finished=True) == [] and runs_json(cli, growth_template) == []

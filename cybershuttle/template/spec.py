@@ -217,7 +217,7 @@ def load_inputs(path: str | Path) -> dict[str, Any]:
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a mapping of parameter names to values")
+        raise InputError(f"{path}: expected a mapping of parameter names to values; nothing was run")
     return doc
 
 
