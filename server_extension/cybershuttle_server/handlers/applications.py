@@ -28,6 +28,8 @@ class ApplicationsHandler(CybershuttleHandler):
 
 
 class ApplicationLoadHandler(CybershuttleHandler):
+    post_action = "execute"
+
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Body: version?, setup_file? (relative to the Jupyter root), runtime?, resource?.

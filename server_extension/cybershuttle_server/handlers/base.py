@@ -15,6 +15,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
@@ -48,8 +49,30 @@ class Route:
         return _PLACEHOLDER.sub(value, self.path)
 
 
+#: The resource name Jupyter's Authorizer sees for this API (as "contents" or "kernels" for others').
+AUTH_RESOURCE = "cybershuttle"
+
+
 class CybershuttleHandler(APIHandler):
-    """Base: JSON out; core errors become JSON 4xx with the core's own message."""
+    """Base: JSON out; core errors become JSON 4xx with the core's own message.
+
+    Authentication is each method's `@tornado.web.authenticated`. Authorization goes
+    through the server's Authorizer (JupyterHub and other deployments restrict users
+    with it): GET needs "read" on resource "cybershuttle", POST needs `post_action`.
+    """
+
+    #: "write" changes the catalog or a resource; "execute" runs code (replays, runs, loads).
+    post_action = "write"
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        user = self.current_user
+        if user is None:
+            return  # @authenticated refuses it with 403
+        action = "read" if self.request.method in ("GET", "HEAD") else self.post_action
+        if not await ensure_async(self.authorizer.is_authorized(self, user, action, AUTH_RESOURCE)):
+            raise HTTPError(403, f"user {user.username!r} is not allowed to {action} Cybershuttle resources "
+                                 "on this server: ask its administrator")
 
     # -- output --------------------------------------------------------------
     def write_json(self, payload: Any, status: int = 200) -> None:

@@ -35,6 +35,8 @@ class ModelHandler(CybershuttleHandler):
 
 
 class ModelRunHandler(CybershuttleHandler):
+    post_action = "execute"
+
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Body: one of input_folder / input / input_sequence, and output (paths relative to

@@ -39,6 +39,8 @@ class SessionHandler(CybershuttleHandler):
 
 
 class SessionLoadHandler(CybershuttleHandler):
+    post_action = "execute"
+
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Load (replay or restore) a session. Body: dry_run, from_step, continue_on_error,

@@ -34,6 +34,8 @@ class TemplateHandler(CybershuttleHandler):
 
 
 class TemplateRunsHandler(CybershuttleHandler):
+    post_action = "execute"
+
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         """The template's runs, oldest first, with live states of sweep points."""
