@@ -56,7 +56,7 @@ class Watcher:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=_QUEUE_LIMIT)
         if self.running:
             for event in self._states.values():
-                if _active(event):
+                if _active(event) and not queue.full():
                     queue.put_nowait(event)
         else:
             # States seen before the last pause may be stale: the first poll sends a fresh snapshot.
