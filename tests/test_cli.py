@@ -83,8 +83,8 @@ def test_scientists_spellings_and_dashed_twins_are_accepted(cli, spelling):
 
 @pytest.mark.parametrize("args, message", [
     (["compute", "execute", "true", "--resource", "r", "--setup_file", "c.yml"], "no compute named 'r'"),
-    (["template", "add", "--name", "t", "--input_file_format", "s.toml"], "not built yet"),
-    (["template", "run", "--name", "t", "--input_file", "i.yml"], "not built yet"),
+    (["template", "add", "--name", "t", "--input_file_format", "s.toml"], "give exactly one of --session S or --notebook"),
+    (["template", "run", "--name", "t", "--input_file", "i.yml"], "no template named 't'"),
     (["model", "run", "m", "--input_folder", "d"], "not built yet"),
     (["model", "run", "m", "--input_sequence", "s.fasta"], "not built yet"),
 ])
