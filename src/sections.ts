@@ -170,25 +170,38 @@ function copyForm(ctx: ActionContext, name: string): void {
 }
 
 // -- Templates ------------------------------------------------------------
+/** Runs as compact entries (the sidebar is narrow): id and state, then resource, start, outputs. */
 export function runsTable(runs: any[]): HTMLElement {
-  const table = document.createElement('table');
-  table.className = 'cs-runs';
-  const head = table.createTHead().insertRow();
-  for (const title of ['run', 'status', 'resource', 'started', 'outputs']) {
-    head.insertCell().textContent = title;
+  const list = document.createElement('ul');
+  list.className = 'cs-runs';
+  if (!runs.length) {
+    list.textContent = 'no runs yet';
   }
-  const body = table.createTBody();
   for (const run of runs) {
-    const row = body.insertRow();
-    row.dataset.run = text(run.id);
-    row.dataset.status = text(run.status);
-    const started = typeof run.started === 'number' ? new Date(run.started * 1000).toLocaleString() : text(run.started);
+    const item = document.createElement('li');
+    item.className = 'cs-run';
+    item.dataset.run = text(run.id);
+    item.dataset.status = text(run.status);
+    const head = document.createElement('div');
+    head.className = 'cs-run-head';
+    const id = document.createElement('span');
+    id.className = 'cs-run-id';
+    id.textContent = text(run.id);
+    id.title = text(run.id);
+    const badge = document.createElement('span');
+    badge.className = 'cs-badge';
+    badge.dataset.state = text(run.status).toLowerCase();
+    badge.textContent = text(run.status);
+    head.append(id, badge);
+    const info = document.createElement('div');
+    info.className = 'cs-run-info';
+    const started = typeof run.started === 'number' ? new Date(run.started * 1000).toLocaleTimeString() : text(run.started);
     const outputs = run.outputs && Object.keys(run.outputs).length ? JSON.stringify(run.outputs) : text(run.error);
-    for (const value of [run.id, run.status, run.resource, started, outputs]) {
-      row.insertCell().textContent = text(value);
-    }
+    info.textContent = [run.resource, started, outputs].filter(Boolean).join(' · ');
+    item.append(head, info);
+    list.appendChild(item);
   }
-  return table;
+  return list;
 }
 
 /** How often the runs pane re-reads runs that have not ended (runs have no event stream). */

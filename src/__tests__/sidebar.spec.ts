@@ -123,10 +123,10 @@ describe('Sidebar', () => {
     [...detail.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === 'Run')!.click();
     await new Promise(r => setTimeout(r, 10));
     expect(calls.find(c => c.method === 'POST')!.body).toEqual({ inputs: { steps: 5 }, resource: 'local', wait: false });
-    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('RUNNING');
+    expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('RUNNING');
     await new Promise(r => setTimeout(r, RUNS_REFRESH_MS + 100));
-    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('COMPLETED');
-    expect(detail.querySelector('tr[data-run="sim-1"]')!.textContent).toContain('{"area":25}');
+    expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('COMPLETED');
+    expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('{"area":25}');
     // Ended: no more reads.
     expect(reads).toBe(2);
   });

@@ -148,7 +148,7 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
     await side.fill('7');
     await detail.locator('select[name="resource"]').selectOption('local');
     await detail.locator('button', { hasText: 'Run' }).click();
-    const run = detail.locator('tr[data-status="COMPLETED"]');
+    const run = detail.locator('.cs-run[data-status="COMPLETED"]');
     await expect(run).toHaveCount(1, { timeout: 90_000 });
     await expect(run).toContainText('49');
     await expect(detail).toContainText('Runs of square');
@@ -191,6 +191,14 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
     await shot(page, 'section-compute-live', '[data-section="compute"]');
     await runCell(page, '%stop_runtime uirt', /stopped/);
     await expect(page.locator('[data-list="runtimes"] [data-key="uirt"] .cs-badge')).toContainText(/STOPPED/i, { timeout: 30_000 });
+  });
+
+  await test.step('settings schema is served to JupyterLab', async () => {
+    const response = await page.request.get(`/lab/api/settings/jupyterlab-cybershuttle:plugin?token=${token}`);
+    expect(response.ok()).toBe(true);
+    const properties = (await response.json()).schema.properties;
+    expect(properties.pageSize.default).toBe(200);
+    expect(properties.sections.default).toEqual(SECTIONS);
   });
 
   await test.step('the sidebar is restored after a reload', async () => {
