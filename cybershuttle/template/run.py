@@ -100,10 +100,11 @@ def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str 
             save(record)
             _run_remote(res, nb, values, files, record.remote_dir or "", local)
         error = None
-    except _ExecutionFailed as exc:
+    except CybershuttleError as exc:  # a failing cell, an unreachable resource
         error = str(exc)
-    except CybershuttleError as exc:
-        error = str(exc)
+    except KeyboardInterrupt:
+        save(replace(record, status="CANCELLED", error="interrupted", finished=time.time()))
+        raise
     except Exception as exc:  # a kernel that would not start, a lost connection: recorded, then shown
         error = f"{type(exc).__name__}: {exc}"
     record = finish(record, tmpl.nb(), error)
