@@ -103,6 +103,13 @@ def test_rclone_remotes_of_type_local_and_sftp(rclone_config, cluster, tmp_path)
     with storage.open("box:/docs/new.txt", "wb") as f:
         f.write(b"written through rclone rcat")
     assert (rclone_config / "docs" / "new.txt").read_bytes() == b"written through rclone rcat"
+    m = storage.mount("box", str(tmp_path / "mnt"))
+    try:
+        assert m.method == "rclone" and os.path.ismount(m.path)
+        assert (Path(m.path) / "docs" / "readme.md").read_text() == "# hello\n"
+    finally:
+        storage.umount("box")
+    assert not os.path.exists(m.path)
 
     remote = f"cs-rclone-{uuid.uuid4().hex[:8]}"
     ssh.connect(cluster.endpoint()).run(f"mkdir -p {remote}")
