@@ -20,11 +20,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import isolated_home, register_cluster  # noqa: E402
+from _cluster import isolated_home, register_cluster
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -61,7 +61,7 @@ def main() -> None:
     cli = str(Path(sys.executable).parent / "cybershuttle")
 
     def run(cmd: list[str]) -> None:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode:
             sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
 

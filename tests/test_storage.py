@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from cybershuttle import ssh, storage
-from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError, NotFoundError
+from cybershuttle.errors import (
+    AlreadyExistsError,
+    CybershuttleError,
+    InvalidNameError,
+    NotFoundError,
+)
 
 
 @pytest.fixture

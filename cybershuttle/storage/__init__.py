@@ -14,9 +14,20 @@ OpenSSH fast path), `mounting` (symlinks and FUSE mounts).
 """
 from __future__ import annotations
 
-from .catalog import (KIND, ReadOnlyStorageError, Storage, StorageError, get, info, list_all, parse_location,
-                      register, register_home, remove)
-from .filesystems import fs, ls, open, path, split  # noqa: A004 - `storage.open` is the contract's name
+from .catalog import (
+                      KIND,
+                      ReadOnlyStorageError,
+                      Storage,
+                      StorageError,
+                      get,
+                      info,
+                      list_all,
+                      parse_location,
+                      register,
+                      register_home,
+                      remove,
+)
+from .filesystems import fs, ls, open, path, split
 from .mounting import Mount, mount, mounts, umount
 from .transfer import CopyResult, copy
 
