@@ -73,8 +73,9 @@ SLURMD_PID=$RUN/slurmd.pid
 # Debian packages the cluster (and, later, the project's tests) need.  python3-venv: the
 # test user has no access to root's pyenv, so remote code runs in venvs made from
 # /usr/bin/python3.  sshfs/fuse3/rclone/rsync: file-transfer back ends the project tests.
+# zsh: session recording is tested in both shells it supports.
 PACKAGES=(openssh-server openssh-client munge slurmctld slurmd slurm-client slurmdbd
-          mariadb-server lmod python3 python3-venv sshfs fuse3 rclone rsync)
+          mariadb-server lmod python3 python3-venv sshfs fuse3 rclone rsync zsh)
 
 # Root's PATH in some images lacks the sbin directories, where the daemons live.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
