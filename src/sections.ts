@@ -257,7 +257,7 @@ async function templateRunForm(ctx: ActionContext, name: string): Promise<void> 
           body.resource = resource.value;
         }
         const run = await ctx.api.post(`templates/${seg(name)}/runs`, body);
-        await showRuns(ctx, name, `Started run ${text(run.id)} (${text(run.status)})`);
+        await showRuns(ctx, name, `Started run ${text(run.id)}`);
       } catch (error) {
         problems.textContent = (error as Error).message;
       }
@@ -270,17 +270,21 @@ async function templateRunForm(ctx: ActionContext, name: string): Promise<void> 
 // -- Models ---------------------------------------------------------------
 async function modelRunForm(ctx: ActionContext, name: string): Promise<void> {
   const box = document.createElement('div');
-  const [inputRow, input] = labelledInput('Input (text, file or folder)', 'input');
+  const [inputRow, input] = labelledInput('Input file or folder (under the Jupyter root)', 'input');
+  const [outputRow, output] = labelledInput('Output folder (optional)', 'output');
   const [resourceRow, resource] = await resourceSelect(ctx.api);
   const out = document.createElement('div');
   box.append(
     inputRow,
+    outputRow,
     resourceRow,
     button('Run', async () => {
       out.textContent = 'Running…';
       try {
         const body: Record<string, unknown> = {};
-        if (input.value.trim()) body.input = input.value.trim();
+        const where = input.value.trim();
+        if (where) body[where.endsWith('/') ? 'input_folder' : 'input'] = where;
+        if (output.value.trim()) body.output = output.value.trim();
         if (resource.value) body.resource = resource.value;
         const done = await ctx.api.post(`models/${seg(name)}/run`, body);
         out.textContent = '';
@@ -311,6 +315,61 @@ export function resourceBadge(status: any): string {
   return status.idle_nodes !== null && status.idle_nodes !== undefined && status.nodes
     ? `up ${status.idle_nodes}/${status.nodes} idle`
     : 'up';
+}
+
+// -- Applications -----------------------------------------------------------
+async function applicationLoadForm(ctx: ActionContext, app: any): Promise<void> {
+  const box = document.createElement('div');
+  const versionRow = document.createElement('div');
+  versionRow.className = 'cs-field';
+  const version = document.createElement('select');
+  version.name = 'version';
+  version.id = 'cs-input-version';
+  const defaultOption = document.createElement('option');
+  defaultOption.value = '';
+  defaultOption.textContent = '(default)';
+  version.appendChild(defaultOption);
+  for (const v of app.versions ?? []) {
+    const option = document.createElement('option');
+    option.value = option.textContent = text(v.version);
+    version.appendChild(option);
+  }
+  const versionLabel = document.createElement('label');
+  versionLabel.htmlFor = version.id;
+  versionLabel.textContent = 'Version';
+  versionRow.append(versionLabel, version);
+  const [setupRow, setupFile] = labelledInput('Setup file (under the Jupyter root)', 'setup_file', 'cybershuttle.yml');
+  const [runtimeRow, runtime] = labelledInput('Running runtime (optional)', 'runtime');
+  const out = document.createElement('div');
+  box.append(
+    versionRow,
+    setupRow,
+    runtimeRow,
+    button('Load', async () => {
+      out.textContent = 'Loading…';
+      try {
+        const body: Record<string, unknown> = {};
+        if (version.value) body.version = version.value;
+        if (setupFile.value.trim()) body.setup_file = setupFile.value.trim();
+        if (runtime.value.trim()) body.runtime = runtime.value.trim();
+        if (app.resource) body.resource = app.resource;
+        const done = await ctx.api.post(`applications/${seg(app.name)}/load`, body);
+        out.textContent = '';
+        out.appendChild(recordTable(done));
+      } catch (error) {
+        out.textContent = (error as Error).message;
+      }
+    }),
+    out
+  );
+  ctx.show(`Load ${app.name}`, box);
+}
+
+// -- Sessions ---------------------------------------------------------------
+async function loadSession(ctx: ActionContext, name: string, dryRun: boolean): Promise<void> {
+  const done = await ctx.api.post(`sessions/${seg(name)}/load`, dryRun ? { dry_run: true } : {});
+  const lines: string[] = Array.isArray(done?.output) ? done.output : [];
+  ctx.show(`${dryRun ? 'Steps of' : 'Loaded'} ${name}`, lines.length ? pre(lines.join('\n')) : recordTable(done));
 }
 
 const byName = (item: any): string => text(item.name ?? item.id);
@@ -422,7 +481,8 @@ export const SECTIONS: SectionSpec[] = [
         key: byName,
         describe: item => text(item.kind ?? item.description ?? ''),
         actions: [
-          { label: 'Load', run: async (item, ctx) => result(ctx, `Loaded ${item.name}`, await ctx.api.post(`sessions/${seg(item.name)}/load`, {})) }
+          { label: 'Dry run', run: (item, ctx) => loadSession(ctx, item.name, true) },
+          { label: 'Load', run: (item, ctx) => loadSession(ctx, item.name, false) }
         ]
       },
       {
@@ -446,15 +506,10 @@ export const SECTIONS: SectionSpec[] = [
         id: 'applications',
         label: 'Applications',
         route: 'applications',
-        key: item => [item.name, item.version].filter(Boolean).join('/'),
-        describe: item => text(item.description ?? item.resource ?? ''),
-        actions: [
-          {
-            label: 'Load',
-            run: async (item, ctx) =>
-              result(ctx, `Loaded ${item.name}`, await ctx.api.post(`applications/${seg(item.name)}/load`, item.version ? { version: item.version } : {}))
-          }
-        ]
+        key: byName,
+        describe: item => text(item.description || [item.source, item.resource].filter(Boolean).join(' · ')),
+        badge: item => (item.versions?.length > 1 ? `${item.versions.length} versions` : text(item.versions?.[0]?.version ?? '')),
+        actions: [{ label: 'Load…', run: (item, ctx) => applicationLoadForm(ctx, item) }]
       }
     ]
   },

@@ -131,6 +131,33 @@ describe('Sidebar', () => {
     expect(reads).toBe(2);
   });
 
+  it('loads an application version into a setup file and dry-runs a session', async () => {
+    const { sidebar, calls } = build({
+      'GET applications': () => ({ items: [{ name: 'gcc', source: 'lmod', resource: 'local', description: 'GNU compilers',
+        versions: [{ version: '12.2' }, { version: '13.1', default: true }] }], total: 1 }),
+      'POST applications/gcc/load': (_u: URL, body: any) => ({ loaded: 'gcc/' + body.version, setup_file: body.setup_file }),
+      'GET sessions': () => ({ items: [{ name: 'analysis', kind: 'shell' }], total: 1 }),
+      'POST sessions/analysis/load': () => ({ output: ['[1/2] cd /data', '[2/2] make plots'] })
+    }, { sections: ['applications', 'sessions'] });
+    await sidebar.refresh();
+    const click = (root: ParentNode, label: string) =>
+      [...root.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === label)!.click();
+    expect(sidebar.node.querySelector('[data-key="gcc"] .cs-badge')!.textContent).toBe('2 versions');
+    click(sidebar.node.querySelector('[data-key="gcc"]')!, 'Load…');
+    await flush();
+    const detail = sidebar.node.querySelector('[data-section="applications"] .cs-Section-detail')!;
+    (detail.querySelector('[name="version"]') as HTMLSelectElement).value = '12.2';
+    click(detail, 'Load');
+    await flush();
+    expect(calls.find(c => c.path === 'applications/gcc/load')!.body).toEqual({ version: '12.2', setup_file: 'cybershuttle.yml', resource: 'local' });
+    expect(detail.textContent).toContain('gcc/12.2');
+
+    click(sidebar.node.querySelector('[data-key="analysis"]')!, 'Dry run');
+    await flush();
+    expect(calls.find(c => c.path === 'sessions/analysis/load')!.body).toEqual({ dry_run: true });
+    expect(sidebar.node.querySelector('[data-section="sessions"] .cs-Section-detail pre')!.textContent).toBe('[1/2] cd /data\n[2/2] make plots');
+  });
+
   it('shows an error a person can act on, and a 404 route as empty', async () => {
     const { sidebar } = build({
       'GET storage': () => ({ status: 400, body: { error: 'storage catalog is locked: retry' } })
