@@ -189,8 +189,20 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
     // The sidebar learns of the runtime and its Slurm job from the event stream.
     await expect(page.locator('[data-list="runtimes"] [data-key="uirt"]')).toBeVisible({ timeout: 30_000 });
     await shot(page, 'section-compute-live', '[data-section="compute"]');
-    await runCell(page, '%stop_runtime uirt', /stopped/);
-    await expect(page.locator('[data-list="runtimes"] [data-key="uirt"] .cs-badge')).toContainText(/STOPPED/i, { timeout: 30_000 });
+    // The runtime's Slurm job is live in Jobs: read its logs, then cancel it from the sidebar;
+    // the runtime is then reported gone through the event stream.
+    const job = page.locator('[data-list="jobs"] .cs-WindowedList-row', { has: page.locator('.cs-badge', { hasText: 'RUNNING' }) }).first();
+    await expect(job).toBeVisible({ timeout: 30_000 });
+    const computeDetail = page.locator('[data-section="compute"] .cs-Section-detail');
+    await job.hover();
+    await job.locator('button', { hasText: 'Logs' }).click();
+    await expect(computeDetail).toContainText('Logs of job');
+    await job.hover();
+    await job.locator('button', { hasText: 'Cancel' }).click();
+    await expect(computeDetail).toContainText('Cancelled job', { timeout: 90_000 });
+    await expect(page.locator('[data-list="runtimes"] [data-key="uirt"] .cs-badge')).toHaveText(/DEAD|STOPPED/i, { timeout: 30_000 });
+    await shot(page, 'section-compute-cancelled', '[data-section="compute"]');
+    await runCell(page, '%stop_runtime uirt', /stopped/i);
   });
 
   await test.step('settings schema is served to JupyterLab', async () => {
