@@ -158,6 +158,43 @@ describe('Sidebar', () => {
     expect(sidebar.node.querySelector('[data-section="sessions"] .cs-Section-detail pre')!.textContent).toBe('[1/2] cd /data\n[2/2] make plots');
   });
 
+  it('browses, mounts and copies storage', async () => {
+    const { sidebar, calls } = build({
+      'GET storage': () => ({ items: [{ name: 'lab', location: '/data/lab', read_only: false }], total: 1 }),
+      'GET storage/lab/ls': (url: URL) =>
+        url.searchParams.get('path') === '/'
+          ? { items: [{ name: 'runs', path: '/runs', type: 'directory' }, { name: 'a.csv', path: '/a.csv', type: 'file', size: 12 }], total: 2 }
+          : { items: [{ name: 'r1.txt', path: '/runs/r1.txt', type: 'file', size: 3 }], total: 1 },
+      'POST storage/lab/mount': () => ({ name: 'lab', directory: '/home/u/lab', how: 'symlink' }),
+      'POST storage/copy': (_u: URL, body: any) => ({ src: body.src, dst: body.dst, files: 1 })
+    }, { sections: ['storage'] });
+    await sidebar.refresh();
+    const detail = sidebar.node.querySelector('[data-section="storage"] .cs-Section-detail')!;
+    const click = (root: ParentNode, label: string) =>
+      [...root.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === label)!.click();
+    const row = sidebar.node.querySelector('[data-list="storage"] [data-key="lab"]')!;
+    click(row, 'Browse');
+    await flush();
+    expect(detail.textContent).toContain('lab:/');
+    expect(detail.querySelector('[data-entry="a.csv"]')!.textContent).toContain('12 B');
+    click(detail, 'runs/');
+    await flush();
+    expect(calls[calls.length - 1].path).toBe('storage/lab/ls?path=%2Fruns');
+    expect(detail.querySelector('[data-entry="r1.txt"]')).not.toBeNull();
+
+    click(row, 'Mount');
+    await flush();
+    expect(detail.textContent).toContain('/home/u/lab');
+
+    click(row, 'Copy…');
+    (detail.querySelector('[name="dst"]') as HTMLInputElement).value = 'home:/backup/';
+    (detail.querySelector('[name="src"]') as HTMLInputElement).value = 'lab:/a.csv';
+    click(detail, 'Copy');
+    await flush();
+    expect(calls.find(c => c.path === 'storage/copy')!.body).toEqual({ src: 'lab:/a.csv', dst: 'home:/backup/' });
+    expect(detail.textContent).toContain('Copied');
+  });
+
   it('shows an error a person can act on, and a 404 route as empty', async () => {
     const { sidebar } = build({
       'GET storage': () => ({ status: 400, body: { error: 'storage catalog is locked: retry' } })
