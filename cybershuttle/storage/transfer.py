@@ -201,15 +201,19 @@ def _stream(src: _Side, src_rel: str, dst: _Side, partial: str, offset: int, siz
     except (StorageError, NotImplementedError, ValueError):
         offset, out = 0, dst.fs.fs.open(dst.full(partial), "wb")  # the target cannot append: start again
     with src.fs.fs.open(src.full(src_rel), "rb") as inp, out:
-        if hasattr(inp, "prefetch"):  # paramiko: pipelined reads instead of one round trip per block
-            inp.prefetch(size)
-        if hasattr(out, "set_pipelined"):
-            out.set_pipelined(True)
+        block = _CHUNK
         if offset:
             inp.seek(offset)
+        if hasattr(inp, "prefetch"):
+            # paramiko: pipelined reads instead of one round trip per block, taken in the
+            # server's 32 KiB units (larger reads re-join the prefetched blocks: 2-5x slower here).
+            inp.prefetch(size, max_concurrent_requests=128)
+            block = 32 << 10
+        if hasattr(out, "set_pipelined"):
+            out.set_pipelined(True)
         done = offset
         while True:
-            chunk = inp.read(_CHUNK)
+            chunk = inp.read(block)
             if not chunk:
                 break
             out.write(chunk)
