@@ -288,3 +288,19 @@ def test_a_killed_cli_copy_is_resumed_by_the_next_one(registered, remote_dir, tm
     result = storage.copy("hpc:/src.bin", str(tmp_path / "dst.bin"), checksum=True)
     assert result.resumed_bytes >= 1 << 20
     assert sha(tmp_path / "dst.bin") == sha(src)
+
+
+def test_without_the_openssh_binaries_sftp_copies_and_resumes_over_the_pool(registered, remote_dir, tmp_path,
+                                                                            monkeypatch, cluster):
+    from cybershuttle.storage import transfer
+
+    monkeypatch.setattr(transfer.shutil, "which", lambda name: None)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(5 << 20))
+    storage.register("hpc", f"~/{remote_dir}", resource="testcluster")
+    up = storage.copy(str(big), "hpc:/big.bin", checksum=True)
+    assert (up.method, up.resumed_bytes) == ("fsspec", 0)
+    (tmp_path / "got.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: (2 << 20) + 123])
+    down = storage.copy("hpc:/big.bin", str(tmp_path / "got.bin"), checksum=True)
+    assert (down.method, down.resumed_bytes) == ("fsspec", (2 << 20) + 123)
+    assert sha(tmp_path / "got.bin") == sha(big)
