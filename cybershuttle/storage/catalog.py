@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import names, ssh
-from ..errors import CybershuttleError, NotFoundError
+from ..errors import CybershuttleError
 from ..registry import Entry, catalog
 
 KIND = "storage"
@@ -325,5 +325,5 @@ def _login_name() -> str:
         return f"uid{os.getuid()}"
 
 
-__all__ = ["KIND", "NotFoundError", "ReadOnlyStorageError", "Storage", "StorageError", "get", "info", "list_all",
+__all__ = ["KIND", "ReadOnlyStorageError", "Storage", "StorageError", "get", "info", "list_all",
            "parse_location", "register", "register_home", "remove"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import ssh
 from ..errors import CybershuttleError
-from .catalog import ReadOnlyStorageError, Storage, StorageError, get
+from .catalog import Storage, StorageError, get
 from .filesystems import StorageFileSystem, is_spec, relative, split
 
 PARTIAL_SUFFIX = ".cybershuttle-partial"
@@ -320,4 +320,4 @@ def _sha256(side: _Side, rel: str) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["PARTIAL_SUFFIX", "CopyResult", "ReadOnlyStorageError", "copy"]
+__all__ = ["PARTIAL_SUFFIX", "CopyResult", "copy"]
