@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,9 +97,9 @@ def main() -> None:
             sys.exit("the copy came back with the wrong size")
     finally:
         conn.run(f"rm -rf {remote_dir}")
-        for p in work.iterdir():
-            p.unlink()
-        work.rmdir()
+        shutil.rmtree(work, ignore_errors=True)
+        ssh.pool.close_all()
+        shutil.rmtree(env["CYBERSHUTTLE_HOME"], ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     mib = size / (1 << 20)
     print(f"runs={args.runs} size={mib:.0f} MiB ours={'cybershuttle storage cp' if args.cli else 'storage.copy'}")
