@@ -23,6 +23,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -159,6 +160,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
+    # Kept when something failed above (sys.exit), for the server log; removed after a good run.
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     r95, c95 = percentile(rest_ms, 95), percentile(core_ms, 95)
     print(f"requests={len(queries)} (pages of {PAGE} at scattered offsets, searches with 1000 and 100 hits; totals each)")
     print(f"REST  GET /cybershuttle/api/v1/datasets  p50={statistics.median(rest_ms):.1f} ms  p95={r95:.1f} ms  "
