@@ -51,10 +51,11 @@ SESSION_CELLS = [
 ]
 
 
-def record_session(kc, name: str = "analysis1") -> None:
-    """A real Python session recorded cell by cell in a real IPython kernel."""
+def record_session(kc, workdir: Path, name: str = "analysis1") -> None:
+    """A real Python session recorded cell by cell in a real IPython kernel (working in `workdir`)."""
     from conftest import run_ok
 
+    run_ok(kc, f"import os; os.chdir({str(workdir)!r})")
     for code in SESSION_CELLS:
         run_ok(kc, code.replace("analysis1", name), timeout=120)
     run_ok(kc, "session.stop()")
@@ -75,7 +76,7 @@ def tag_output(template_name: str) -> None:
 
 @pytest.fixture
 def session_template(local_kernel, tmp_path, cli):
-    record_session(local_kernel)
+    record_session(local_kernel, tmp_path)
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC_TOML)
     res = cli("template", "add", "--name", "growth", "--session", "analysis1", "--input_file_format", str(spec))

@@ -88,7 +88,10 @@ def read_document(path: str | Path, what: str) -> Any:
     except OSError as exc:
         raise SpecError(f"cannot read {what} {p}: {exc.strerror}") from exc
     if p.suffix.lower() == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
 
         try:
             return tomllib.loads(text)
