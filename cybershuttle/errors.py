@@ -21,10 +21,6 @@ class UsageError(CybershuttleError):
     exit_code = 2
 
 
-class NotBuiltError(UsageError):
-    """A verb that exists in the design but is not implemented yet."""
-
-
 class InvalidNameError(CybershuttleError):
     """A name that is not `[A-Za-z0-9][A-Za-z0-9._-]*`."""
 

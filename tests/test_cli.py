@@ -52,7 +52,7 @@ def test_initialize_registers_local_compute_and_home_storage(cli, cs_home):
     resources = json.loads(cli("compute", "list", "--json").out)
     assert [(r["name"], r["kind"], r["status"]["reachable"]) for r in resources] == [("local", "local", True)]
     storages = json.loads(cli("storage", "ls", "--json").out)
-    assert [(s["name"], s["data"]["location"]) for s in storages] == [("home", str(Path.home()))]
+    assert [(s["name"], s["location"]) for s in storages] == [("home", str(Path.home()))]
     assert "home" in cli("storage", "ls").out
     # idempotent: a second initialize registers nothing twice
     assert "already registered" in cli("compute", "initialize", "alice").out
@@ -67,13 +67,6 @@ def test_two_users_have_separate_profiles(cli, cs_home):
     assert (cs_home / "current").read_text().strip() == "bob"
 
 
-def test_not_built_verb_says_so_and_exits_2(cli, cs_home):
-    res = cli("storage", "cp", "a:/x", "b:/y")
-    assert res.code == 2
-    assert "not built yet" in res.err and res.err.count("\n") == 1
-    assert "Traceback" not in res.err
-
-
 @pytest.mark.parametrize("spelling", ["--after_download_command", "--after-download-command"])
 def test_scientists_spellings_and_dashed_twins_are_accepted(cli, spelling):
     res = cli("dataset", "register", "--name", "d", "--location", "/tmp", spelling, "tar -xz")
@@ -85,8 +78,8 @@ def test_scientists_spellings_and_dashed_twins_are_accepted(cli, spelling):
     (["compute", "execute", "true", "--resource", "r", "--setup_file", "c.yml"], "no compute named 'r'"),
     (["template", "add", "--name", "t", "--input_file_format", "s.toml"], "give exactly one of --session S or --notebook"),
     (["template", "run", "--name", "t", "--input_file", "i.yml"], "no template named 't'"),
-    (["model", "run", "m", "--input_folder", "d"], "not built yet"),
-    (["model", "run", "m", "--input_sequence", "s.fasta"], "not built yet"),
+    (["model", "run", "m", "--input_folder", "d"], "no model named 'm'"),
+    (["model", "run", "m", "--input_sequence", "s.fasta"], "no model named 'm'"),
 ])
 def test_legacy_underscore_options_parse(cli, args, message):
     res = cli(*args)

@@ -2,16 +2,14 @@
 
 Each CLI module builds one `Group` of verbs. A verb declares its help, an
 example (shown by `--help`), its arguments and a handler imported lazily, so
-`cybershuttle --help` never imports the core. A verb that later work will
-build is declared with `planned()`: it shows in help and refuses to run with
-exit code 2 instead of silently accepting input.
+`cybershuttle --help` never imports the core.
 """
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
 
-from ..errors import NotBuiltError, UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:  # typing and dataclasses cost ~15 ms of a 100 ms budget for `--help`
     from typing import Any, Callable
@@ -37,16 +35,15 @@ def arg(*flags: str, **kwargs: Any) -> Arg:
 
 
 class Verb:
-    __slots__ = ("name", "help", "example", "args", "handler", "planned_in", "listing")
+    __slots__ = ("name", "help", "example", "args", "handler", "listing")
 
     def __init__(self, name: str, help: str, example: str, args: list[Arg] | None = None,
-                 handler: Handler | None = None, planned_in: str | None = None, listing: bool = False) -> None:
+                 handler: Handler | None = None, listing: bool = False) -> None:
         self.name = name
         self.help = help
         self.example = example
         self.args = args or []
         self.handler = handler
-        self.planned_in = planned_in
         self.listing = listing
 
 
@@ -73,23 +70,14 @@ class Group:
 
         return register
 
-    def planned(self, name: str, help: str, example: str, issue: str, *args: Arg, listing: bool = False) -> None:
-        """Declare a verb that is designed but not built yet.
-
-        Its arguments are declared already, so `--help` documents the interface
-        and a misspelt option is reported as such; running it exits 2.
-        """
-        self.verbs[name] = Verb(name, help, example, list(args), planned_in=issue, listing=listing)
-
     def build(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=CliParser)
         sub.required = True
         for verb in self.verbs.values():
-            status = f" (not built yet: {verb.planned_in})" if verb.planned_in else ""
             p = sub.add_parser(
                 verb.name,
-                help=verb.help + status,
-                description=verb.help + status,
+                help=verb.help,
+                description=verb.help,
                 epilog=f"example:\n  {verb.example}",
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
@@ -130,10 +118,6 @@ def run_verb(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(
             f"cybershuttle {args.module} {verb.name}: unrecognized arguments: {' '.join(extra)} "
             f"(see 'cybershuttle {args.module} {verb.name} --help')"
-        )
-    if verb.planned_in:
-        raise NotBuiltError(
-            f"'cybershuttle {args.module} {verb.name}' is not built yet (planned in: {verb.planned_in}); nothing was done"
         )
     assert verb.handler is not None
     return verb.handler(args) or 0
