@@ -116,12 +116,15 @@ def test_modify_mode_returns_a_trainable_module_whose_weights_change(saved_net):
 def test_minilm_embeds_and_fine_tunes(tmp_path):
     model.register("minilm", "ai", MINILM, public=True, description="all-MiniLM-L6-v2 sentence embeddings")
     texts = tmp_path / "sentences.txt"
-    texts.write_text("A cat sits on the mat.\nA kitten is sitting on a rug.\nThe stock market fell sharply today.\n")
+    texts.write_text("The stock market fell sharply today.\nA kitten is sitting on a rug.\nA cat sits on the mat.\n")
     result = model.run("minilm", input=str(texts), batch_size=2)
     vectors = np.stack(result.outputs)
-    assert vectors.shape == (3, 384) and result.batches == 2
+    assert vectors.shape == (3, 384) and result.batches == 2 and result.ids == ["0", "1", "2"]
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    assert unit[0] @ unit[1] > unit[0] @ unit[2] + 0.2  # the two cat sentences are closer than the market one
+    assert unit[2] @ unit[1] > unit[2] @ unit[0] + 0.2  # the two cat sentences are closer than the market one
+    # Batches are formed by text length; outputs still come back in input order.
+    one_by_one = np.stack(model.run("minilm", input=str(texts), batch_size=1).outputs)
+    np.testing.assert_allclose(one_by_one, vectors, atol=1e-5)
 
     encoder = model.load("minilm", mode="modify")
     assert isinstance(encoder, torch.nn.Module) and encoder.training

@@ -68,13 +68,23 @@ class Loaded:
               progress: Callable[[int, int], None] | None = None) -> RunResult:
         size = check_batch_size(batch_size)
         start = time.perf_counter()
-        outputs: list[Any] = []
+        # Texts of similar length share a batch, so a batch is padded to little more than its
+        # longest text; outputs are put back in input order below.
+        order = list(range(len(items)))
+        if all(isinstance(i.value, str) for i in items):
+            order.sort(key=lambda k: len(items[k].value))
+        done: list[Any] = []
         batches = 0
-        for first in range(0, len(items), size):
-            outputs += self.call([i.value for i in items[first:first + size]])
+        for first in range(0, len(order), size):
+            done += self.call([items[k].value for k in order[first:first + size]])
             batches += 1
             if progress:
-                progress(len(outputs), len(items))
+                progress(len(done), len(items))
+        if len(done) != len(items):
+            raise CybershuttleError(f"model {self.model.name!r} gave {len(done)} outputs for {len(items)} inputs")
+        outputs: list[Any] = [None] * len(items)
+        for k, value in zip(order, done):
+            outputs[k] = value
         run_s = time.perf_counter() - start
         result = RunResult(model=self.model.name, mode="inference", count=len(items), batches=batches,
                            batch_size=size, device=self.device, load_s=self.load_s, run_s=run_s,
