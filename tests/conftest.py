@@ -32,6 +32,16 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         cat.private.close()
         cat.public.close()
     registry._catalogs.clear()
+    _unseal_dataset_caches(home)
+
+
+def _unseal_dataset_caches(home: Path) -> None:
+    """Sealed dataset cache entries are immutable for root; open them so tmp_path can be deleted."""
+    from cybershuttle.dataset import cache
+
+    for entry in home.glob("users/*/cache/datasets/*"):
+        if entry.is_dir() and not entry.is_symlink():
+            cache.unseal(entry)
 
 
 @dataclass
