@@ -83,7 +83,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const openRegisterForm = () => {
       if (!formWidget || formWidget.isDisposed) {
-        const form = new ResourceForm(api, () => void sidebar?.list('compute')?.load());
+        const form = new ResourceForm(api, () => {
+          // The new resource appears in Compute and in the Applications chooser.
+          void sidebar?.list('compute')?.load();
+          void sidebar?.list('applications')?.load();
+        });
         const content = new Widget({ node: form.node });
         content.addClass('cs-FormWidget');
         formWidget = new MainAreaWidget({ content });

@@ -34,6 +34,8 @@ export interface ListSpec {
   actions: ActionSpec[];
   /** Header buttons of the list (e.g. "Register…"). */
   tools?: ActionSpec[];
+  /** A header <select> of compute resources whose choice is sent as this query parameter. */
+  resourceParam?: string;
 }
 
 export interface SectionSpec {
@@ -506,6 +508,7 @@ export const SECTIONS: SectionSpec[] = [
         id: 'applications',
         label: 'Applications',
         route: 'applications',
+        resourceParam: 'resource',
         key: byName,
         describe: item => text(item.description || [item.source, item.resource].filter(Boolean).join(' · ')),
         badge: item => (item.versions?.length > 1 ? `${item.versions.length} versions` : text(item.versions?.[0]?.version ?? '')),

@@ -29,6 +29,7 @@ class ListView {
   private readonly count: HTMLElement;
   private readonly error: HTMLElement;
   private query = '';
+  private resource: HTMLSelectElement | undefined;
   /** Resolves when the latest load has painted (tests and timing). */
   loaded: Promise<void> = Promise.resolve();
 
@@ -49,6 +50,15 @@ class ListView {
     this.count = document.createElement('span');
     this.count.className = 'cs-List-count';
     header.append(title, this.count);
+    if (spec.resourceParam) {
+      this.resource = document.createElement('select');
+      this.resource.className = 'cs-List-resource';
+      this.resource.name = spec.resourceParam;
+      this.resource.title = 'Compute resource';
+      this.resource.setAttribute('aria-label', `${spec.label}: compute resource`);
+      this.resource.addEventListener('change', () => void this.load());
+      header.appendChild(this.resource);
+    }
     for (const tool of spec.tools ?? []) {
       header.appendChild(this.actionButton(tool.label, () => tool.run(undefined, ctx)));
     }
@@ -70,6 +80,7 @@ class ListView {
   }
 
   load(): Promise<void> {
+    void this.fillResources();
     const source = this.newSource();
     this.loaded = source.start().then(
       () => {
@@ -103,10 +114,38 @@ class ListView {
   }
 
   private newSource(): PagedSource<any> {
+    const extra: Record<string, string> = {};
+    if (this.spec.resourceParam && this.resource?.value) {
+      extra[this.spec.resourceParam] = this.resource.value;
+    }
     return new PagedSource<any>(
-      (offset, limit) => this.ctx.api.list(this.spec.route, { q: this.query, limit, offset }),
+      (offset, limit) => this.ctx.api.list(this.spec.route, { q: this.query, limit, offset, ...extra }),
       this.pageSize
     );
+  }
+
+  /** Refills the resource chooser, keeping the choice (status skipped: only names are needed). */
+  private async fillResources(): Promise<void> {
+    const select = this.resource;
+    if (!select) {
+      return;
+    }
+    let names: string[] = [];
+    try {
+      const page = await this.ctx.api.list('compute', { status: 0, limit: 500 });
+      names = page.items.map(item => String(item.name)).filter(name => name !== 'local');
+    } catch {
+      // Without the list the chooser offers this machine only.
+    }
+    const chosen = select.value;
+    select.textContent = '';
+    for (const [value, label] of [['', 'this machine'], ...names.map(n => [n, n])]) {
+      const option = document.createElement('option');
+      option.value = value;
+      option.textContent = label;
+      select.appendChild(option);
+    }
+    select.value = names.includes(chosen) ? chosen : '';
   }
 
   private renderRow(row: HTMLElement, item: any): void {

@@ -135,6 +135,7 @@ describe('Sidebar', () => {
     const { sidebar, calls } = build({
       'GET applications': () => ({ items: [{ name: 'gcc', source: 'lmod', resource: 'local', description: 'GNU compilers',
         versions: [{ version: '12.2' }, { version: '13.1', default: true }] }], total: 1 }),
+      'GET compute': () => ({ items: [{ name: 'local' }, { name: 'hpc' }], total: 2 }),
       'POST applications/gcc/load': (_u: URL, body: any) => ({ loaded: 'gcc/' + body.version, setup_file: body.setup_file }),
       'GET sessions': () => ({ items: [{ name: 'analysis', kind: 'shell' }], total: 1 }),
       'POST sessions/analysis/load': () => ({ output: ['[1/2] cd /data', '[2/2] make plots'] })
@@ -151,6 +152,14 @@ describe('Sidebar', () => {
     await flush();
     expect(calls.find(c => c.path === 'applications/gcc/load')!.body).toEqual({ version: '12.2', setup_file: 'cybershuttle.yml', resource: 'local' });
     expect(detail.textContent).toContain('gcc/12.2');
+
+    // The chooser lists resources; picking one lists that resource's applications.
+    const chooser = sidebar.node.querySelector<HTMLSelectElement>('[data-list="applications"] select[name="resource"]')!;
+    expect([...chooser.options].map(o => o.textContent)).toEqual(['this machine', 'hpc']);
+    chooser.value = 'hpc';
+    chooser.dispatchEvent(new Event('change'));
+    await sidebar.list('applications')!.loaded;
+    expect(calls[calls.length - 1].path).toBe('applications?limit=200&offset=0&resource=hpc');
 
     click(sidebar.node.querySelector('[data-key="analysis"]')!, 'Dry run');
     await flush();

@@ -185,6 +185,16 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
     await shot(page, 'template-run', '[data-section="sessions"]');
   });
 
+  await test.step("the cluster's applications (its Lmod modules)", async () => {
+    const list = page.locator('[data-list="applications"]');
+    await list.locator('select[name="resource"]').selectOption('uicluster');
+    await expect(list.locator('[data-key="hello"]')).toBeVisible({ timeout: 60_000 });
+    await list.locator('[data-key="hello"]').hover();
+    await expect(list.locator('[data-key="hello"] button', { hasText: 'Load…' })).toBeVisible();
+    await shot(page, 'section-applications-cluster', '[data-section="applications"]');
+    await list.locator('select[name="resource"]').selectOption('');
+  });
+
   await test.step('browse a storage', async () => {
     const row = page.locator('[data-list="storage"] [data-key="samples"]');
     await expect(row.locator('.cs-badge')).toHaveText('read-only');
