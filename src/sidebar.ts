@@ -30,6 +30,7 @@ class ListView {
   private readonly error: HTMLElement;
   private query = '';
   private resource: HTMLSelectElement | undefined;
+  private generation = 0;
   /** Resolves when the latest load has painted (tests and timing). */
   loaded: Promise<void> = Promise.resolve();
 
@@ -82,8 +83,16 @@ class ListView {
   load(): Promise<void> {
     void this.fillResources();
     const source = this.newSource();
+    // Only the latest load may paint: an older, slower answer (a previous search) is dropped.
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
+    this.node.dataset.loading = 'true';
     this.loaded = source.start().then(
       () => {
+        if (!current()) {
+          return;
+        }
+        delete this.node.dataset.loading;
         this.source = source;
         this.error.textContent = '';
         this.count.textContent = String(source.total);
@@ -92,6 +101,10 @@ class ListView {
         this.node.dataset.total = String(source.total);
       },
       error => {
+        if (!current()) {
+          return;
+        }
+        delete this.node.dataset.loading;
         // A route another module has not shipped yet (404) reads as empty, not broken.
         this.error.textContent = error instanceof ApiError && error.status === 404 ? '' : (error as Error).message;
         this.count.textContent = error instanceof ApiError && error.status === 404 ? '–' : '!';

@@ -53,6 +53,28 @@ describe('Sidebar', () => {
     expect(calls.filter(c => c.path.includes('q=ds-01234'))).toHaveLength(2);
   });
 
+  it('paints only the latest search when answers arrive out of order', async () => {
+    const slow: Array<() => void> = [];
+    const { api } = fakeApi({ 'GET datasets': pagedRoute(datasets(50)) });
+    const delayed = new (api.constructor as any)(async (path: string, init: RequestInit) => {
+      const answer = await (api as any).send(path, init);
+      if (path.includes('q=ds-0001')) {
+        await new Promise<void>(resolve => slow.push(resolve)); // the older search answers last
+      }
+      return answer;
+    });
+    const sidebar = new Sidebar({ api: delayed, openRegisterForm: () => undefined, sections: ['datasets'] });
+    document.body.appendChild(sidebar.node);
+    const list = sidebar.list('datasets')!;
+    const older = list.setQuery('ds-0001');
+    await list.setQuery('ds-00042');
+    expect(rowKeys(sidebar, 'datasets')).toEqual(['ds-00042']);
+    slow.forEach(resolve => resolve());
+    await older;
+    expect(rowKeys(sidebar, 'datasets')).toEqual(['ds-00042']);
+    expect(sidebar.node.querySelector('[data-list="datasets"]')!.hasAttribute('data-loading')).toBe(false);
+  });
+
   it('applies live job events in place and reloads for unknown jobs', async () => {
     let jobs = [{ id: '17', name: 'train', resource: 'cluster', state: 'PENDING' }];
     const { sidebar, calls } = build({ 'GET jobs': () => ({ items: jobs, total: jobs.length }) }, { sections: ['compute'] });

@@ -188,7 +188,11 @@ test('sidebar over a real JupyterLab and the loopback cluster', async ({ page })
   await test.step("the cluster's applications (its Lmod modules)", async () => {
     const list = page.locator('[data-list="applications"]');
     await list.locator('select[name="resource"]').selectOption('uicluster');
-    await expect(list.locator('[data-key="hello"]')).toBeVisible({ timeout: 60_000 });
+    // Gathering asks the cluster (Lmod spider, pip): seconds, during which the list is marked loading.
+    await expect(list).not.toHaveAttribute('data-loading', 'true', { timeout: 90_000 });
+    await expect(list.locator('.cs-row-info', { hasText: 'pip · uicluster' }).first()).toBeAttached();
+    await expect(list.locator('.cs-row-info', { hasText: 'pip · local' })).toHaveCount(0);
+    await expect(list.locator('[data-key="hello"]')).toBeVisible();
     await list.locator('[data-key="hello"]').hover();
     await expect(list.locator('[data-key="hello"] button', { hasText: 'Load…' })).toBeVisible();
     await shot(page, 'section-applications-cluster', '[data-section="applications"]');
