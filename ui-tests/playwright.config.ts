@@ -38,6 +38,8 @@ export default defineConfig({
     url: `http://127.0.0.1:${port}/api/status?token=${token}`,
     timeout: 120_000,
     reuseExistingServer: false,
+    // SIGTERM (not Playwright's default SIGKILL) so start-lab.sh stops leftover runtimes and removes its temp dir.
+    gracefulShutdown: { signal: 'SIGTERM', timeout: 30_000 },
     stdout: 'pipe',
     stderr: 'pipe',
     env: { CS_UI_PORT: String(port), CS_UI_TOKEN: token }
