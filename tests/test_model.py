@@ -296,3 +296,19 @@ def test_ai4science_model_runs_as_a_template(saved_net, tmp_path):
     assert result.named_outputs["scores"] == pytest.approx(expected, abs=2e-4)
     with pytest.raises(CybershuttleError, match="unknown parameter.*input"):
         model.run("pipeline", input=str(fasta))  # the template takes no `input` parameter
+
+
+def test_another_users_pickled_model_is_refused_but_torchscript_loads(saved_net, monkeypatch, tmp_path):
+    script_path, net = saved_net
+    pickled = tmp_path / "pickled.pt"
+    torch.save(net, str(pickled))
+    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
+    model.register("lab-pickle", "ai", str(pickled), public=True)
+    model.register("lab-script", "ai", str(script_path), public=True)
+    assert isinstance(model.load("lab-pickle"), Regressor)  # her own pickle: she chose its code
+
+    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
+    with pytest.raises(CybershuttleError, match="registered by 'alice'.*torch.jit.save"):
+        model.load("lab-pickle")
+    x = torch.ones(2, 8)
+    assert torch.allclose(model.load("lab-script").eval()(x), net(x))

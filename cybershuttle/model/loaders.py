@@ -103,6 +103,18 @@ def _from_entry_point(model: Model, device: str) -> Any:
     return obj
 
 
+def _refuse_foreign_pickle(model: Model, path: Path) -> None:
+    """Unpickling runs code the file's author chose, and a pickle cannot be read before it runs:
+    only the user's own pickled models are loaded (TorchScript archives carry no pickled code)."""
+    from ..profile import current_user
+
+    if model.owner and model.owner != current_user():
+        raise CybershuttleError(
+            f"model {model.name!r} is a pickled PyTorch module registered by {model.owner!r}; loading it "
+            f"would run code from {path}. Ask {model.owner} to save it with torch.jit.save (TorchScript) "
+            f"and register that, or review the file and register your own copy")
+
+
 def _from_torch_file(model: Model, device: str) -> Any:
     try:
         import torch
@@ -118,6 +130,7 @@ def _from_torch_file(model: Model, device: str) -> Any:
         # TorchScript archives carry their code ("code/" inside the zip) and need no class on the path.
         if zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist()):
             return torch.jit.load(str(path), map_location=device)
+        _refuse_foreign_pickle(model, path)
         try:
             obj = torch.load(str(path), map_location=device, weights_only=False)
         except (AttributeError, ModuleNotFoundError) as exc:
