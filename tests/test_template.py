@@ -356,3 +356,34 @@ def test_a_sweep_with_one_bad_point_or_on_a_non_slurm_resource_submits_nothing(g
     res = cli("template", "run", "--name", growth_template, "--sweep", str(sweep), "--resource", "workstation")
     assert res.code == 1 and "one Slurm job array" in res.err
     assert compute.jobs(include_finished=True) == [] and runs_json(cli, growth_template) == []
+
+
+def test_a_setup_files_modules_reach_a_single_run_and_every_sweep_task(slurm, tmp_path, cli):
+    from cybershuttle import template
+
+    nb = make_notebook(tmp_path / "greet.ipynb", [
+        new_code_cell("times = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("import subprocess\ngreeting = subprocess.run(['hello'], capture_output=True, text=True)"
+                      ".stdout.strip() * times\ngreeting", metadata={"tags": ["output"]}),
+    ])
+    template.add("greet", notebook=str(nb))
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("additional_dependencies:\n  modules:\n    - hello/1.0\n")
+
+    res = cli("template", "run", "--name", "greet", "--resource", "testcluster", "--setup_file", str(setup),
+              "--output", str(tmp_path / "once"), "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)[0]["outputs"]["greeting"] == "hello 1.0"
+
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text("grid:\n  times: [1, 2]\n")
+    res = cli("template", "run", "--name", "greet", "--sweep", str(sweep), "--resource", "testcluster",
+              "--setup_file", str(setup), "--output", str(tmp_path / "sweep"), "--wait", "--json")
+    assert res.code == 0, res.err
+    assert sorted(r["outputs"]["greeting"] for r in json.loads(res.out)) == ["hello 1.0", "hello 1.0hello 1.0"]
+
+    # Without the setup file the module is not loaded, so the program is missing: the run says so.
+    res = cli("template", "run", "--name", "greet", "--resource", "testcluster", "--json")
+    assert res.code == 1 and "FileNotFoundError" in json.loads(res.out)[0]["error"]
+    res = cli("template", "run", "--name", "greet", "--resource", "testcluster", "--setup_file", str(tmp_path / "nope.yml"))
+    assert res.code == 1 and "nope.yml" in res.err and runs_json(cli, "greet")[-1]["status"] != "RUNNING"

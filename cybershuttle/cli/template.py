@@ -86,6 +86,7 @@ def _rm(args: argparse.Namespace) -> None:
             arg("--resource", help="where to run (default: this machine; a sweep needs a Slurm resource)"),
             arg("--output", metavar="DIR", help="the run's directory (a sweep: one sub-directory per point)"),
             arg("--walltime", help="a sweep task's time limit (minutes or a Slurm time)"),
+            arg("--setup-file", metavar="FILE", help="cybershuttle.yml whose modules and pip packages the notebook needs"),
             arg("--wait", action="store_true", help="for a sweep: wait until every point has finished"),
             arg("--json", action="store_true", help="print the run(s) as JSON"))
 def _run(args: argparse.Namespace) -> int:
@@ -98,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.resource:
             raise UsageError("a sweep runs as a Slurm job array: give --resource (a Slurm resource)")
         runs = template.sweep(args.name, args.sweep, resource=args.resource, input_dir=args.input_dir,
-                              output=args.output, walltime=args.walltime)
+                              output=args.output, walltime=args.walltime, setup_file=args.setup_file)
         if not args.json:
             print(f"submitted {len(runs)} point(s) as one job array {runs[0].job_id} on {args.resource}", file=sys.stderr)
         if args.wait:
@@ -109,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"finished in {time.monotonic() - start:.0f} s", file=sys.stderr)
         _print_runs(runs, args.json)
         return 0 if all(r.status in ("COMPLETED", "PENDING", "RUNNING") for r in runs) else 1
-    r = template.run(args.name, args.input_file, resource=args.resource, output=args.output, input_dir=args.input_dir)
+    r = template.run(args.name, args.input_file, resource=args.resource, output=args.output, input_dir=args.input_dir,
+                     setup_file=args.setup_file)
     _print_runs([r], args.json)
     if r.error and not args.json:
         print(f"cybershuttle: error: run {r.id} {r.status}: {r.error}", file=sys.stderr)

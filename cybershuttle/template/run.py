@@ -14,6 +14,7 @@ status, parameters and named outputs (see `notebook` for how outputs are named).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .. import compute, names, profile
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
+from ..setupfile import load as load_setup
 from . import catalog as templates
 from . import notebook as nbtools
 from . import spec as spec_file
@@ -74,8 +76,12 @@ class Run:
 
 # -- public API ------------------------------------------------------------
 def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str | None = None,
-        output: str | None = None, input_dir: str | None = None) -> Run:
+        output: str | None = None, input_dir: str | None = None, setup_file: str | Path | None = None) -> Run:
     """Check `inputs` (a mapping, or an input file) against template `name`, then run it once.
+
+    `setup_file` (cybershuttle.yml): its modules and pip packages make the
+    kernel's environment on the resource (the run then goes through the
+    provisioner even on `local`).
 
     Nothing runs when an input is unknown, of the wrong type, out of range or
     a required one is missing: InputError lists every problem. Returns the
@@ -84,6 +90,9 @@ def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str 
     tmpl = templates.get(name)
     values = check_inputs(tmpl, inputs)
     res = _resource(resource)
+    if setup_file is not None:
+        setup_file = Path(setup_file).resolve()
+        load_setup(setup_file)  # a missing or bad file stops here, before anything is recorded
     files = render_inputs(input_dir, values) if input_dir else {}
     run_id = new_id(name)
     local = local_dir(name, run_id, output)
@@ -92,13 +101,13 @@ def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str 
     save(record, new=True)
     nb = tmpl.nb()
     try:
-        if res.kind == "local":
+        if res.kind == "local" and setup_file is None:
             _write_tree(local, files)
             _papermill(nb, local / EXECUTED, values, "python3", local, start_timeout=120)
         else:
             record = replace(record, remote_dir=_remote_dir(res, run_id))
             save(record)
-            _run_remote(res, nb, values, files, record.remote_dir or "", local)
+            _run_remote(res, nb, values, files, record.remote_dir or "", local, setup_file)
         error = None
     except CybershuttleError as exc:  # a failing cell, an unreachable resource
         error = str(exc)
@@ -273,7 +282,7 @@ def _papermill(nb: nbformat.NotebookNode, out: Path, values: dict[str, Any], ker
 
 
 def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[str, Any], files: dict[str, bytes],
-                remote_dir: str, local: Path) -> None:
+                remote_dir: str, local: Path, setup_file: Path | None = None) -> None:
     """papermill here, the kernel on `res` through the provisioner, working in `remote_dir` there."""
     import nbformat
 
@@ -285,7 +294,7 @@ def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[s
     nb.cells.insert(0, setup)
     local.mkdir(parents=True, exist_ok=True)
     try:
-        _papermill(nb, local / EXECUTED, values, _kernelspec(res), None, start_timeout=600)
+        _papermill(nb, local / EXECUTED, values, _kernelspec(res, setup_file), None, start_timeout=600)
     finally:
         chunks: list[bytes] = []
         code = shell.stream(f"tar -C {q} -cf - . 2>/dev/null", chunks.append)
@@ -294,16 +303,21 @@ def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[s
             shell.run(f"rm -rf {q}", check=False, timeout=60)
 
 
-def _kernelspec(res: compute.Resource) -> str:
+def _kernelspec(res: compute.Resource, setup_file: Path | None = None) -> str:
+    """The resource's kernelspec; one per setup file (named by its path's hash) when there is one."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     from ..runtime import provisioner
 
     kernel = f"cybershuttle-{res.name}".lower()
+    request: dict[str, Any] = {"cpus": 1}
+    if setup_file is not None:
+        kernel += "-" + hashlib.sha256(str(setup_file).encode()).hexdigest()[:10]
+        request["setup_file"] = str(setup_file)
     try:
         KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
-        provisioner.install_kernelspec(res.name, name=kernel, cpus=1)
+        provisioner.install_kernelspec(res.name, name=kernel, **request)
     return kernel
 
 

@@ -64,8 +64,12 @@ def points(sweep_file: str | Path) -> list[dict[str, Any]]:
 
 
 def sweep(name: str, sweep_file: str | Path, *, resource: str, input_dir: str | None = None,
-          output: str | None = None, walltime: str | int | None = None) -> list[Run]:
+          output: str | None = None, walltime: str | int | None = None,
+          setup_file: str | Path | None = None) -> list[Run]:
     """Submit every point of `sweep_file` as one task of one Slurm job array; returns the runs (PENDING).
+
+    `setup_file` (cybershuttle.yml) adds its modules and pip packages to the
+    tasks' environment, for notebooks that need more than papermill.
 
     Nothing is submitted when any point does not fit the spec or a placeholder
     in `input_dir` names no parameter. The point directories come back to
@@ -95,6 +99,7 @@ def sweep(name: str, sweep_file: str | Path, *, resource: str, input_dir: str | 
     root = local_dir(name, sweep_id, output)
     job = compute.execute(_TASK, res.name, cpus=1, walltime=walltime, name=f"template-{name}"[:40],
                           extra_pip=PAPERMILL_ENV, array=f"0-{len(values) - 1}",
+                          setup_file=str(Path(setup_file).resolve()) if setup_file else None,
                           files={"template.ipynb": tmpl.notebook.encode(), "points.tar": pack(bundle)})
     started = time.time()
     out = []
