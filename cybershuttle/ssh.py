@@ -15,9 +15,10 @@ import shlex
 import socket
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import paramiko
 
@@ -204,7 +205,8 @@ class Pool:
             conn = self._connections.get(ident)
             if conn is not None and conn.alive:
                 return conn
-            conn = Connection(endpoint, self._open(endpoint, prompter or terminal_prompter))
+            conn = Connection(endpoint, self._open(endpoint, prompter or getattr(_thread_default, "prompter", None)
+                                                   or terminal_prompter))
             self._connections[ident] = conn
             return conn
 
@@ -326,6 +328,21 @@ pool = Pool()
 def connect(endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
     """A pooled, authenticated connection to `endpoint`."""
     return pool.connect(endpoint, prompter)
+
+
+_thread_default = threading.local()
+
+
+@contextmanager
+def prompting(prompter: Prompter) -> Iterator[None]:
+    """Answer SSH prompts with `prompter` in calls made by this thread that name none (a server's
+    worker threads have no terminal, and must not ask the one `jupyter lab` was started from)."""
+    before = getattr(_thread_default, "prompter", None)
+    _thread_default.prompter = prompter
+    try:
+        yield
+    finally:
+        _thread_default.prompter = before
 
 
 def terminal_prompter(prompt: str, secret: bool) -> str:

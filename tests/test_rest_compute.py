@@ -106,7 +106,7 @@ async def test_failed_checks_are_reported_one_by_one_and_nothing_is_saved(jp_fet
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)
     code, body = await call(jp_fetch, "compute", "POST", form=_form(cluster, key_file=str(locked)))
     assert code == 200 and not body["saved"] and not body["checks"][0]["ok"]
-    assert "the web form cannot answer" in body["checks"][0]["detail"]
+    assert "cannot answer from the browser" in body["checks"][0]["detail"]
 
     code, body = await call(jp_fetch, "compute", "POST", form=_form(cluster, kind="cloud"))
     assert code == 400 and "kind must be one of local, ssh, slurm" in body["error"]
@@ -260,3 +260,19 @@ async def test_search_finds_resources_by_name_kind_and_host(jp_fetch, registered
     assert code == 200 and {"kind": "compute", "name": "testcluster", "detail": "slurm 127.0.0.1"} in body["items"]
     code, body = await call(jp_fetch, "search", params={"q": "this machine"})
     assert [i["name"] for i in body["items"] if i["kind"] == "compute"] == ["local"]
+
+
+async def test_ssh_prompts_in_the_servers_worker_threads_are_refused_not_asked_on_a_terminal(cluster, tmp_path):
+    """Every blocking call of the API (status, jobs, events), not only registration, refuses a passphrase
+    prompt: a server started from a terminal must not ask there and hold a worker thread."""
+    from cybershuttle import ssh
+    from cybershuttle.errors import SSHError
+    from cybershuttle_server.handlers.base import run_blocking
+
+    locked = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)
+    endpoint = cluster.endpoint(key=str(locked))
+    with pytest.raises(SSHError, match="cannot answer from the browser"):
+        await run_blocking(ssh.connect, endpoint)
+    with pytest.raises(SSHError, match="no terminal to answer it"):  # outside the pool: the caller's own way
+        ssh.connect(endpoint)

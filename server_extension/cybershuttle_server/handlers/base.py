@@ -19,7 +19,8 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
-from cybershuttle.errors import CybershuttleError
+from cybershuttle import ssh
+from cybershuttle.errors import CybershuttleError, SSHError
 
 T = TypeVar("T")
 
@@ -169,8 +170,22 @@ class CybershuttleHandler(APIHandler):
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking core call in the worker pool; SSH prompts there are refused, never asked."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(_EXECUTOR, functools.partial(_without_terminal, fn, args, kwargs))
+
+
+def _without_terminal(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    with ssh.prompting(refuse_prompts):
+        return fn(*args, **kwargs)
+
+
+def refuse_prompts(prompt: str, secret: bool) -> str:
+    """The server cannot ask the browser for a passphrase or one-time code mid-request; without
+    this, a server started from a terminal would ask there and hang the request."""
+    raise SSHError(f"the SSH server asks {prompt.strip()!r}, which the Jupyter server cannot answer from the "
+                   "browser: use a key without a passphrase (or loaded in ssh-agent), or register and work in a "
+                   "terminal (`cybershuttle compute register`) or a notebook (`%authenticate`)")
 
 
 def to_json(item: Any) -> Any:

@@ -7,9 +7,9 @@ from typing import Any
 import tornado.web
 
 from cybershuttle import compute, runtime
-from cybershuttle.errors import CybershuttleError, SSHError
+from cybershuttle.errors import CybershuttleError
 
-from .base import CybershuttleHandler, Route
+from .base import CybershuttleHandler, Route, refuse_prompts
 
 #: Form fields of the registration form that are not resource fields.
 _FORM_ALIASES = {"key_file": "key"}
@@ -70,14 +70,6 @@ def registration_spec(fields: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise CybershuttleError(f"port must be a number from 1 to 65535, got {spec['port']!r}") from None
     return spec
-
-
-def refuse_prompts(prompt: str, secret: bool) -> str:
-    """The server cannot ask the browser for a passphrase or one-time code mid-request; without
-    this, a server started from a terminal would ask there and hang the request."""
-    raise SSHError(f"the SSH server asks {prompt.strip()!r}, which the web form cannot answer: use a key "
-                   "without a passphrase (or loaded in ssh-agent), or register in a terminal with "
-                   "`cybershuttle compute register`")
 
 
 def _truthy(value: Any) -> bool:
