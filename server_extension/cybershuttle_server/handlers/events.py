@@ -67,6 +67,10 @@ class Watcher:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._subscribers.discard(queue)
+        if not self._subscribers and self._task is not None:
+            # Stop now rather than after the next sleep: a server shutting down must not leave it pending.
+            self._task.cancel()
+            self._task = None
 
     async def _run(self) -> None:
         first = True
