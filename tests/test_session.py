@@ -221,7 +221,6 @@ def test_redaction_rules():
         "-----BEGIN PRIVATE KEY----- REDACTED -----END PRIVATE KEY-----"
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed on this machine")
 def test_zsh_session_is_recorded(recorder, workdir, cs_home):
     child, prompt = recorder("zsh1", shell="zsh")
     _type(child, prompt, "mkdir -p z", "cd z", "false", "export API_KEY=S3CRETZ")
