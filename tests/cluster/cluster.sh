@@ -57,6 +57,8 @@ DB_SOCK=$DB_DIR/mysqld.sock
 SLURM_DIR=$STATE/slurm
 MODULEPATH_DIR=$STATE/modulefiles
 APPS=$STATE/apps          # the "software" the sample modules put on PATH
+# The CPU build of PyTorch that the pytorch/2.13 module provides, as sites provide it.
+TORCH_WHEEL=${CS_TORCH_WHEEL:-/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl}
 ENV_FILE=$STATE/cluster.env
 
 SLURM_CONF=/etc/slurm/slurm.conf
@@ -597,9 +599,39 @@ setenv("CS_COMPILER", "$name/$v")
 EOF
 }
 
+# pytorch/2.13: PyTorch (CPU) for /usr/bin/python3, the way HPC sites ship it: a module that
+# prepends its library directory to PYTHONPATH.  Installed once (about 10 s, 760 MB); later
+# starts only check the marker.  `import torch` needs nothing else but typing_extensions.
+write_pytorch() {
+    local v=2.13 lib=$APPS/pytorch/2.13/lib
+    write_file "$MODULEPATH_DIR/pytorch/$v.lua" 0644 root:root <<EOF
+-- $MARKER
+whatis("Name: pytorch")
+whatis("Version: $v")
+whatis("Description: PyTorch $v (CPU build) for /usr/bin/python3 (Cybershuttle test module)")
+help([[
+pytorch $v -- the CPU build of PyTorch, importable by /usr/bin/python3 once loaded.
+]])
+prepend_path("PYTHONPATH", "$lib")
+EOF
+    [[ -e $lib/.installed ]] && return
+    [[ -f $TORCH_WHEEL ]] ||
+        die "the pytorch/$v module needs the PyTorch wheel $TORCH_WHEEL, which is missing" \
+            "(set CS_TORCH_WHEEL to a torch 2.13 CPU wheel for Python 3.11)"
+    say "installing PyTorch $v for the pytorch/$v module into $lib"
+    rm -rf -- "$lib.partial"
+    /usr/bin/python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+        --target "$lib.partial" "$TORCH_WHEEL" typing_extensions ||
+        die "installing $TORCH_WHEEL for the pytorch/$v module failed (see pip's output above)"
+    chmod -R a+rX -- "$lib.partial"
+    rm -rf -- "$lib"
+    mv -- "$lib.partial" "$lib"
+    touch -- "$lib/.installed"
+}
+
 ensure_modules() {
     install -d -m 0755 "$MODULEPATH_DIR" "$MODULEPATH_DIR/hello" "$MODULEPATH_DIR/gcc" \
-        "$MODULEPATH_DIR/intel" "$APPS"
+        "$MODULEPATH_DIR/intel" "$MODULEPATH_DIR/pytorch" "$APPS" "$APPS/pytorch/2.13"
     write_hello 1.0
     write_hello 2.0
     # Mark the default explicitly (Lmod would pick the highest version anyway).
@@ -609,6 +641,7 @@ module_version("hello/2.0", "default")
 EOF
     write_compiler gcc 12 "GNU Compiler Collection"
     write_compiler intel 2024 "Intel oneAPI compilers"
+    write_pytorch
 
     # Lmod's `module` exists only in login shells (Debian's /etc/profile.d/lmod.sh); add
     # our tree to MODULEPATH there, once, whatever order the profile.d files run in.
