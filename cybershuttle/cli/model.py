@@ -66,21 +66,24 @@ def _register(args: argparse.Namespace) -> None:
 @group.verb("run", "run a model for inference over batches",
             "cybershuttle model run embed --mode inference --input_folder ./texts --batch-size 64 --output out\n"
             "  cybershuttle model run embed --input sentences.txt --serve      (JSON lines on stdout)\n"
-            "  cybershuttle model run seqprops --input_sequence proteins.fasta --resource testcluster --output out",
+            "  cybershuttle model run seqprops --input_sequence proteins.fasta --resource testcluster --output out\n"
+            "  cybershuttle model run net --input x.npy --resource testcluster --setup_file torch.yml --output out",
             NAME, arg("--mode", default="inference", choices=["inference"]),
             arg("--input-folder", metavar="DIR"), arg("--input", metavar="FILE"),
             arg("--input-sequence", metavar="FILE.fasta"), arg("--batch-size", type=int, metavar="N"),
             arg("--resource", metavar="R"), arg("--output", metavar="DIR"),
             arg("--serve", action="store_true", help="keep the model loaded for later calls"),
             arg("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N"),
-            arg("--walltime", metavar="MIN", help="walltime of the compute job (computational models)"),
+            arg("--walltime", metavar="MIN", help="walltime of the compute job (with --resource)"),
+            arg("--setup-file", metavar="FILE", help="with --resource: cybershuttle.yml giving the job its software "
+                "(an AI model needs PyTorch there: the site's module or pip package)"),
             listing=True)
 def _run(args: argparse.Namespace) -> None:
     from .. import model
 
     kwargs = dict(mode=args.mode, input_folder=args.input_folder, input=args.input, input_sequence=args.input_sequence,
                   batch_size=args.batch_size, resource=args.resource, output=args.output, serve=args.serve,
-                  device=args.device, walltime=args.walltime)
+                  device=args.device, walltime=args.walltime, setup_file=args.setup_file)
     if sys.stderr.isatty() and not args.serve:
         from rich.progress import Progress
 

@@ -29,15 +29,16 @@ __all__ = ["KINDS", "Model", "RunResult", "get", "list_all", "load", "register",
 def run(name: str, *, mode: str = "inference", input_folder: str | None = None, input: str | None = None,
         input_sequence: str | None = None, batch_size: int | None = None, resource: str | None = None,
         output: str | None = None, serve: bool = False, device: str | None = None,
-        walltime: str | int | None = None, progress: Any = None) -> RunResult:
+        walltime: str | int | None = None, setup_file: str | None = None, progress: Any = None) -> RunResult:
     """Apply model `name` to every input, in batches; the caller never touches the model object.
 
     Exactly one input source: `input_folder` (one input per file), `input` (one per line,
     row or list element) or `input_sequence` (one per FASTA record). Outputs go to
     `output` (outputs.jsonl, plus outputs.npy for arrays) or come back in `.outputs`.
     `serve=True` keeps an AI model loaded in a server process for the next calls.
-    `resource` runs a computational model as a compute job there, an ai4science
-    model's template there.
+    `resource` runs a computational or AI model as a compute job there (an AI model's
+    PyTorch comes from `setup_file`: the site's module or a pip package), an
+    ai4science model's template there.
     """
     if mode != "inference":
         raise UsageError(f"run mode {mode!r}: only 'inference' runs a model; use load(name, mode='modify') to change it")
@@ -45,6 +46,11 @@ def run(name: str, *, mode: str = "inference", input_folder: str | None = None, 
     absolute = {k: str(Path(v).expanduser().resolve()) if v is not None else None
                 for k, v in (("input_folder", input_folder), ("input", input), ("input_sequence", input_sequence))}
     output = str(Path(output).expanduser().resolve()) if output is not None else None
+    if setup_file is not None:
+        if resource is None or model.loader == "template":
+            raise UsageError(f"--setup_file gives a model's job its software: use it with --resource, for a "
+                             f"computational or AI model (model {name!r} is {model.kind}, {model.loader})")
+        setup_file = str(Path(setup_file).expanduser().resolve())
     if model.loader == "template":
         return _run_template(model, absolute, batch_size, resource, output)
     if model.loader == "command":
@@ -52,10 +58,16 @@ def run(name: str, *, mode: str = "inference", input_folder: str | None = None, 
             raise UsageError(f"model {name!r} is a command-line program: there is nothing to keep loaded (drop --serve)")
         items, form = _inputs.read(**absolute)
         return _command().run(model, items, form, batch_size=batch_size, output=output, resource=resource,
-                              walltime=walltime)
+                              walltime=walltime, setup_file=setup_file)
     if resource is not None and not _is_this_machine(resource):
-        raise UsageError(f"model {name!r} is an AI model run in this process or its server; --resource {resource} "
-                         "is for computational and ai4science models (wrap it in a template to run it there)")
+        if serve:
+            raise UsageError(f"model {name!r}: --serve keeps a model loaded on this machine; drop it to run the model "
+                             f"as a job on {resource}, or drop --resource")
+        from . import remote
+
+        items, _ = _inputs.read(**absolute)
+        return remote.run(model, items, batch_size=batch_size, output=output, resource=resource,
+                          setup_file=setup_file, device=device, walltime=walltime)
     if serve:
         from . import serve as served
 

@@ -33,7 +33,7 @@ JOB_TIMEOUT_S = 1800
 
 
 def run(model: Model, items: list[Item], form: str, *, batch_size: int | None, output: str | None,
-        resource: str | None = None, walltime: str | int | None = None) -> RunResult:
+        resource: str | None = None, walltime: str | int | None = None, setup_file: str | None = None) -> RunResult:
     size = check_batch_size(batch_size)
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     suffix = ".fasta" if form == "fasta" else ".jsonl"
@@ -42,7 +42,7 @@ def run(model: Model, items: list[Item], form: str, *, batch_size: int | None, o
     if resource is None:
         texts, job_id = _run_here(model, payloads, suffix), None
     else:
-        texts, job_id = _run_on(model, payloads, suffix, resource, walltime)
+        texts, job_id = _run_on(model, payloads, suffix, resource, walltime, setup_file)
     outputs: list[Any] = []
     for number, (batch, text) in enumerate(zip(batches, texts)):
         lines = text.splitlines()
@@ -101,7 +101,7 @@ def _run_here(model: Model, payloads: list[bytes], suffix: str) -> list[str]:
 
 
 def _run_on(model: Model, payloads: list[bytes], suffix: str, resource: str,
-            walltime: str | int | None) -> tuple[list[str], str]:
+            walltime: str | int | None, setup_file: str | None = None) -> tuple[list[str], str]:
     from .. import compute
 
     files = {f"batch-{n:04d}{suffix}": p for n, p in enumerate(payloads)}
@@ -111,7 +111,7 @@ def _run_on(model: Model, payloads: list[bytes], suffix: str, resource: str,
         command, stdin, stdout = command_for(model.location, inp, out)
         steps.append(f"( {command} )" + (f" < {inp}" if stdin else " < /dev/null") + (f" > {out}" if stdout else ""))
     job = compute.execute("\n".join(steps), resource, cpus=1, walltime=walltime, name=f"model-{model.name}"[:40],
-                          files=files)
+                          files=files, setup_file=setup_file)
     try:
         job = compute.wait(job.id, timeout=JOB_TIMEOUT_S)
     finally:

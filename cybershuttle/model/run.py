@@ -68,11 +68,7 @@ class Loaded:
               progress: Callable[[int, int], None] | None = None) -> RunResult:
         size = check_batch_size(batch_size)
         start = time.perf_counter()
-        # Texts of similar length share a batch, so a batch is padded to little more than its
-        # longest text; outputs are put back in input order below.
-        order = list(range(len(items)))
-        if all(isinstance(i.value, str) for i in items):
-            order.sort(key=lambda k: len(items[k].value))
+        order = batch_order(items)
         done: list[Any] = []
         batches = 0
         for first in range(0, len(order), size):
@@ -91,6 +87,18 @@ class Loaded:
                            ids=[i.id for i in items])
         finish(result, outputs, output)
         return result
+
+
+def batch_order(items: list[Item]) -> list[int]:
+    """The order inputs are batched in (outputs are put back in input order afterwards).
+
+    Texts of similar length share a batch, so a batch is padded to little more than its
+    longest text; other inputs keep their order.
+    """
+    order = list(range(len(items)))
+    if all(isinstance(i.value, str) for i in items):
+        order.sort(key=lambda k: len(items[k].value))
+    return order
 
 
 def check_batch_size(batch_size: int | None) -> int:
