@@ -71,7 +71,8 @@ def run(model: Model, items: list[Item], *, batch_size: int | None, output: str 
     text = compute.get(resource).shell().run(f"cat {shlex.quote(job.jobdir + '/outputs.jsonl')}", timeout=300).stdout
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     if len(lines) != len(items):
-        raise CybershuttleError(f"model {model.name!r}: job {job.id} wrote {len(lines)} outputs for {len(items)} inputs")
+        raise CybershuttleError(f"model {model.name!r}: job {job.id} wrote {len(lines)} outputs "
+                                f"for {len(items)} inputs")
     outputs: list[Any] = [None] * len(items)
     for k, line in zip(order, lines):
         outputs[k] = _decode(line)
