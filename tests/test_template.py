@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from pathlib import Path
 
 import nbformat
@@ -333,9 +334,15 @@ def test_a_20_point_sweep_is_one_slurm_job_array(growth_template, slurm, tmp_pat
 
     job = compute.get_job(runs[0]["job_id"])
     shell = compute.get("testcluster").shell()
-    out = shell.run(f"sacct -n -X -P -j {shlex.quote(job.native_id)} -o JobID,State", login_shell=True).stdout
-    tasks = sorted(line.split("|")[0] for line in out.split())
-    assert tasks == sorted(f"{job.native_id}_{i}" for i in range(20)), out
+    want = sorted(f"{job.native_id}_{i}" for i in range(20))
+    deadline = time.monotonic() + 30
+    while True:  # slurmdbd records a finished task a moment after Slurm reports it: wait for the last ones
+        out = shell.run(f"sacct -n -X -P -j {shlex.quote(job.native_id)} -o JobID,State", login_shell=True).stdout
+        tasks = sorted(line.split("|")[0] for line in out.split())
+        if tasks == want or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert tasks == want, out
     assert len({r["task"] for r in runs}) == 20
 
     res = cli("template", "collect", growth_template, "--output", "total", "--to", str(tmp_path / "totals"), "--json")
