@@ -354,12 +354,12 @@ def replay(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_
     recorded = steps(name)
     if from_step > len(recorded):
         raise SessionError(f"session {name!r} has {len(recorded)} command(s): --from {from_step} is past the end")
-    todo = [s for s in recorded if s.number >= from_step]
-    result = LoadResult(session=name, steps=todo, dry_run=dry_run)
-    if dry_run or not todo:
+    pending = [s for s in recorded if s.number >= from_step]
+    result = LoadResult(session=name, steps=pending, dry_run=dry_run)
+    if dry_run or not pending:
         return result
     read_fd, write_fd = os.pipe()
-    script = _replay_script(todo, continue_on_error, status_fd=write_fd)
+    script = _replay_script(pending, continue_on_error, status_fd=write_fd)
     shell = shutil.which("bash") if session.shell != "zsh" or not shutil.which("zsh") else shutil.which("zsh")
     # A terminal's input goes to the steps (a command may ask something); elsewhere (the
     # Jupyter server) a step reading input gets end-of-file instead of hanging.
@@ -368,7 +368,7 @@ def replay(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_
                             stdin=stdin)
     os.close(write_fd)
     with os.fdopen(read_fd) as status:
-        by_number = {s.number: s for s in todo}
+        by_number = {s.number: s for s in pending}
         for line in status:
             kind, number, value = line.split(" ", 2)
             step = by_number[int(number)]
@@ -379,18 +379,18 @@ def replay(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_
                 if step.exit_code != 0 and result.failed is None:
                     result.failed = step
     code = proc.wait()
-    ran = [s for s in todo if s.exit_code is not None]
-    if len(ran) < len(todo) and result.failed is None:
+    ran = [s for s in pending if s.exit_code is not None]
+    if len(ran) < len(pending) and result.failed is None:
         # The shell itself ended mid-step (`exit` in a command): that step failed.
-        stopped = todo[len(ran)]
+        stopped = pending[len(ran)]
         stopped.exit_code = code
         result.failed = stopped
     return result
 
 
-def _replay_script(todo: list[Step], continue_on_error: bool, status_fd: int) -> str:
+def _replay_script(pending: list[Step], continue_on_error: bool, status_fd: int) -> str:
     lines = []
-    for step in todo:
+    for step in pending:
         n = step.number
         lines.append(f"printf 'start {n} -\\n' >&{status_fd}")
         lines.append(f"if cd -- {shlex.quote(step.cwd)} {status_fd}>&-; then")

@@ -198,6 +198,7 @@ def _stream(src: _Side, src_rel: str, dst: _Side, partial: str, offset: int, siz
     mode = "ab" if offset else "wb"
     try:
         out = dst.fs.fs.open(dst.full(partial), mode)
+    # fsspec filesystems without append mode raise NotImplementedError (a built-in exception, not a stub)
     except (StorageError, NotImplementedError, ValueError):
         offset, out = 0, dst.fs.fs.open(dst.full(partial), "wb")  # the target cannot append: start again
     with src.fs.fs.open(src.full(src_rel), "rb") as inp, out:
