@@ -5,12 +5,11 @@ Cybershuttle (and its CLI) never needs it.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CybershuttleError, UsageError
+from . import remote_runner
 from .catalog import STORAGE_SPEC, Model
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -83,21 +82,11 @@ def _is_torch_module(obj: Any) -> bool:
 
 
 def _from_entry_point(model: Model, device: str) -> Any:
-    module_name, _, attr = model.location.partition(":")
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
+        obj = remote_runner.from_entry_point(model.location, device)
     except (ImportError, AttributeError) as exc:
         raise CybershuttleError(f"model {model.name!r}: cannot import {model.location} ({exc}); install the package "
                                 "that provides it") from exc
-    if not callable(target):
-        return target
-    try:
-        takes_device = "device" in inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        takes_device = False
-    obj = target(device=device) if takes_device else target()
     if _is_torch_module(obj):
         obj = obj.to(device)
     return obj
@@ -123,12 +112,10 @@ def _from_torch_file(model: Model, device: str) -> Any:
                                 "(pip install torch) to load it") from None
     path = _local_path(model.location)
     import warnings
-    import zipfile
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        # TorchScript archives carry their code ("code/" inside the zip) and need no class on the path.
-        if zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist()):
+        if remote_runner.is_torchscript(path):  # TorchScript needs no class on the path
             return torch.jit.load(str(path), map_location=device)
         _refuse_foreign_pickle(model, path)
         try:

@@ -70,12 +70,26 @@ def main(argv):
 
 def load(torch, args, device):
     if args.file:
-        # TorchScript archives carry their code ("code/" inside the zip); anything else is a pickled module
-        # whose class must be importable here.
-        if zipfile.is_zipfile(args.file) and any("/code/" in n for n in zipfile.ZipFile(args.file).namelist()):
+        # Anything but a TorchScript archive is a pickled module whose class must be importable here.
+        if is_torchscript(args.file):
             return torch.jit.load(args.file, map_location=device)
         return torch.load(args.file, map_location=device, weights_only=False)
-    module_name, _, attr = args.entry_point.partition(":")
+    obj = from_entry_point(args.entry_point, device)
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.to(device)
+    return obj
+
+
+# The two helpers below are shared with cybershuttle.model.loaders (which imports this file), so a
+# model loads by the same rules here and on a resource.
+def is_torchscript(path):
+    """TorchScript archives carry their code ("code/" inside the zip)."""
+    return zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist())
+
+
+def from_entry_point(location, device):
+    """Import `pkg.module:factory` and call it (with device= when it takes one); a non-callable is the model."""
+    module_name, _, attr = location.partition(":")
     target = importlib.import_module(module_name)
     for part in attr.split("."):
         target = getattr(target, part)
@@ -85,10 +99,7 @@ def load(torch, args, device):
         takes_device = "device" in inspect.signature(target).parameters
     except (TypeError, ValueError):
         takes_device = False
-    obj = target(device=device) if takes_device else target()
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.to(device)
-    return obj
+    return target(device=device) if takes_device else target()
 
 
 def predictor(torch, obj, device):
