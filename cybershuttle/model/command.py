@@ -110,13 +110,7 @@ def _run_on(model: Model, payloads: list[bytes], suffix: str, resource: str,
         inp, out = f"batch-{n:04d}{suffix}", f"batch-{n:04d}.out"
         command, stdin, stdout = command_for(model.location, inp, out)
         steps.append(f"( {command} )" + (f" < {inp}" if stdin else " < /dev/null") + (f" > {out}" if stdout else ""))
-    job = compute.execute("\n".join(steps), resource, cpus=1, walltime=walltime, name=f"model-{model.name}"[:40],
-                          files=files, setup_file=setup_file)
-    try:
-        job = compute.wait(job.id, timeout=JOB_TIMEOUT_S)
-    finally:
-        if not job.final:
-            compute.cancel(job.id)
+    job = run_job(model, "\n".join(steps), resource, walltime=walltime, setup_file=setup_file, files=files)
     if job.state != "COMPLETED" or job.exit_code:
         log = compute.logs(job.id).decode(errors="replace").strip()[-800:]
         raise RemoteCommandError(f"model {model.name!r}: job {job.id} on {resource} ended {job.state} "
@@ -125,3 +119,18 @@ def _run_on(model: Model, payloads: list[bytes], suffix: str, resource: str,
                       for n in range(len(payloads)))
     text = compute.get(resource).shell().run(reads, timeout=300).stdout
     return text.split("\0")[:len(payloads)], job.id
+
+
+def run_job(model: Model, command: str, resource: str, *, walltime: Any, setup_file: str | None,
+            files: dict[str, bytes]) -> Any:
+    """Submit one 1-CPU job for `model` and wait for it to end; it is cancelled if waiting stops early."""
+    from .. import compute
+
+    job = compute.execute(command, resource, cpus=1, walltime=walltime, setup_file=setup_file,
+                          name=f"model-{model.name}"[:40], files=files)
+    try:
+        job = compute.wait(job.id, timeout=JOB_TIMEOUT_S)
+    finally:
+        if not job.final:
+            compute.cancel(job.id)
+    return job

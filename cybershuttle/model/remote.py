@@ -19,10 +19,10 @@ from typing import Any
 from ..errors import CybershuttleError, RemoteCommandError, UsageError
 from . import remote_runner
 from .catalog import Model
+from .command import run_job
 from .inputs import Item
 from .run import RunResult, batch_order, check_batch_size, finish
 
-JOB_TIMEOUT_S = 1800
 MAX_MODEL_BYTES = 1 << 30  # larger files belong on the resource's storage, not in a job's upload
 _RUNNER = Path(remote_runner.__file__)
 
@@ -45,13 +45,7 @@ def run(model: Model, items: list[Item], *, batch_size: int | None, output: str 
         raise UsageError(f"model {model.name!r} is a {model.kind} model ({model.loader}), not an AI model")
     command = 'cd "$CYBERSHUTTLE_JOB_DIR" && python3 model_runner.py ' + " ".join(shlex.quote(a) for a in args)
     start = time.perf_counter()
-    job = compute.execute(command, resource, cpus=1, walltime=walltime, setup_file=setup_file,
-                          name=f"model-{model.name}"[:40], files=files)
-    try:
-        job = compute.wait(job.id, timeout=JOB_TIMEOUT_S)
-    finally:
-        if not job.final:
-            compute.cancel(job.id)
+    job = run_job(model, command, resource, walltime=walltime, setup_file=setup_file, files=files)
     if job.state != "COMPLETED" or job.exit_code:
         log = compute.logs(job.id).decode(errors="replace").strip()
         if remote_runner.NO_TORCH_MARK in log:
