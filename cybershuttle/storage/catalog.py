@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from .. import names, ssh
 from ..errors import CybershuttleError
@@ -233,12 +233,19 @@ def _ftp_short(path: str) -> dict[str, Any]:
     return _on_resource(path, remote[0].name)
 
 
-def _sftp_url(location: str) -> dict[str, Any]:
+def _url_parts(location: str, example: str) -> SplitResult:
+    """A URL with a host and no password in it (credentials never go into a storage location)."""
     parts = urlsplit(location)
     if not parts.hostname:
-        raise StorageError(f"{location!r} has no host: use sftp://user@host:port/path")
+        raise StorageError(f"{location!r} has no host: use {example}")
     if parts.password:
-        raise StorageError(f"{location!r} holds a password: use an SSH key (never put a password in a location)")
+        raise StorageError(f"{location!r} holds a password: credentials never go into a storage location "
+                           "(use an SSH key, or an rclone remote for cloud drives)")
+    return parts
+
+
+def _sftp_url(location: str) -> dict[str, Any]:
+    parts = _url_parts(location, "sftp://user@host:port/path")
     try:
         port = parts.port
     except ValueError as exc:
@@ -267,11 +274,7 @@ def _sftp_fields(host: str, port: int | None, user: str | None, path: str, locat
 
 
 def _http(location: str) -> dict[str, Any]:
-    parts = urlsplit(location)
-    if not parts.hostname:
-        raise StorageError(f"{location!r} has no host")
-    if parts.password:
-        raise StorageError(f"{location!r} holds a password: credentials never go into a storage location")
+    parts = _url_parts(location, "https://host/path")
     return {"location": location, "protocol": "http", "root": location.rstrip("/"), "host": parts.hostname}
 
 
