@@ -12,6 +12,8 @@
 #   * munge + a single-node Slurm 22.05 (slurmctld, slurmd) with two partitions
 #     (debug = default, short) and accounting through slurmdbd + MariaDB, so `sacct` works;
 #   * Lmod with a small tree of sample modulefiles, visible in csuser's login shells.
+#   * PostgreSQL 15 on a unix socket (peer authentication, database `cybershuttle`, a role per
+#     test user) and a site-wide Cybershuttle install every user can run (tests/cluster/site.sh).
 #
 # Design rules, and why:
 #   * No systemd: CI containers have none, so every daemon is started directly, with its
@@ -172,6 +174,10 @@ stop_daemon() {
     rm -f -- "$file"
     say "$label: stopped (pid $pid)"
 }
+
+# PostgreSQL site catalog and the site-wide install (issue 15): tests/cluster/site.sh.
+# shellcheck source=site.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/site.sh"
 
 # ----------------------------------------------------------------------------- packages
 
@@ -671,6 +677,7 @@ write_env_file() {
             CS_TEST_SLURM_PARTITION debug \
             CS_TEST_SLURM_ACCOUNT "$ACCOUNT" \
             CS_TEST_MODULEPATH "$MODULEPATH_DIR"
+        site_env
     } | write_file "$ENV_FILE" 0644 root:root
 }
 
@@ -697,6 +704,8 @@ cmd_start() {
     ensure_slurmdbd
     ensure_accounting
     ensure_slurm_daemons
+    ensure_site_cli
+    ensure_postgres
     write_env_file
     say "ready in $((SECONDS - t0)) s (eval \"\$(bash $0 env)\" for the connection settings)"
 }
@@ -726,6 +735,7 @@ cmd_stop() {
     stop_daemon mariadb "$MARIADB_PID" mariadbd
     stop_daemon munge "$MUNGED_PID" munged
     stop_daemon sshd "$SSHD_PID" sshd
+    stop_postgres
 }
 
 cmd_status() {
@@ -746,6 +756,7 @@ mariadb $MARIADB_PID mariadbd
 slurmdbd $SLURMDBD_PID slurmdbd
 slurmctld $SLURMCTLD_PID slurmctld
 slurmd $SLURMD_PID slurmd
+postgres $PG_PID postgres
 EOF
     return "$all"
 }

@@ -7,7 +7,8 @@ the finder below (appended *last* to `sys.meta_path` by the
 instead with a module that registers the Cybershuttle magics, which accept
 the same forms (`%request_runtime NAME --file=... --use=R:P`, ...).
 
-Kept free of heavy imports: the .pth runs it at every interpreter start.
+Kept free of heavy imports: the .pth runs it at every interpreter start (and
+`cybershuttle_magic/__init__.py` imports IPython only when a shell is running).
 """
 from __future__ import annotations
 
