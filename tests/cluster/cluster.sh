@@ -178,6 +178,9 @@ stop_daemon() {
 # PostgreSQL site catalog and the site-wide install (issue 15): tests/cluster/site.sh.
 # shellcheck source=site.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/site.sh"
+# Passwords for the JupyterHub tests' PAM logins: tests/cluster/hub.sh.
+# shellcheck source=hub.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/hub.sh"
 
 # ----------------------------------------------------------------------------- packages
 
@@ -227,7 +230,10 @@ ensure_user() {
     fi
     # useradd leaves the account locked ('!' as password).  With UsePAM no, sshd refuses
     # locked accounts even for public-key logins.  '*' = no usable password, not locked.
-    if [[ $(getent shadow "$user" | cut -d: -f2) != '*' ]]; then
+    # A real password (the hub's PAM login, tests/cluster/hub.sh) is kept.
+    local hash
+    hash=$(getent shadow "$user" | cut -d: -f2)
+    if [[ -z $hash || $hash == '!'* ]]; then
         usermod -p '*' "$user"
     fi
 
@@ -678,6 +684,7 @@ write_env_file() {
             CS_TEST_SLURM_ACCOUNT "$ACCOUNT" \
             CS_TEST_MODULEPATH "$MODULEPATH_DIR"
         site_env
+        hub_env
     } | write_file "$ENV_FILE" 0644 root:root
 }
 
@@ -693,6 +700,7 @@ cmd_start() {
     ensure_packages
     ensure_user "$TEST_USER"
     ensure_user "$OTHER_USER"
+    ensure_hub_passwords
     ensure_sshd
     ensure_modules
     ensure_munge
