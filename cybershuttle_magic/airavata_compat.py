@@ -7,8 +7,9 @@ the finder below (appended *last* to `sys.meta_path` by the
 instead with a module that registers the Cybershuttle magics, which accept
 the same forms (`%request_runtime NAME --file=... --use=R:P`, ...).
 
-Kept free of heavy imports: the .pth runs it at every interpreter start (and
-`cybershuttle_magic/__init__.py` imports IPython only when a shell is running).
+Kept free of heavy imports: the .pth runs it at every interpreter start. The
+.pth loads this file by its path, without importing the `cybershuttle_magic`
+package: that import must happen in the notebook, where it registers the magics.
 """
 from __future__ import annotations
 
