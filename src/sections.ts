@@ -171,6 +171,52 @@ function copyForm(ctx: ActionContext, name: string): void {
   ctx.show(`Copy from ${name}`, form);
 }
 
+// -- Datasets -------------------------------------------------------------
+/** "Publish…": registers a dataset, public by default (the site catalog: everyone sees it, only you change it). */
+function publishForm(ctx: ActionContext): void {
+  const form = document.createElement('div');
+  form.className = 'cs-publish';
+  const [nameRow, name] = labelledInput('Name', 'dataset-name');
+  const [locationRow, location] = labelledInput('Location (URL, path or storage:/path)', 'dataset-location');
+  const [descriptionRow, description] = labelledInput('Description', 'dataset-description');
+  const publicRow = document.createElement('div');
+  publicRow.className = 'cs-field';
+  const isPublic = document.createElement('input');
+  isPublic.type = 'checkbox';
+  isPublic.name = 'public';
+  isPublic.id = 'cs-input-dataset-public';
+  isPublic.checked = true;
+  const publicLabel = document.createElement('label');
+  publicLabel.htmlFor = isPublic.id;
+  publicLabel.textContent = 'Public: everyone on this site sees it; only you can change or remove it';
+  publicRow.append(isPublic, publicLabel);
+  const out = document.createElement('div');
+  out.className = 'cs-field-error';
+  form.append(
+    nameRow,
+    locationRow,
+    descriptionRow,
+    publicRow,
+    button('Publish', async () => {
+      out.textContent = 'Publishing…';
+      try {
+        const done = await ctx.api.post('datasets', {
+          name: name.value.trim(),
+          location: location.value.trim(),
+          description: description.value.trim(),
+          public: isPublic.checked
+        });
+        ctx.reload('datasets');
+        result(ctx, `Published ${text(done.name)}`, done);
+      } catch (error) {
+        out.textContent = (error as Error).message;
+      }
+    }),
+    out
+  );
+  ctx.show('Publish a dataset', form);
+}
+
 // -- Templates ------------------------------------------------------------
 /** Runs as compact entries (the sidebar is narrow): id and state, then resource, start, outputs. */
 export function runsTable(runs: any[]): HTMLElement {
@@ -408,8 +454,24 @@ export const SECTIONS: SectionSpec[] = [
         label: 'Datasets',
         route: 'datasets',
         key: byName,
-        describe: item => text(item.description || item.location || (item.locations ?? []).join(', ')),
-        actions: [{ label: 'Details', run: async (item, ctx) => result(ctx, item.name, await ctx.api.get(`datasets/${seg(item.name)}`)) }]
+        describe: item =>
+          [text(item.description || item.location || (item.locations ?? []).join(', ')), item.public && item.owner ? `by ${text(item.owner)}` : '']
+            .filter(Boolean)
+            .join(' · '),
+        badge: item => (item.public ? 'public' : ''),
+        actions: [
+          { label: 'Details', run: async (item, ctx) => result(ctx, item.name, await ctx.api.get(`datasets/${seg(item.name)}`)) },
+          {
+            // Only on your own entries; the catalog refuses anyone else's anyway.
+            label: 'Remove',
+            when: item => item.mine === true,
+            run: async (item, ctx) => {
+              result(ctx, `Removed ${item.name}`, await ctx.api.post(`datasets/${seg(item.name)}/remove`, {}));
+              ctx.reload('datasets');
+            }
+          }
+        ],
+        tools: [{ label: 'Publish…', run: async (_item, ctx) => publishForm(ctx) }]
       }
     ]
   },

@@ -226,6 +226,43 @@ describe('Sidebar', () => {
     expect(detail.textContent).toContain('Copied');
   });
 
+  it('publishes a dataset and offers Remove only on your own', async () => {
+    const items = [
+      { name: 'mine1', description: 'my table', public: true, owner: 'me', mine: true },
+      { name: 'theirs', description: 'their table', public: true, owner: 'csuser', mine: false }
+    ];
+    const { sidebar, calls } = build({
+      'GET datasets': () => ({ items, total: items.length }),
+      'POST datasets': (_u: URL, body: any) => ({ ...body, owner: 'me', mine: true }),
+      'POST datasets/mine1/remove': () => ({ name: 'mine1' })
+    }, { sections: ['datasets'] });
+    await sidebar.refresh();
+    const list = sidebar.node.querySelector('[data-list="datasets"]')!;
+    const row = (key: string) => list.querySelector<HTMLElement>(`.cs-WindowedList-row[data-key="${key}"]`)!;
+    const buttons = (root: ParentNode) => [...root.querySelectorAll<HTMLButtonElement>('button')].map(b => b.textContent);
+    expect(row('theirs').textContent).toContain('their table · by csuser');
+    expect(row('theirs').querySelector('.cs-badge')!.textContent).toBe('public');
+    expect(buttons(row('theirs'))).toEqual(['Details']);
+    expect(buttons(row('mine1'))).toEqual(['Details', 'Remove']);
+
+    const click = (root: ParentNode, label: string) =>
+      [...root.querySelectorAll<HTMLButtonElement>('button')].find(b => b.textContent === label)!.click();
+    click(list, 'Publish…');
+    const detail = sidebar.node.querySelector('[data-section="datasets"] .cs-Section-detail')!;
+    (detail.querySelector('[name="dataset-name"]') as HTMLInputElement).value = 'new1';
+    (detail.querySelector('[name="dataset-location"]') as HTMLInputElement).value = ' /data/new1 ';
+    expect((detail.querySelector('[name="public"]') as HTMLInputElement).checked).toBe(true);
+    click(detail, 'Publish');
+    await flush();
+    expect(calls.find(c => c.method === 'POST')!.body).toEqual({ name: 'new1', location: '/data/new1', description: '', public: true });
+    expect(detail.textContent).toContain('Published new1');
+
+    click(row('mine1'), 'Remove');
+    await flush();
+    expect(calls.some(c => c.method === 'POST' && c.path === 'datasets/mine1/remove')).toBe(true);
+    expect(detail.textContent).toContain('Removed mine1');
+  });
+
   it('shows an error a person can act on, and a 404 route as empty', async () => {
     const { sidebar } = build({
       'GET storage': () => ({ status: 400, body: { error: 'storage catalog is locked: retry' } })
