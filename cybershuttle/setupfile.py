@@ -86,6 +86,9 @@ class SetupFile:
     layout: Layout
     unknown: dict[str, Any]
     warnings: list[str]
+    # Conda channels the file names (`environment.channels` as in a conda environment.yml, or
+    # `additional_dependencies.channels`), in priority order; empty: the resource's default.
+    channels: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (``setup validate --json``, REST payloads)."""
@@ -98,6 +101,7 @@ class SetupFile:
             "modules": list(self.modules),
             "conda": list(self.conda),
             "pip": list(self.pip),
+            "channels": list(self.channels),
             "location": self.location,
             # Unknown values are raw YAML and may hold dates or odd keys; make them JSON-safe.
             "unknown": {path: _jsonable(value) for path, value in self.unknown.items()},
@@ -121,6 +125,8 @@ class SetupFile:
         ))
         lines.extend(_list_block("modules", self.modules))
         lines.extend(_list_block("conda", self.conda))
+        if self.channels:
+            lines.append("channels: " + ", ".join(self.channels))
         lines.extend(_list_block("pip", self.pip))
         lines.extend(_list_block("warnings", self.warnings))
         return lines
@@ -207,8 +213,8 @@ _RESOURCE_KEYS = frozenset({
 })
 # "type" is how legacy data_sources items spell "source".
 _MOUNT_KEYS = frozenset({"source", "type", "identifier", "mount_point"})
-_DEPENDENCY_KEYS = frozenset({"modules", "conda", "pip"})
-_ENVIRONMENT_KEYS = frozenset({"dependencies"})
+_DEPENDENCY_KEYS = frozenset({"modules", "conda", "pip", "channels"})
+_ENVIRONMENT_KEYS = frozenset({"dependencies", "channels"})
 # Every collection in the files seen in the wild names this source, so it is the default.
 _DEFAULT_SOURCE = "cybershuttle"
 
@@ -288,9 +294,9 @@ class _Reader:
         resources, mounts, location, data_sources = workspace or self._workspace(None)
         if environment is not None:
             modules: list[str] = []
-            conda, pip = environment
+            conda, pip, channels = environment
         else:
-            modules, conda, pip = dependencies or self._dependencies(None)
+            modules, conda, pip, channels = dependencies or self._dependencies(None)
         legacy = environment is not None or data_sources
 
         self._warn_duplicate_mount_points(mounts)
@@ -312,6 +318,7 @@ class _Reader:
             layout="legacy" if legacy else "current",
             unknown=self.unknown,
             warnings=self.warnings,
+            channels=channels,
         )
 
     # -- sections ----------------------------------------------------------------------------
@@ -418,31 +425,33 @@ class _Reader:
         return Mount(kind=kind, source=source or legacy_type or _DEFAULT_SOURCE,
                      identifier=identifier, mount_point=mount_point)
 
-    def _dependencies(self, value: Any) -> tuple[list[str], list[str], list[str]]:
+    def _dependencies(self, value: Any) -> tuple[list[str], list[str], list[str], list[str]]:
         path = "additional_dependencies"
         known = self._known(self._mapping(value, path), path, _DEPENDENCY_KEYS)
         return (
             self._string_list(known.get("modules"), f"{path}.modules"),
             self._string_list(known.get("conda"), f"{path}.conda"),
             self._string_list(known.get("pip"), f"{path}.pip"),
+            self._string_list(known.get("channels"), f"{path}.channels"),
         )
 
-    def _environment(self, value: Any) -> tuple[list[str], list[str]]:
+    def _environment(self, value: Any) -> tuple[list[str], list[str], list[str]]:
         """Split a conda-environment style list: strings are conda, ``- pip: [...]`` is pip."""
         known = self._known(self._mapping(value, "environment"), "environment",
                             _ENVIRONMENT_KEYS)
         path = "environment.dependencies"
         dependencies = known.get("dependencies")
+        channels = self._string_list(known.get("channels"), "environment.channels")
         conda: list[str] = []
         pip: list[str] = []
         if dependencies is None:
-            return conda, pip
+            return conda, pip, channels
         if not isinstance(dependencies, list):
             self.errors.append(
                 f"{path} must be a list of conda packages (with an optional '- pip:' list), "
                 f"got {_describe(dependencies)}"
             )
-            return conda, pip
+            return conda, pip, channels
         for index, item in enumerate(dependencies):
             item_path = f"{path}[{index}]"
             if isinstance(item, dict):
@@ -450,7 +459,7 @@ class _Reader:
                 pip.extend(self._string_list(nested.get("pip"), f"{item_path}.pip"))
             else:
                 conda.extend(self._string_list([item], item_path, indexed=False))
-        return conda, pip
+        return conda, pip, channels
 
     def _warn_duplicate_mount_points(self, mounts: list[Mount]) -> None:
         seen: set[str] = set()

@@ -61,7 +61,7 @@ def test_every_real_file_parses_to_json_with_the_documented_keys(path):
     as_json = json.loads(json.dumps(setup.to_dict()))
     assert list(as_json) == [
         "file", "layout", "project", "resources", "mounts", "modules", "conda", "pip",
-        "location", "unknown", "warnings",
+        "channels", "location", "unknown", "warnings",
     ]
     assert as_json["file"] == str(path)
     assert as_json["unknown"] == {}
@@ -229,6 +229,7 @@ def test_reference_project_serialises_to_the_exact_json_shape():
         "modules": [],
         "conda": [],
         "pip": [],
+        "channels": [],
         "location": None,
         "unknown": {},
         "warnings": [],
@@ -421,8 +422,9 @@ def test_unknown_keys_in_legacy_environment_are_kept():
         "    - {pip: [rich], npm: [left-pad]}\n"
     )
     assert setup.conda == ["numpy"] and setup.pip == ["rich"]
+    # channels are read since conda environments are built (issue 17); npm is still unknown.
+    assert setup.channels == ["conda-forge"]
     assert setup.unknown == {
-        "environment.channels": ["conda-forge"],
         "environment.dependencies[1].npm": ["left-pad"],
     }
 
@@ -655,3 +657,13 @@ def test_setup_file_is_frozen():
     assert isinstance(setup, SetupFile)
     with pytest.raises(AttributeError):
         setup.layout = "legacy"  # type: ignore[misc]
+
+
+def test_conda_channels_are_read_from_either_layout_in_priority_order():
+    legacy = parse("environment:\n  channels: [kaeldai, conda-forge]\n  dependencies:\n    - kaeldai::bmtk\n"
+                   "    - pip:\n        - six\n", "legacy.yml")
+    assert (legacy.channels, legacy.conda, legacy.pip) == (["kaeldai", "conda-forge"], ["kaeldai::bmtk"], ["six"])
+    assert legacy.warnings == []
+    current = parse("additional_dependencies:\n  channels:\n  - bioconda\n  conda:\n  - hmmer\n", "current.yml")
+    assert current.channels == ["bioconda"] and current.conda == ["hmmer"]
+    assert "channels: bioconda" in current.summary_lines()
