@@ -121,14 +121,6 @@ def test_requests_the_cluster_cannot_satisfy_are_refused(registered, kwargs, mes
     assert compute.jobs(include_finished=True, refresh_states=False) == []
 
 
-def test_conda_dependencies_without_conda_are_refused_before_submission(registered, tmp_path):
-    setup = tmp_path / "cybershuttle.yml"
-    setup.write_text("project: {name: x}\nadditional_dependencies:\n  conda: [python=3.10, numpy]\n  pip: []\n")
-    with pytest.raises(CybershuttleError, match="asks for conda packages .*python=3.10.* has no conda or micromamba"):
-        compute.execute("true", "testcluster", setup_file=str(setup))
-    assert compute.jobs(include_finished=True, refresh_states=False) == []
-
-
 def test_missing_module_is_refused_before_submission(registered, tmp_path):
     setup = tmp_path / "cybershuttle.yml"
     setup.write_text("project: {name: x}\nadditional_dependencies:\n  modules: [nosuchtool/9]\n")

@@ -260,6 +260,56 @@ def _kernelspec(args: argparse.Namespace) -> None:
           f"(-k {Path(path).name}) now start notebooks on {args.name}")
 
 
+@group.verb("envs", "list, build or remove the software environments cached on a resource (conda and pip)",
+            "cybershuttle compute envs list --resource testcluster --json; "
+            "cybershuttle compute envs build --resource testcluster --setup-file cybershuttle.yml; "
+            "cybershuttle compute envs rm conda-1a2b3c4d5e6f7a8b --resource testcluster",
+            arg("action", choices=["list", "build", "rm"]), arg("hash", nargs="*", help="rm: the environments"),
+            arg("--resource", metavar="R", help="default: every remote resource (list); required otherwise"),
+            arg("--setup-file", metavar="FILE", help="build: the cybershuttle.yml whose environment to build"),
+            arg("--force", action="store_true", help="rm: even while a job of yours uses it"), listing=True)
+def _envs(args: argparse.Namespace) -> int:
+    from .. import compute
+    from ..compute import condaenv
+    from ..errors import CybershuttleError
+
+    if args.action != "list" and not args.resource:
+        raise CybershuttleError(f"`compute envs {args.action}` needs --resource R")
+    if args.action == "build":
+        if not args.setup_file:
+            raise CybershuttleError("`compute envs build` needs --setup-file cybershuttle.yml")
+        entry = condaenv.build(args.resource, args.setup_file,
+                               progress=None if args.json else lambda s: print(s, file=sys.stderr, flush=True))
+        if args.json:
+            print_json(entry)
+        else:
+            print(f"{entry['hash']} ready on {args.resource}" + (f" ({entry['size_mb']} MB)" if entry.get("size_mb")
+                                                                 else ""))
+        return 0
+    if args.action == "rm":
+        if not args.hash:
+            raise CybershuttleError("name the environment(s) to remove: see `cybershuttle compute envs list`")
+        removed = [condaenv.remove_env(args.resource, h, force=args.force) for h in args.hash]
+        if args.json:
+            print_json(removed)
+        else:
+            for entry in removed:
+                print(f"removed {entry['hash']} from {args.resource} ({entry.get('size_mb')} MB freed)")
+        return 0
+    names = [args.resource] if args.resource else [r.name for r in compute.list() if r.remote]
+    rows = [e for name in names for e in condaenv.list_envs(name)]
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table([{**e, "size": f"{e['size_mb']} MB" if e.get("size_mb") is not None else "-",
+                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])) if e.get("created") else "-",
+                  "contents": ", ".join(e.get("specs") or []) + (" + pip: " + ", ".join(e["pip"]) if e.get("pip") else "")
+                  or "(pip venv)"} for e in rows],
+                [("resource", "resource"), ("hash", "hash"), ("kind", "kind"), ("size", "size"), ("created", "created"),
+                 ("contents", "contents")], empty="(no cached environments)")
+    return 0
+
+
 # -- helpers ---------------------------------------------------------------
 def _report(results: list[Any], as_json: bool) -> int:
     if as_json:

@@ -7,22 +7,26 @@ Python and the requirements, so the second job with the same dependencies
 starts at once; uv builds it when the resource has uv, else venv + pip. A
 lock file serialises concurrent jobs that need the same new environment.
 
-Everything the resource cannot provide — a module it does not have, conda
-packages where no conda/micromamba exists — is refused before submission.
+Conda packages (with the pip list installed into the same environment) are
+built by `condaenv`/`envbuilder.py` on the resource, from the job's preamble,
+once per resource and cached by the hash of what they contain.
+
+Everything the resource cannot provide (a module it does not have) is
+refused before submission.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CybershuttleError
 from ..setupfile import SetupFile
+from . import condaenv
+from .condaenv import ENVS_DIR
 from .resources import Resource
-from .shell import Shell
-
-ENVS_DIR = ".cybershuttle/envs"  # under the user's home on the resource
+from .shell import Shell, write_file
 
 
 class UnavailableError(CybershuttleError):
@@ -34,9 +38,15 @@ class Environment:
     modules: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
     python: str = "python3"
+    conda_specs: tuple[str, ...] = ()  # the setup file's conda packages, as written
+    channels: tuple[str, ...] = ()  # the channels the file names
+    conda: condaenv.CondaSpec | None = None  # set by check(), once the resource's platform is known
+    builder: str = ""  # envbuilder.py on the resource, quoted for the shell
 
     @property
     def env_hash(self) -> str | None:
+        if self.conda is not None:
+            return self.conda.env_hash
         if not self.pip:
             return None
         key = json.dumps({"python": self.python, "pip": sorted(self.pip)})
@@ -49,7 +59,9 @@ class Environment:
             mods = " ".join(shlex.quote(m) for m in self.modules)
             lines.append(f"echo 'cybershuttle: loading modules {mods}' >&2")
             lines.append(f"module load {mods} || {{ echo 'cybershuttle: module load {mods} failed' >&2; exit 97; }}")
-        if self.pip:
+        if self.conda is not None:
+            lines += condaenv.preamble(self.conda, self.python, self.builder)
+        elif self.pip:
             env = f'"$HOME"/{ENVS_DIR}/{self.env_hash}'
             reqs = " ".join(shlex.quote(r) for r in self.pip)
             py = shlex.quote(self.python)
@@ -80,28 +92,31 @@ def from_setup(resource: Resource, setup: SetupFile | None, extra_pip: tuple[str
     python = resource.python or "python3"
     if setup is None:
         return Environment(pip=tuple(extra_pip), python=python)
-    return Environment(tuple(setup.modules), tuple(setup.pip) + tuple(extra_pip), python)
+    return Environment(tuple(setup.modules), tuple(setup.pip) + tuple(extra_pip), python,
+                       conda_specs=tuple(setup.conda), channels=tuple(setup.channels))
 
 
-def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile | None) -> None:
-    """Refuse what the resource cannot provide, in one round trip."""
-    conda = list(setup.conda) if setup else []
+def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile | None) -> Environment:
+    """Refuse what the resource cannot provide, in one round trip; returns `env` completed.
+
+    With conda packages, the probe also reads the resource's platform (part of the
+    environment's hash) and whether this version of envbuilder.py is there yet.
+    """
+    conda = list(env.conda_specs)
     if not conda and not env.modules:
-        return
-    probe = ["for c in micromamba mamba conda; do command -v $c >/dev/null 2>&1 && { echo conda=$c; break; }; done"]
+        return env
+    probe = []
+    builder = _builder_path(resource) if conda else ""
+    if conda:
+        probe.append('echo "uname=$(uname -s) $(uname -m)"')
+        if resource.remote:
+            probe.append(f'[ -f "$HOME"/{shlex.quote(builder)} ] || echo nobuilder=1')
     for module in env.modules:
         q = shlex.quote(module)
         probe.append(f"if type module >/dev/null 2>&1; then module is-avail {q} >/dev/null 2>&1 || echo missing={q}; "
                      f"else echo nomodule=1; fi")
     out = shell.run("; ".join(probe) + "; true", login_shell=True, timeout=60).stdout
     values = [line.partition("=") for line in out.splitlines()]
-    has_conda = any(k == "conda" for k, _, _ in values)
-    if conda and not has_conda:
-        shown = ", ".join(conda[:6]) + (", ..." if len(conda) > 6 else "")
-        raise UnavailableError(
-            f"{setup.path if setup else 'the setup file'} asks for conda packages ({shown}) but {resource.name} has no "
-            "conda or micromamba: move them to additional_dependencies.pip, or use a resource with conda"
-        )
     if any(k == "nomodule" for k, _, _ in values):
         raise UnavailableError(f"{resource.name} has no module system, but the setup file asks to load "
                                 f"{', '.join(env.modules)}: remove additional_dependencies.modules or use another resource")
@@ -109,6 +124,20 @@ def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile |
     if missing:
         raise UnavailableError(f"module(s) {', '.join(missing)} not available on {resource.name}: "
                                 f"see `cybershuttle module avail --resource {resource.name}`")
-    if conda:
-        raise UnavailableError(f"conda environments from setup files are not built yet on {resource.name}; "
-                                "move the packages to additional_dependencies.pip")
+    if not conda:
+        return env
+    system, _, machine = next((v for k, _, v in values if k == "uname"), "Linux x86_64").partition(" ")
+    spec = condaenv.spec_for(conda, env.channels, env.pip, condaenv.platform_of(machine, system),
+                             getattr(resource, "conda", None) or {})
+    if any(k == "nobuilder" for k, _, _ in values):
+        write_file(shell, f"{resource.facts.get('home') or '.'}/{builder}", condaenv.BUILDER.read_bytes(), 0o700)
+    where = f'"$HOME"/{shlex.quote(builder)}' if resource.remote else shlex.quote(builder)
+    return replace(env, conda=spec, builder=where)
+
+
+def _builder_path(resource: Resource) -> str:
+    """envbuilder.py, named by its content's hash (relative to home on a remote resource)."""
+    if not resource.remote:
+        return str(condaenv.BUILDER)
+    digest = hashlib.sha256(condaenv.BUILDER.read_bytes()).hexdigest()[:12]
+    return f".cybershuttle/bin/envbuilder-{digest}.py"

@@ -103,7 +103,7 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
                           account=account, qos=qos, resources=resources_kind, setup=setup)
     env = environment.from_setup(res, setup, extra_pip)
     shell = res.shell()
-    environment.check(res, shell, env, setup)
+    env = environment.check(res, shell, env, setup)
     job_name = _job_name(name, command)
     token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     jobdir = f"{_jobs_root(res)}/{token}"

@@ -53,6 +53,7 @@ class Resource:
     python: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     scope: str = "private"
+    conda: dict[str, Any] = field(default_factory=dict)  # the site's conda channels (see compute/condaenv.py)
 
     @property
     def remote(self) -> bool:
@@ -309,6 +310,13 @@ def _parse_spec(spec: dict[str, Any]) -> Resource:
         if value is not None and key != "python":
             names.validate(value, f"{key} of resource {name!r}")
         values[key] = value
+    if spec.get("conda") is not None:
+        from .condaenv import validate_settings
+
+        try:
+            values["conda"] = validate_settings(spec["conda"], name)
+        except CybershuttleError as exc:
+            raise ResourceSpecError(str(exc)) from None
     for key in ("key", "known_hosts"):
         if spec.get(key) is not None:
             values[key] = _existing_file(spec[key], f"{key} of resource {name!r}")
@@ -346,8 +354,8 @@ def _inspect(resource: Resource, prompter: ssh.Prompter | None) -> tuple[list[Ch
     checks.append(Check("lmod", bool(facts.get("lmod")), False,
                         f"Lmod {facts['lmod']}" if facts.get("lmod") else "no Lmod (module files cannot be loaded)"))
     conda = facts.get("conda")
-    checks.append(Check("conda", bool(conda), False, conda or "no conda/micromamba (setup files with conda "
-                                                              "dependencies will be refused here)"))
+    checks.append(Check("conda", bool(conda), False, conda or "no conda/micromamba: Cybershuttle builds setup files' "
+                                                              "conda environments with py-rattler here"))
     disk = facts.get("free_disk_mb")
     checks.append(Check("disk", disk is not None, False, f"{disk} MB free in {facts.get('home')}" if disk is not None
                         else "could not read free disk space"))

@@ -334,6 +334,10 @@ def _ended_message(job: compute.Job) -> str:
     tail = ""
     try:
         out = compute.logs(job.id).decode(errors="replace").strip().splitlines()
+        # The conda environment's builder says in one line what failed (compute/envbuilder.py).
+        failed = [ln[len("cybershuttle: error: "):] for ln in out if ln.startswith("cybershuttle: error: ")]
+        if failed:
+            return f"{failed[-1]} (job {job.id} ended {job.state})"
         if out:
             tail = "; last output: " + " | ".join(out[-3:])
     except CybershuttleError:

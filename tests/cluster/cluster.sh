@@ -181,6 +181,9 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/site.sh"
 # Passwords for the JupyterHub tests' PAM logins: tests/cluster/hub.sh.
 # shellcheck source=hub.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hub.sh"
+# Local conda channels for the conda environment tests (issue 17): tests/cluster/conda.sh.
+# shellcheck source=conda.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/conda.sh"
 
 # ----------------------------------------------------------------------------- packages
 
@@ -446,6 +449,8 @@ SchedulerType=sched/backfill
 # Schedule every second, so test jobs start within about a second of submission.
 SchedulerParameters=sched_interval=1
 KillWait=5
+# Array task ids must stay below this; low here (the default is 1001) so a test can see a sweep split.
+MaxArraySize=100
 # No mail on this box; the default (mail) is absent and slurmctld logs an error each start.
 MailProg=/bin/true
 InactiveLimit=0
@@ -685,6 +690,7 @@ write_env_file() {
             CS_TEST_MODULEPATH "$MODULEPATH_DIR"
         site_env
         hub_env
+        conda_env
     } | write_file "$ENV_FILE" 0644 root:root
 }
 
@@ -713,6 +719,7 @@ cmd_start() {
     ensure_accounting
     ensure_slurm_daemons
     ensure_site_cli
+    ensure_conda_channel
     ensure_postgres
     write_env_file
     say "ready in $((SECONDS - t0)) s (eval \"\$(bash $0 env)\" for the connection settings)"
