@@ -53,10 +53,15 @@ def main(argv):
     try:
         if argv[1] == "build":
             return build(spec)
-        return solve_install(spec)
+        code = solve_install(spec)
     except BuildError as exc:
         say("error: " + " ".join(str(exc).split()))
-        return ERROR_EXIT
+        code = ERROR_EXIT
+    # py-rattler's runtime threads can abort the interpreter's shutdown (a fatal
+    # PyGILState error after an exception): leave without it, the work is on disk.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _terminated(signum, frame):
