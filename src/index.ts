@@ -35,14 +35,26 @@ function jupyterSend(settings: ServerConnection.ISettings) {
     ServerConnection.makeRequest(URLExt.join(settings.baseUrl, API_PREFIX, path), init, settings);
 }
 
-/** The event stream; the token rides in the URL because EventSource cannot set headers. */
+/**
+ * The event stream; the token rides in the URL because EventSource cannot set headers. So does the
+ * XSRF token: under JupyterHub a cookie-authenticated request that is not a page load (an
+ * EventSource's) is refused without it, and the hub ignores tokens in URLs.
+ */
 function openEvents(settings: ServerConnection.ISettings): EventSource | undefined {
   if (typeof EventSource === 'undefined') {
     return undefined;
   }
+  const params = new URLSearchParams();
   const token = settings.token || PageConfig.getToken();
-  const url = URLExt.join(settings.baseUrl, API_PREFIX, 'events') + (token ? `?token=${encodeURIComponent(token)}` : '');
-  return new EventSource(url, { withCredentials: true });
+  if (token) {
+    params.set('token', token);
+  }
+  const xsrf = typeof document === 'undefined' ? undefined : /(?:^|;\s*)_xsrf=([^;]*)/.exec(document.cookie)?.[1];
+  if (xsrf) {
+    params.set('_xsrf', decodeURIComponent(xsrf));
+  }
+  const query = params.toString();
+  return new EventSource(URLExt.join(settings.baseUrl, API_PREFIX, 'events') + (query ? `?${query}` : ''), { withCredentials: true });
 }
 
 /** The left-panel widget; tells the plugin when it is first shown. */
