@@ -231,7 +231,7 @@ def remove_env(resource: str, env_hash: str, force: bool = False) -> dict[str, A
                                     "or remove it anyway with --force")
     path = shlex.quote(known[env_hash]["path"])
     # Rename first (atomic: a job starting now rebuilds rather than sees half a directory), then delete.
-    res.shell().run(f"T={path}.removing-$$ && mv {path} \"$T\" && rm -rf \"$T\" {path}.lock", timeout=600)
+    res.shell().run(f"T={path}.removing-$$ && mv {path} \"$T\" && rm -rf \"$T\"", timeout=600)
     return known[env_hash]
 
 

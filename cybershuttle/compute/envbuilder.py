@@ -74,8 +74,9 @@ def build(spec):
     if os.path.exists(os.path.join(final, MARKER)):
         say("conda environment %s is ready (cached)" % spec["hash"])
         return 0
-    os.makedirs(envs, mode=0o700, exist_ok=True)
-    with open(final + ".lock", "w") as lock:
+    locks = os.path.join(envs, ".locks")  # kept apart: a lock file must outlive its build, the envs dir lists envs
+    os.makedirs(locks, mode=0o700, exist_ok=True)
+    with open(os.path.join(locks, spec["hash"] + ".lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
