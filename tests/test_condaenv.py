@@ -241,3 +241,27 @@ def test_every_real_setup_file_gets_an_environment_or_the_line_naming_what_the_c
         return
     assert built["kind"] == "conda", built
     assert time.monotonic() - started < 600
+
+
+def test_modules_load_before_the_conda_environment_is_built_and_activated(conda_cluster, tmp_path):
+    setup = _write(tmp_path, "cybershuttle.yml", "additional_dependencies:\n  modules: [hello/1.0]\n"
+                   "  conda: [python, 'csmath>=0.2']\n")
+    _forget(_hash_of(setup))
+    job = compute.wait(compute.execute("hello; python -c 'import csmath, sys; print(csmath.__version__, sys.prefix)'",
+                                       "condacluster", setup_file=setup).id, timeout=600)
+    log = compute.logs(job.id).decode()
+    assert job.state == "COMPLETED", log
+    assert log.index("loading modules hello/1.0") < log.index("solving 2 conda package(s)")
+    assert "hello 1.0" in log and re.search(r"0\.2\.0 /home/csuser/\.cybershuttle/envs/conda-[0-9a-f]{16}\n", log), log
+
+
+def test_the_resources_own_conda_reports_missing_packages_in_one_line():
+    from cybershuttle.compute import envbuilder
+
+    # conda/mamba --json on a PackagesNotFoundError, as they print it
+    out = json.dumps({"caused_by": "None", "channel_urls": ["file:///srv/conda/conda-forge/linux-64"],
+                      "exception_name": "PackagesNotFoundError", "packages": ["nosuchpkg", "otherpkg"],
+                      "message": "The following packages are not available from current channels: ..."})
+    assert envbuilder._conda_error(out, "") == "no channel has nosuchpkg, otherpkg"
+    assert envbuilder._conda_error("", "error    libmamba Could not solve for environment specs\n  nothing provides x\n") \
+        == "nothing provides x"
