@@ -1,25 +1,28 @@
-"""Where a user's Cybershuttle state lives.
+"""Who the user is, and where their Cybershuttle state lives.
+
+The user is the operating-system user the process runs as (the password-database
+entry of the effective uid; under JupyterHub the OS user of the single-user
+server). Nothing a process can set — an environment variable, a file — makes
+one person another: the site catalog records owners by this name, and on
+PostgreSQL the database checks the same identity through peer authentication.
 
 Layout under `$CYBERSHUTTLE_HOME` (default `~/.cybershuttle`)::
 
-    current                 the active user's name (written by `initialize`)
-    users/<user>/           one profile per user, mode 0700
-        catalog.db          the user's private catalog
+    users/<user>/           the user's profile, mode 0700, owned by the user
+        catalog.db          the user's private catalog (0600)
     site/catalog.db         the site catalog, unless CYBERSHUTTLE_SITE_CATALOG
-                            points elsewhere (a file, or a directory holding
-                            catalog.db)
-
-The active user is `$CYBERSHUTTLE_USER`, else the name in `current`, else the
-login name.
+                            names another: a file, a directory holding
+                            catalog.db, or a database URI (postgresql:///cybershuttle)
 """
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import names
+from .errors import CybershuttleError
 
 CATALOG_FILE = "catalog.db"
 
@@ -30,7 +33,8 @@ class Profile:
 
     user: str
     root: Path
-    site_catalog: Path
+    #: a SQLite file path, or a database URI
+    site_catalog: Path | str
 
     @property
     def catalog(self) -> Path:
@@ -49,49 +53,56 @@ def home() -> Path:
     return Path(os.environ.get("CYBERSHUTTLE_HOME") or "~/.cybershuttle").expanduser()
 
 
-def site_catalog_path() -> Path:
-    """Path of the site (public) catalog database file."""
+def site_catalog_location() -> Path | str:
+    """The site (public) catalog: a SQLite file path, or a database URI kept as written."""
     configured = os.environ.get("CYBERSHUTTLE_SITE_CATALOG")
     if not configured:
         return home() / "site" / CATALOG_FILE
+    if "://" in configured:
+        return configured
     path = Path(configured).expanduser()
     if path.is_dir() or not path.suffix:
         return path / CATALOG_FILE
     return path
 
 
+def site_catalog_path() -> Path:
+    """The site catalog's file (an error when it is a database, which has none)."""
+    location = site_catalog_location()
+    if isinstance(location, str):
+        raise CybershuttleError(f"the site catalog is the database {location}, not a file")
+    return location
+
+
 def current_user() -> str:
-    """Name of the active user (not validated against existing profiles)."""
-    user = os.environ.get("CYBERSHUTTLE_USER")
-    if user:
-        return names.validate(user, "user name (from CYBERSHUTTLE_USER)")
-    marker = home() / "current"
-    if marker.is_file():
-        user = marker.read_text().strip()
-        if user:
-            return names.validate(user, f"user name (from {marker})")
-    return names.validate(_login_name(), "user name (your login name)")
+    """The operating-system user this process runs as."""
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry (some containers): the uid is still one person
+        name = f"uid{os.geteuid()}"
+    return names.validate(name, "user name (your login name)")
 
 
 def active() -> Profile:
-    """The active user's profile, created on first use."""
+    """The user's profile, created on first use."""
     return _open(current_user())
 
 
-def initialize(user: str) -> tuple[Profile, bool]:
-    """Create (or reuse) `user`'s profile and make it the active one.
+def initialize(user: str | None = None) -> tuple[Profile, bool]:
+    """Create (or reuse) the user's profile. Returns it and whether it was newly created.
 
-    Returns the profile and whether it was newly created. Idempotent.
+    `user`, when given, must be the OS user: a profile cannot be made for, or switched to,
+    somebody else. Idempotent.
     """
-    names.validate(user, "user name")
-    created = not (home() / "users" / user).is_dir()
-    profile = _open(user)
-    marker = home() / "current"
-    if not marker.exists() or marker.read_text().strip() != user:
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(user + "\n")
-        os.replace(tmp, marker)
-    return profile, created
+    me = current_user()
+    if user is not None and user != me:
+        names.validate(user, "user name")
+        raise CybershuttleError(
+            f"you are {me} (your operating-system login), not {user}: Cybershuttle's user is the login; "
+            f"log in as {user} to use their profile, or run `initialize` without a name"
+        )
+    created = not (home() / "users" / me).is_dir()
+    return _open(me), created
 
 
 def _open(user: str) -> Profile:
@@ -99,17 +110,19 @@ def _open(user: str) -> Profile:
     root = home() / "users" / user
     _private_dir(root.parent)
     _private_dir(root)
-    site = site_catalog_path()
-    site.parent.mkdir(parents=True, exist_ok=True)
+    # The profile must be the user's own: a CYBERSHUTTLE_HOME inside someone else's files
+    # would mix two people's catalogs.
+    owner = root.stat().st_uid
+    if owner != os.geteuid():
+        raise CybershuttleError(
+            f"the profile {root} belongs to uid {owner}, not to you ({user}): set CYBERSHUTTLE_HOME to a "
+            "directory of your own"
+        )
+    site = site_catalog_location()
+    if isinstance(site, Path):
+        site.parent.mkdir(parents=True, exist_ok=True)
     return Profile(user=user, root=root, site_catalog=site)
 
 
 def _private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _login_name() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (some containers): fall back to the uid
-        return f"uid{os.getuid()}"

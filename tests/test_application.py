@@ -16,6 +16,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from cybershuttle import application, runtime, setupfile
 from cybershuttle.application import catalog, conda, conflicts, envmodules, lmod, modules, setup_edit
 from cybershuttle.errors import AlreadyExistsError, CybershuttleError, NotFoundError, SetupFileError
+from siteusers import site  # noqa: F401  (fixture)
 
 DATA = Path(__file__).parent / "data" / "cybershuttle_yml"
 
@@ -142,7 +143,9 @@ def test_pip_requirements_that_cannot_both_hold():
 
 
 # -- registered executables -----------------------------------------------------------------
-def test_registered_executables_private_and_public(cli, monkeypatch):
+def test_registered_executables_private_and_public(cli, monkeypatch, site):
+    # root (this process) and csother: two real OS users sharing the PostgreSQL site catalog
+    monkeypatch.setenv("CYBERSHUTTLE_SITE_CATALOG", site.url)
     res = cli("application", "register", "--name", "mytool", "--command", "~/bin/mytool --fast",
               "--description", "my own tool")
     assert res.code == 0 and "registered mytool (private)" in res.out
@@ -155,11 +158,14 @@ def test_registered_executables_private_and_public(cli, monkeypatch):
     with pytest.raises(CybershuttleError, match="nothing needs loading"):
         application.load("mytool", setup_file="cybershuttle.yml")
     # another user sees the public one only
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    others = {a.name for a in application.registered()}
-    assert others == {"shared"}
-    with pytest.raises(CybershuttleError, match="only its owner"):
-        application.unregister("shared")
+    bob = site.csother.python(
+        "from cybershuttle import application\n"
+        "from cybershuttle.errors import CybershuttleError\n"
+        "print(sorted(a.name for a in application.registered()))\n"
+        "try:\n    application.unregister('shared')\nexcept CybershuttleError as e:\n    print('refused:', e)\n")
+    assert bob.code == 0, bob.err
+    assert bob.out.splitlines()[0] == "['shared']"
+    assert "only its owner" in bob.out.splitlines()[1]
 
 
 # -- application load and the setup file ------------------------------------------------------

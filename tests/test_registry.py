@@ -10,7 +10,9 @@ import pytest
 
 from cybershuttle import profile, registry
 from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError, NotFoundError
-from cybershuttle.registry import Registry
+from cybershuttle.registry import SqliteRegistry as Registry
+
+from siteusers import site  # noqa: F401  (fixture)
 
 
 def test_added_entry_is_listed_and_read_back_with_its_data(tmp_path):
@@ -88,8 +90,7 @@ def test_old_schema_is_migrated_and_newer_schema_is_refused(tmp_path):
         Registry(path)
 
 
-def test_catalog_reads_private_and_public_and_private_shadows_nothing_silently(cs_home, monkeypatch):
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
+def test_catalog_reads_private_and_public_and_private_shadows_nothing_silently(cs_home):
     cat = registry.catalog()
     cat.add("dataset", "shared", {"x": 1}, public=True)
     cat.add("dataset", "mine", {"x": 2})
@@ -98,17 +99,38 @@ def test_catalog_reads_private_and_public_and_private_shadows_nothing_silently(c
         cat.add("dataset", "shared", {"x": 3})
 
 
-def test_public_entries_are_visible_to_other_users_but_only_the_owner_may_remove(cs_home, monkeypatch):
+def test_public_entries_are_visible_to_other_users_but_only_the_owner_may_remove(site):
+    made = site.csuser.python(
+        "from cybershuttle import registry\n"
+        "registry.catalog().add('model', 'bert', {}, public=True)\n"
+        "registry.catalog().add('model', 'alices-own', {})\n")
+    assert made.code == 0, made.err
+    seen = site.csother.python(
+        "from cybershuttle import registry\n"
+        "from cybershuttle.errors import CybershuttleError, NotFoundError\n"
+        "bob = registry.catalog()\n"
+        "print([(e.name, e.owner) for e in bob.list('model')])\n"
+        "try:\n    bob.remove('model', 'bert')\nexcept CybershuttleError as e:\n    print('refused:', e)\n"
+        "try:\n    bob.get('model', 'alices-own')\nexcept NotFoundError as e:\n    print('missing:', e)\n")
+    assert seen.code == 0, seen.err
+    lines = seen.out.splitlines()
+    assert lines[0] == "[('bert', 'csuser')]"
+    assert lines[1].startswith("refused:") and "belongs to csuser" in lines[1]
+    assert lines[2].startswith("missing:")
+
+
+def test_the_user_is_the_login_whatever_the_environment_says(cs_home, monkeypatch, cli):
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
     monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
-    registry.catalog().add("model", "bert", {}, public=True)
-    registry.catalog().add("model", "alices-own", {})
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    bob = registry.catalog()
-    assert [e.name for e in bob.list("model")] == ["bert"]
-    with pytest.raises(CybershuttleError, match="belongs to alice"):
-        bob.remove("model", "bert")
-    with pytest.raises(NotFoundError):
-        bob.get("model", "alices-own")
+    (cs_home).mkdir(parents=True, exist_ok=True)
+    (cs_home / "current").write_text("alice\n")  # the old marker file means nothing either
+    assert profile.current_user() == me
+    assert registry.catalog().add("dataset", "d", {}, public=True).owner == me
+    r = cli("dataset", "initialize", "alice", env={"CYBERSHUTTLE_USER": "alice"})
+    assert r.code == 1 and f"you are {me}" in r.err and "not alice" in r.err
+    assert not (cs_home / "users" / "alice").exists()
 
 
 def test_site_catalog_location_comes_from_the_environment(cs_home, tmp_path, monkeypatch):

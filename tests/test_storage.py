@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cybershuttle import ssh, storage
+from siteusers import site  # noqa: F401  (fixture)
 from cybershuttle.errors import (
     AlreadyExistsError,
     CybershuttleError,
@@ -120,22 +121,32 @@ def test_unknown_storage_in_a_copy_is_named(data, tmp_path):
 
 
 # -- privacy ---------------------------------------------------------------
-def test_private_storages_are_invisible_to_another_user(cli, data, monkeypatch):
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "alice")
-    storage.register("mine", str(data))
-    storage.register("shared", str(data), public=True)
-    assert [s.name for s in storage.list_all()] == ["mine", "shared"]
-    bob = {"CYBERSHUTTLE_USER": "bob"}
-    seen = json.loads(cli("storage", "ls", "--json", env=bob).out)
-    assert [(s["name"], s["public"], s["owner"]) for s in seen] == [("shared", True, "alice")]
-    monkeypatch.setenv("CYBERSHUTTLE_USER", "bob")
-    with pytest.raises(NotFoundError, match="no storage named 'mine'"):
-        storage.ls("mine:/")
-    with pytest.raises(NotFoundError):
-        storage.copy("mine:/a.csv", str(data.parent / "never"))
-    with pytest.raises(CybershuttleError, match="only its owner"):
-        storage.remove("shared")
-    assert storage.open("shared:/a.csv").read() == b"x,y\n1,2\n"  # public ones are readable by everyone
+def test_private_storages_are_invisible_to_another_user(data, site):
+    lab = site.shared_copy(data)
+    made = site.csuser.python(
+        "from cybershuttle import storage\n"
+        f"storage.register('mine', {str(lab)!r})\n"
+        f"storage.register('shared', {str(lab)!r}, public=True)\n"
+        "print([s.name for s in storage.list_all()])\n")
+    assert made.code == 0 and made.out.strip() == "['mine', 'shared']", made.err
+    seen = json.loads(site.csother.cli("storage", "ls", "--json").out)
+    assert [(s["name"], s["public"], s["owner"]) for s in seen] == [("shared", True, "csuser")]
+    bob = site.csother.python(
+        "from cybershuttle import storage\n"
+        "from cybershuttle.errors import CybershuttleError, NotFoundError\n"
+        "def refused(f, *a, kind=CybershuttleError):\n"
+        "    try:\n        f(*a)\n    except kind as e:\n        print(type(e).__name__, e)\n"
+        "    else:\n        print('ALLOWED')\n"
+        "refused(storage.ls, 'mine:/', kind=NotFoundError)\n"
+        f"refused(storage.copy, 'mine:/a.csv', {str(site.csother.cs_home / 'never')!r}, kind=NotFoundError)\n"
+        "refused(storage.remove, 'shared')\n"
+        "print(storage.open('shared:/a.csv').read())\n")
+    assert bob.code == 0, bob.err
+    lines = bob.out.splitlines()
+    assert lines[0].startswith("NotFoundError no storage named 'mine'")
+    assert lines[1].startswith("NotFoundError")
+    assert "only its owner" in lines[2]
+    assert lines[3] == "b'x,y\\n1,2\\n'"  # public ones are readable by everyone
 
 
 # -- read-only -------------------------------------------------------------

@@ -25,11 +25,12 @@ MODULES: dict[str, str] = {
     "module": "a uniform wrapper over a resource's module system (Lmod, Environment Modules)",
     "model": "AI and computational models: register, run for inference, load to modify",
     "setup": "check a cybershuttle.yml setup file and print what it asks for",
+    "site": "the site (public) catalog: where it is, its schema, `migrate` from SQLite to PostgreSQL",
 }
 
 _EXAMPLES = """\
 examples:
-  cybershuttle compute initialize alice
+  cybershuttle compute initialize
   cybershuttle storage ls --json
   cybershuttle setup validate cybershuttle.yml
   cybershuttle dataset register --name cifar10 --location https://host/cifar.tar.gz --after_download_command 'tar -xz'

@@ -56,9 +56,9 @@ class Group:
         self._initialize_hook = initialize
         self.verb(
             "initialize",
-            f"create (or reuse) a user's profile and make it active; registers the {name} defaults",
-            f"cybershuttle {name} initialize alice",
-            arg("user", help="the profile's user name"),
+            f"create (or reuse) your profile (you are your login user); registers the {name} defaults",
+            f"cybershuttle {name} initialize",
+            arg("user", nargs="?", help="your login name (optional; any other name is refused)"),
         )(self._initialize)
 
     def verb(self, name: str, help: str, example: str, *args: Arg, listing: bool = False) -> Callable[[Handler], Handler]:
@@ -91,7 +91,7 @@ class Group:
         from .. import profile
 
         prof, created = profile.initialize(args.user)
-        state = "created" if created else "already existed; now active"
+        state = "created" if created else "already existed"
         print(f"profile {prof.user!r} {state}: {prof.root}")
         for line in self._initialize_hook(prof.user) if self._initialize_hook else []:
             print(line)
