@@ -56,6 +56,7 @@ class CondaSpec:
     platform: str
     pip: tuple[str, ...] = ()
     tool: str = "auto"
+    requested: tuple[str, ...] = ()  # the specs as the file wrote them (shown by `envs list`; not hashed)
 
     @property
     def env_hash(self) -> str:
@@ -66,7 +67,8 @@ class CondaSpec:
     def builder_input(self) -> dict[str, Any]:
         return {"hash": self.env_hash, "envs_dir": "~/" + ENVS_DIR, "specs": list(self.specs),
                 "channels": [{"name": n, "url": u} for n, u in self.channels], "platform": self.platform,
-                "pip": list(self.pip), "tool": self.tool, "rattler": RATTLER_VERSION}
+                "pip": list(self.pip), "tool": self.tool, "rattler": RATTLER_VERSION,
+                "requested": list(self.requested or self.specs)}
 
 
 def validate_settings(value: Any, resource: str) -> dict[str, Any]:
@@ -138,7 +140,8 @@ def spec_for(conda: list[str] | tuple[str, ...], file_channels: list[str] | tupl
         specs.append(text)
     if pip and not any(package_name(s) == "python" for s in specs):
         specs.append("python")  # pip packages (and a kernel) need a Python in the environment
-    return CondaSpec(tuple(specs), tuple(channels), platform, tuple(pip), settings.get("tool", "auto"))
+    return CondaSpec(tuple(specs), tuple(channels), platform, tuple(pip), settings.get("tool", "auto"),
+                     tuple(" ".join(str(raw).split()) for raw in conda))
 
 
 def package_name(spec: str) -> str:
@@ -189,7 +192,8 @@ for name in sorted(os.listdir(envs)) if os.path.isdir(envs) else []:
         kind = "incomplete"
     du = subprocess.run(["du", "-sk", path], stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
     out.append({"hash": name, "kind": kind, "path": path, "size_kb": int(du[0]) if du else None,
-                "created": meta.get("created") or os.stat(path).st_mtime, "specs": meta.get("specs", []),
+                "created": meta.get("created") or os.stat(path).st_mtime,
+                "specs": meta.get("requested") or meta.get("specs", []),
                 "channels": [c.get("name") for c in meta.get("channels", [])], "pip": meta.get("pip", []),
                 "platform": meta.get("platform"), "tool": meta.get("tool"),
                 "packages": len(meta.get("packages", []))})

@@ -108,7 +108,8 @@ def build(spec):
                 _pip_install(spec, target)
             if target != final:
                 _fix_shebangs(target, final)
-            meta = {"hash": spec["hash"], "specs": spec["specs"], "channels": spec["channels"],
+            meta = {"hash": spec["hash"], "specs": spec["specs"], "requested": spec.get("requested", spec["specs"]),
+                    "channels": spec["channels"],
                     "platform": spec["platform"], "pip": spec.get("pip", []), "tool": tool,
                     "created": time.time(), "build_s": round(time.time() - t0, 2), "packages": records}
             with open(os.path.join(target, MARKER), "w") as fh:
