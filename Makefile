@@ -19,7 +19,7 @@ export YARN_NPM_REGISTRY_SERVER ?= $(NPM_REGISTRY)
 endif
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install lab test test-python cluster-start cluster-stop bench clean sidebar
+.PHONY: install lab test test-python cluster-start cluster-stop bench clean sidebar hub hub-env
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,26 @@ test: install sidebar $(CHROMIUM)
 	CS_CHROMIUM=$(CHROMIUM) $(JLPM) test:ui || status=$$?; \
 	bash $(CLUSTER) stop || true; \
 	exit $$status
+
+# The site's JupyterHub (deploy/jupyterhub/README.md), as root on 127.0.0.1:$(HUB_PORT): PAM logins,
+# each user's server as that user from the shared install $(HUB_ENV), the site catalog on PostgreSQL.
+# Who may log in: CS_HUB_USERS or CS_HUB_GROUPS (comma-separated).
+HUB_ENV  ?= /opt/cybershuttle
+HUB_PORT ?= 8000
+HUB_VARS := CS_HUB_USERS CS_HUB_GROUPS CS_HUB_ADMINS CS_HUB_STATE CS_HUB_API_PORT CS_HUB_PROXY_API_PORT \
+            CS_HUB_PROXY CYBERSHUTTLE_SITE_CATALOG
+
+# The shared install: a venv from the system python (users cannot run one under root's home),
+# readable by all, Cybershuttle as a wheel (not editable: users may not read this checkout).
+hub-env: sidebar
+	test -x $(HUB_ENV)/bin/python || $(SUDO) /usr/bin/python3 -m venv $(HUB_ENV)
+	$(SUDO) $(VENV)/bin/uv pip install -q --python $(HUB_ENV)/bin/python --reinstall-package cybershuttle '.[hub]'
+	$(SUDO) chmod -R a+rX $(HUB_ENV)
+
+hub: sidebar
+	test -x $(HUB_ENV)/bin/jupyterhub-singleuser || $(MAKE) hub-env
+	$(SUDO) env CS_HUB_ENV=$(HUB_ENV) CS_HUB_PORT=$(HUB_PORT) \
+	  $(foreach v,$(HUB_VARS),$(if $($(v)),$(v)='$($(v))')) bash deploy/jupyterhub/start.sh
 
 bench: install
 	$(PY) benchmarks/cli_startup.py

@@ -4,26 +4,13 @@
  * %request_runtime / %switch_runtime, live runtime state, layout restored, dark theme.
  */
 import { expect, Page, test } from '@playwright/test';
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { clusterEnv } from './cluster';
+
 const SHOTS = path.join(__dirname, '..', 'test-results', 'screenshots');
 const SECTIONS = ['storage', 'datasets', 'compute', 'sessions', 'applications', 'models'];
-
-/** The loopback cluster's settings, from the script that runs it. */
-function clusterEnv(): Record<string, string> {
-  const root = path.join(__dirname, '..', '..');
-  const out = execFileSync('bash', [path.join(root, 'tests/cluster/cluster.sh'), 'env'], { encoding: 'utf8' });
-  const env: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const match = /^export (\w+)=(.*)$/.exec(line.trim());
-    if (match) {
-      env[match[1]] = match[2].replace(/^'(.*)'$/, '$1');
-    }
-  }
-  return env;
-}
 
 async function shot(page: Page, name: string, selector?: string): Promise<void> {
   fs.mkdirSync(SHOTS, { recursive: true });

@@ -86,6 +86,7 @@ class Watcher:
                     before = self._states.get(key)
                     changed = before is None and (not first or _active(event))
                     changed = changed or (before is not None and before["state"] != event["state"])
+                    changed = changed or (before is not None and before.get("progress") != event.get("progress"))
                     if changed:
                         self._broadcast(event)
                 self._states = current
@@ -129,6 +130,13 @@ def poll_states() -> dict[Key, dict[str, Any]]:
                 message = str(exc)
         states[("runtime", rt.name)] = {"kind": "runtime", "name": rt.name, "resource": rt.resource,
                                         "job_id": rt.job_id, "state": state, "message": message}
+    # What a starting runtime's job is doing (building its conda environment can take minutes).
+    from cybershuttle.compute import environment
+
+    starting = {e["job_id"]: e for e in states.values()
+                if e["kind"] == "runtime" and e["state"] == "REQUESTED" and e.get("job_id") in by_id}
+    for job_id, line in environment.setup_progress([by_id[j] for j in starting if not by_id[j].final]).items():
+        starting[job_id]["progress"] = line
     return states
 
 
