@@ -404,6 +404,11 @@ class Catalog:
             entries = {e.name: e for e in self.public.list(kind, search)}
             entries.update({e.name: e for e in self.private.list(kind, search)})
             return [entries[n] for n in sorted(entries)]
+        # One scope empty (the usual case: a site catalog and no private entries of this kind):
+        # the other pages itself, one query (what a site catalog on a server needs).
+        for empty, other in ((self.private, self.public), (self.public, self.private)):
+            if not empty.names(kind, search, limit=1):
+                return other.list(kind, search, limit=limit, offset=offset)
         # Page over the names first (no JSON decoding), then read only the page's rows: a
         # page's names are one contiguous run in each scope's sorted list.
         end = None if limit is None else offset + limit
@@ -420,12 +425,15 @@ class Catalog:
 
     def count(self, kind: str, search: str | None = None) -> int:
         """How many entries `list(kind, search)` returns, without decoding them."""
-        small, large = sorted((self.private, self.public), key=lambda r: r.count(kind, search))
+        (small, small_n), (large, large_n) = sorted(
+            ((r, r.count(kind, search)) for r in (self.private, self.public)), key=lambda pair: pair[1])
+        if small_n == 0:
+            return large_n
         mine = small.names(kind, search)
         if len(mine) > 100:  # both scopes large: one set union
             return len(set(mine) | set(large.names(kind, search)))
         # usually a few private entries over a large site catalog: add those not shadowing one
-        return large.count(kind, search) + sum(1 for name in mine if large.find(kind, name) is None)
+        return large_n + sum(1 for name in mine if large.find(kind, name) is None)
 
     def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Entry:
         entry = self.get(kind, name)

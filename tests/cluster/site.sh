@@ -23,7 +23,7 @@ PG_DB=cybershuttle
 # What CYBERSHUTTLE_SITE_CATALOG is set to: a libpq URI whose host is the socket directory.
 PG_URI="postgresql:///$PG_DB?host=$PG_SOCK_DIR"
 
-SITE_VENV=$STATE/site           # the site-wide install (CS_TEST_CLI = $SITE_VENV/bin/cybershuttle)
+SITE_VENV=$STATE/site           # the site-wide install (CS_TEST_CLI = $SITE_VENV/bin/cybershuttle), a symlink
 # cluster.sh lives in tests/cluster/: the project is two levels up.
 SITE_SRC=$(realpath -- "$(dirname -- "${BASH_SOURCE[0]}")/../..")
 
@@ -106,26 +106,39 @@ site_sources_hash() {
         sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 
+# The venv is made anew under site-<hash> for each change of the sources and $SITE_VENV is a
+# symlink switched to it atomically: servers and tests running from the previous install
+# (a hub's user servers, a test's CLI) never see a half-installed package.  The previous
+# install is kept for them; older ones are removed.
 ensure_site_cli() {
-    local stamp=$SITE_VENV/.installed-from hash uv
+    local hash target uv old current
     hash=$(site_sources_hash)
-    [[ -x $SITE_VENV/bin/cybershuttle && -r $stamp && $(<"$stamp") == "$hash" ]] && return 0
-    say "site install: installing Cybershuttle into $SITE_VENV (log: $LOGS/site-install.log)"
-    # /usr/bin/python3, not the pyenv python: the test users cannot read root's home.
-    [[ -x $SITE_VENV/bin/python ]] || /usr/bin/python3 -m venv "$SITE_VENV" ||
-        die "cannot make the site venv $SITE_VENV (is python3-venv installed?)"
-    uv=$(command -v uv || true)
-    [[ -n $uv ]] || [[ ! -x $SITE_SRC/.venv/bin/uv ]] || uv=$SITE_SRC/.venv/bin/uv
-    [[ -n $uv ]] || { "$SITE_VENV/bin/python" -m pip install -q uv 9>&- >>"$LOGS/site-install.log" 2>&1 &&
-        uv=$SITE_VENV/bin/uv; } || die "cannot install uv into $SITE_VENV (see $LOGS/site-install.log)"
-    # Non-editable, and rebuilt from the sources (uv would otherwise reuse a cached wheel of
-    # this directory).  The [hub] extra: jupyterhub-singleuser for the hub's user servers.
-    (cd "$SITE_SRC" && "$uv" pip install --python "$SITE_VENV/bin/python" --reinstall-package cybershuttle \
-        --refresh-package cybershuttle "$SITE_SRC[hub]") 9>&- >>"$LOGS/site-install.log" 2>&1 ||
-        { tail -n 20 "$LOGS/site-install.log" >&2; die "installing Cybershuttle into $SITE_VENV failed"; }
-    chmod -R a+rX -- "$SITE_VENV"
-    printf '%s\n' "$hash" >"$stamp"
-    say "site install: $SITE_VENV/bin/cybershuttle"
+    target=$STATE/site-${hash:0:16}
+    [[ -L $SITE_VENV && $(readlink -- "$SITE_VENV") == "$target" && -e $target/.installed ]] && return 0
+    [[ ! -e $SITE_VENV || -L $SITE_VENV ]] || rm -rf -- "$SITE_VENV"   # a plain directory from before
+    if [[ ! -e $target/.installed ]]; then
+        say "site install: installing Cybershuttle into $target (log: $LOGS/site-install.log)"
+        rm -rf -- "$target"
+        # /usr/bin/python3, not the pyenv python: the test users cannot read root's home.
+        /usr/bin/python3 -m venv "$target" || die "cannot make the site venv $target (is python3-venv installed?)"
+        uv=$(command -v uv || true)
+        [[ -n $uv ]] || [[ ! -x $SITE_SRC/.venv/bin/uv ]] || uv=$SITE_SRC/.venv/bin/uv
+        [[ -n $uv ]] || { "$target/bin/python" -m pip install -q uv 9>&- >>"$LOGS/site-install.log" 2>&1 &&
+            uv=$target/bin/uv; } || die "cannot install uv into $target (see $LOGS/site-install.log)"
+        # Non-editable, and rebuilt from the sources (uv would otherwise reuse a cached wheel of
+        # this directory).  The [hub] extra: jupyterhub-singleuser for the hub's user servers.
+        (cd "$SITE_SRC" && "$uv" pip install --python "$target/bin/python" --reinstall-package cybershuttle \
+            --refresh-package cybershuttle "$SITE_SRC[hub]") 9>&- >>"$LOGS/site-install.log" 2>&1 ||
+            { tail -n 20 "$LOGS/site-install.log" >&2; die "installing Cybershuttle into $target failed"; }
+        chmod -R a+rX -- "$target"
+        touch -- "$target/.installed"
+    fi
+    current=$(readlink -- "$SITE_VENV" 2>/dev/null || true)
+    ln -sfn -- "$target" "$SITE_VENV.new" && mv -Tf -- "$SITE_VENV.new" "$SITE_VENV"
+    for old in "$STATE"/site-*; do
+        [[ $old == "$target" || $old == "$current" || ! -d $old ]] || rm -rf -- "$old"
+    done
+    say "site install: $SITE_VENV/bin/cybershuttle -> $target"
 }
 
 site_env() {
