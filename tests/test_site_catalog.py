@@ -357,3 +357,27 @@ def test_mount_table_types_of_cluster_filesystems_count_as_network():
     assert netfs.mount_type_of(Path("/gpfs/proj"), table) == "gpfs"
     assert netfs.mount_type_of(Path("/var/tmp"), table) == "ext4"
     assert {"nfs4", "lustre", "gpfs"} <= netfs.NETWORK_TYPES and "ext4" not in netfs.NETWORK_TYPES
+
+
+def test_schema_versions_migrate_by_the_administrator_and_a_newer_one_is_refused(site):
+    from cybershuttle.registry_postgres import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION >= 2
+    assert site.csuser.cli("dataset", "register", "--name", "kept", "--location", "/usr", "--public").code == 0
+    # Back to version 1 (no search indexes): a user may not migrate it, and is told who may.
+    assert site.psql("DROP INDEX entries_name_trgm, entries_data_trgm; UPDATE cybershuttle_schema SET version = 1"
+                     ).code == 0
+    r = site.csuser.cli("dataset", "list")
+    assert r.code == 1 and r.err.count("\n") == 1
+    assert f"has schema version 1 and this Cybershuttle needs {SCHEMA_VERSION}" in r.err
+    assert "administrator must run `cybershuttle site upgrade`" in r.err
+    up = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-i", "PATH=/usr/bin:/bin",
+                         f"CYBERSHUTTLE_SITE_CATALOG={site.url}", site.csuser.cli_path, "site", "upgrade"],
+                        capture_output=True, text=True, cwd="/", timeout=120)
+    assert up.returncode == 0 and f"schema version {SCHEMA_VERSION}" in up.stdout, up.stderr
+    assert site.psql("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'entries_%_trgm'").out.strip() == "2"
+    assert [d["name"] for d in json.loads(site.csother.cli("dataset", "list", "--json").out)] == ["kept"]
+    # A catalog made by a newer Cybershuttle is refused, not misread.
+    assert site.psql(f"UPDATE cybershuttle_schema SET version = {SCHEMA_VERSION + 1}").code == 0
+    r = site.csuser.cli("dataset", "list")
+    assert r.code == 1 and "newer than this Cybershuttle understands" in r.err
