@@ -75,6 +75,14 @@ def test_bad_resource_specs_are_refused_before_connecting(cluster, overrides, me
     assert [r.name for r in compute.list()] == []
 
 
+def test_local_is_registered_once_when_several_requests_want_it_at_once():
+    # A new user's server answers several sidebar lists at once, each registering `local` on first use.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: compute.register_local(), range(8)))
+    assert {r.name for r, _ in results} == {"local"} and sum(created for _, created in results) == 1
+    assert [r.name for r in compute.list_all()] == ["local"]
+
+
 def test_import_of_malformed_yaml_names_the_file_and_line(tmp_path):
     bad = tmp_path / "r.yml"
     bad.write_text("resources:\n  - name: x\n    kind: [slurm\n")

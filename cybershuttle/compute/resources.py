@@ -139,7 +139,15 @@ def register_local() -> tuple[Resource, bool]:
              "home": str(Path.home()), "hostname": socket.gethostname()}
     facts.update(_probe_tools(shell))
     resource = Resource("local", "local", python=sys.executable, facts=facts)
-    cat.add(KIND, "local", resource.to_data())
+    try:
+        cat.add(KIND, "local", resource.to_data())
+    except CybershuttleError:
+        # Registered meanwhile by another thread or process (a new user's server answers several
+        # sidebar lists at once, each wanting `local`): that one is as good.
+        existing = cat.find(KIND, "local")
+        if existing is None:
+            raise
+        return _from_entry(existing), False
     return resource, True
 
 
