@@ -160,3 +160,23 @@ def test_stopping_the_hub_stops_every_user_server(hub, users):
     hub.send_signal(signal.SIGTERM)
     hub.wait(timeout=60)
     assert _singleuser_owners() == {}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"CS_HUB_ENV": "/nonexistent/install"}, "no JupyterHub in /nonexistent/install"),
+    ({"CS_HUB_USERS": "", "CS_HUB_GROUPS": ""}, "nobody may log in: set CS_HUB_USERS"),
+    ({"CS_HUB_PROXY": "/nonexistent/chp"}, "configurable-http-proxy not found"),
+])
+def test_start_refuses_what_it_cannot_run_with_one_line(cluster, tmp_path, settings, message):
+    env = {**os.environ, "CS_HUB_ENV": str(Path(cluster.state_dir) / "site"), "CS_HUB_USERS": cluster.user,
+           "CS_HUB_STATE": str(tmp_path / "state"), **settings}
+    proc = subprocess.run(["bash", str(REPO / "deploy" / "jupyterhub" / "start.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "state").exists()  # nothing made on the way out
+
+
+def test_start_as_another_user_than_root_says_why_it_needs_root(cluster):
+    proc = subprocess.run(["runuser", "-u", cluster.user, "--", "bash", str(REPO / "deploy" / "jupyterhub" / "start.sh")],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 1 and "must run as root" in proc.stderr and "each user's server" in proc.stderr, proc.stderr
