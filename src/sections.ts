@@ -42,12 +42,34 @@ export interface SectionSpec {
   id: string;
   title: string;
   lists: ListSpec[];
+  /** Its rows carry job, run or runtime states: the state vocabulary is read when it is shown. */
+  usesStates?: boolean;
 }
 
-const FINAL_STATES = ['COMPLETED', 'SUCCEEDED', 'DEAD', 'FAILED', 'CANCELLED', 'TIMEOUT', 'DONE', 'ERROR', 'STOPPED', 'OUT_OF_MEMORY', 'NODE_FAIL'];
+/**
+ * Which states are final, as the server says (route `states`; compute/states.py is the one
+ * definition). Until it has answered, no state counts as final: actions stay offered and
+ * running things are still re-read, which is safe either way.
+ */
+let finalStates: Set<string> | null = null;
+let statesLoading: Promise<void> | null = null;
+
+export function loadStates(api: Api): Promise<void> {
+  if (!statesLoading) {
+    statesLoading = api.get<{ final: string[] }>('states').then(
+      vocabulary => {
+        finalStates = new Set(vocabulary.final);
+      },
+      () => {
+        statesLoading = null; // asked again by the next section that needs it
+      }
+    );
+  }
+  return statesLoading;
+}
 
 export function isFinal(state: unknown): boolean {
-  return FINAL_STATES.includes(String(state ?? '').toUpperCase());
+  return finalStates !== null && finalStates.has(String(state ?? '').toUpperCase());
 }
 
 function text(value: unknown): string {
@@ -267,6 +289,7 @@ async function showRuns(ctx: ActionContext, name: string, note = ''): Promise<vo
   ctx.show(`Runs of ${name}`, box);
   let runs = page.items;
   // Re-read while a run is still going and this pane is still shown.
+  await loadStates(ctx.api);
   while (runs.some(run => !isFinal(run.status)) && box.isConnected) {
     await new Promise(resolve => setTimeout(resolve, RUNS_REFRESH_MS));
     if (!box.isConnected) {
@@ -477,6 +500,7 @@ export const SECTIONS: SectionSpec[] = [
   },
   {
     id: 'compute',
+    usesStates: true,
     title: 'Compute',
     lists: [
       {
@@ -494,7 +518,9 @@ export const SECTIONS: SectionSpec[] = [
         label: 'Runtimes',
         route: 'runtimes',
         key: byName,
-        describe: item => [item.resource, item.host].filter(Boolean).join(' · '),
+        // While a runtime starts, its environment set-up (a conda build can take minutes) shows here.
+        describe: item =>
+          [item.resource, item.host, item.state === 'REQUESTED' ? item.progress : ''].filter(Boolean).join(' · '),
         badge: item => text(item.state ?? item.status ?? ''),
         actions: [
           {
@@ -536,6 +562,7 @@ export const SECTIONS: SectionSpec[] = [
   },
   {
     id: 'sessions',
+    usesStates: true,
     title: 'Sessions & Templates',
     lists: [
       {

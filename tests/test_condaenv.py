@@ -90,6 +90,7 @@ def _remote(command: str) -> str:
     return compute.get("condacluster").shell().run(command, timeout=60).stdout
 
 
+@pytest.mark.timeout(900)  # jobs may queue behind others on the 2-CPU cluster
 def test_a_runtime_starts_in_the_conda_environment_and_the_second_reuses_it(conda_cluster, tmp_path):
     setup = _write(tmp_path, "cybershuttle.yml", TEST_FILE)
     env_hash = _hash_of(setup, (runtime.KERNEL_REQUIREMENT,))
@@ -129,6 +130,7 @@ def test_a_runtime_starts_in_the_conda_environment_and_the_second_reuses_it(cond
                 pass
 
 
+@pytest.mark.timeout(900)  # jobs may queue behind others on the 2-CPU cluster
 def test_two_jobs_asking_at_once_build_the_environment_once(conda_cluster, tmp_path):
     setup = _write(tmp_path, "cybershuttle.yml", TEST_FILE.replace("csmath=0.1.0", "csmath=0.2.0"))
     env_hash = _hash_of(setup)
@@ -243,6 +245,7 @@ def test_every_real_setup_file_gets_an_environment_or_the_line_naming_what_the_c
     assert time.monotonic() - started < 600
 
 
+@pytest.mark.timeout(900)  # jobs may queue behind others on the 2-CPU cluster
 def test_modules_load_before_the_conda_environment_is_built_and_activated(conda_cluster, tmp_path):
     setup = _write(tmp_path, "cybershuttle.yml", "additional_dependencies:\n  modules: [hello/1.0]\n"
                    "  conda: [python, 'csmath>=0.2']\n")
@@ -265,3 +268,24 @@ def test_the_resources_own_conda_reports_missing_packages_in_one_line():
     assert envbuilder._conda_error(out, "") == "no channel has nosuchpkg, otherpkg"
     assert envbuilder._conda_error("", "error    libmamba Could not solve for environment specs\n  nothing provides x\n") \
         == "nothing provides x"
+
+
+@pytest.mark.timeout(900)
+def test_the_sidebars_event_stream_carries_a_starting_runtimes_environment_progress(conda_cluster, tmp_path):
+    from cybershuttle_server.handlers import events
+
+    setup = _write(tmp_path, "cybershuttle.yml", TEST_FILE.replace("csmath=0.1.0", "csmath") + "    - pip: [tomli]\n")
+    _forget(_hash_of(setup, (runtime.KERNEL_REQUIREMENT,)))
+    runtime.request("condaprog", "condacluster", cpus=1, setup_file=setup)
+    seen = []
+    try:
+        deadline = time.monotonic() + 600  # the job may queue behind others on the 2-CPU cluster
+        while time.monotonic() < deadline and not any("ready in" in line for line in seen):
+            event = events.poll_states()[("runtime", "condaprog")]
+            assert event["state"] == "REQUESTED", event
+            if event.get("progress") and event["progress"] not in seen:
+                seen.append(event["progress"])
+            time.sleep(0.3)
+        assert any(re.search(r"solving|linked|pip: |installing", line) for line in seen), seen
+    finally:
+        runtime.stop("condaprog")

@@ -141,3 +141,29 @@ def _builder_path(resource: Resource) -> str:
         return str(condaenv.BUILDER)
     digest = hashlib.sha256(condaenv.BUILDER.read_bytes()).hexdigest()[:12]
     return f".cybershuttle/bin/envbuilder-{digest}.py"
+
+
+def setup_progress(jobs: list) -> dict[str, str]:
+    """The latest environment set-up line (`cybershuttle: ...`) each job wrote, by job id.
+
+    For faces that poll (the sidebar's event stream) while a runtime's environment is
+    built: one command per resource, whatever the number of jobs.
+    """
+    from . import resources
+
+    by_resource: dict[str, list] = {}
+    for job in jobs:
+        by_resource.setdefault(job.resource, []).append(job)
+    out: dict[str, str] = {}
+    for name, items in by_resource.items():
+        parts = [f"printf '%s\\t' {shlex.quote(j.id)}; grep '^cybershuttle: ' {shlex.quote(j.log_path)} 2>/dev/null "
+                 f"| tail -n 1; echo" for j in items]
+        try:
+            text = resources.get(name).shell().run("; ".join(parts), check=False, timeout=30).stdout
+        except CybershuttleError:
+            continue  # unreachable now: the next poll tries again
+        for line in text.splitlines():
+            job_id, _, last = line.partition("\t")
+            if last.startswith("cybershuttle: "):
+                out[job_id] = last[len("cybershuttle: "):].strip()
+    return out

@@ -97,6 +97,18 @@ describe('Sidebar', () => {
     sidebar.onEvent('not json');
   });
 
+  it("shows a starting runtime's environment set-up from its events, then drops it when ready", async () => {
+    const runtimes = [{ name: 'conda', resource: 'hpc', state: 'REQUESTED' }];
+    const { sidebar } = build({ 'GET runtimes': () => ({ items: runtimes, total: runtimes.length }) }, { sections: ['compute'] });
+    await sidebar.list('runtimes')!.load();
+    const row = () => sidebar.node.querySelector('[data-list="runtimes"] [data-key="conda"]')!;
+    sidebar.onEvent(JSON.stringify({ kind: 'runtime', name: 'conda', state: 'REQUESTED', progress: 'linked 3 of 5 conda packages' }));
+    expect(row().textContent).toContain('hpc · linked 3 of 5 conda packages');
+    sidebar.onEvent(JSON.stringify({ kind: 'runtime', name: 'conda', state: 'READY', progress: 'conda environment ready' }));
+    expect(row().textContent).not.toContain('conda environment ready');
+    expect(row().querySelector('.cs-badge')!.textContent).toBe('READY');
+  });
+
   it('shows resource status and opens the registration form', async () => {
     const { sidebar, opened } = build({
       'GET compute': () => ({ items: [
@@ -270,5 +282,22 @@ describe('Sidebar', () => {
     await sidebar.refresh();
     expect(sidebar.node.querySelector('[data-list="storage"] .cs-List-error')!.textContent).toBe('storage catalog is locked: retry');
     expect(sidebar.node.querySelector('[data-list="models"] .cs-List-error')!.textContent).toBe('');
+  });
+
+  it('reads which states are final from the server, once', async () => {
+    const runtimes = [{ name: 'up', resource: 'hpc', state: 'READY' }, { name: 'gone', resource: 'hpc', state: 'DEAD' }];
+    const { sidebar, calls } = build({
+      'GET states': () => ({ states: [], final: ['DEAD', 'STOPPED', 'COMPLETED'], active: ['READY', 'REQUESTED', 'RUNNING'] }),
+      'GET runtimes': () => ({ items: runtimes, total: runtimes.length })
+    }, { sections: ['compute'] });
+    await sidebar.list('runtimes')!.load();
+    await flush();
+    const buttons = (key: string) =>
+      [...sidebar.node.querySelectorAll(`[data-list="runtimes"] [data-key="${key}"] button`)].map(b => b.textContent);
+    expect(buttons('up')).toContain('Stop');
+    expect(buttons('gone')).not.toContain('Stop');
+    expect(calls.filter(c => c.path === 'states')).toHaveLength(1);
+    const second = build({}, { sections: ['compute', 'sessions'] });
+    expect(second.calls.filter(c => c.path === 'states')).toHaveLength(0);
   });
 });
