@@ -100,7 +100,10 @@ class Registry(ABC):
 
     @abstractmethod
     def list(self, kind: str, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Entry]:
-        """Entries of one kind sorted by name (byte order); `search` filters name and data text; `limit`/`offset` page."""
+        """Entries of one kind sorted by name (byte order).
+
+        `search` filters name and data text (case-insensitive); `limit`/`offset` page.
+        """
 
     @abstractmethod
     def names(self, kind: str, search: str | None = None, *, limit: int | None = None) -> list[str]:

@@ -85,6 +85,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX entries_name_trgm ON entries USING gin (name gin_trgm_ops);
     CREATE INDEX entries_data_trgm ON entries USING gin (data gin_trgm_ops);
     """,
+    # The stamping trigger runs with the writer's rights: it must not resolve a name through a
+    # schema the writer controls.
+    """
+    ALTER FUNCTION entries_stamp() SET search_path = pg_catalog, pg_temp;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: pg_advisory_xact_lock key serialising concurrent migrations ("cyshuttl" as an int).
@@ -380,7 +385,8 @@ def migrate_from_sqlite(target: Registry, source: str | os.PathLike[str]) -> lis
             f"owners; run `cybershuttle site migrate` as the role that owns {target.location}'s tables")
     taken = target.import_entries(entries)
     if taken:
-        shown = ", ".join(f"{k} {n!r}" for k, n in taken[:20]) + (f" and {len(taken) - 20} more" if len(taken) > 20 else "")
+        shown = ", ".join(f"{k} {n!r}" for k, n in taken[:20])
+        shown += f" and {len(taken) - 20} more" if len(taken) > 20 else ""
         raise CybershuttleError(
             f"{len(taken)} entr{'y' if len(taken) == 1 else 'ies'} of {source} already exist in the site catalog "
             f"{target.location}: {shown}; nothing was migrated (remove or rename them, then migrate again)")
