@@ -164,6 +164,8 @@ def preamble(spec: CondaSpec, python: str, builder: str) -> list[str]:
     return [
         f"CS_ENV={env}",
         f'if [ ! -e "$CS_ENV/{MARKER}" ]; then',
+        f"  [ -f {builder} ] || {{ echo 'cybershuttle: error: the environment builder is missing on this resource "
+        "(removed since this session checked): request again' >&2; exit 98; }",
         f"  {shlex.quote(python)} {builder} build {shlex.quote(json.dumps(spec.builder_input()))} || exit 98",
         "fi",
         # What `conda activate` does for a job: the prefix first on PATH, then the packages'

@@ -107,6 +107,11 @@ def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile |
         return env
     probe = []
     builder = _builder_path(resource) if conda else ""
+    known = _probed.get((resource.name, resource.host, builder)) if conda else None
+    if known is not None and not env.modules:
+        # Probed before by this process: the platform does not change and the builder was there
+        # (the preamble says so in one line if it has gone since), so no round trip at all.
+        return _with_conda(resource, env, conda, known, builder)
     if conda:
         probe.append('echo "uname=$(uname -s) $(uname -m)"')
         if resource.remote:
@@ -127,10 +132,18 @@ def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile |
     if not conda:
         return env
     system, _, machine = next((v for k, _, v in values if k == "uname"), "Linux x86_64").partition(" ")
-    spec = condaenv.spec_for(conda, env.channels, env.pip, condaenv.platform_of(machine, system),
-                             getattr(resource, "conda", None) or {})
     if any(k == "nobuilder" for k, _, _ in values):
         write_file(shell, f"{resource.facts.get('home') or '.'}/{builder}", condaenv.BUILDER.read_bytes(), 0o700)
+    platform = condaenv.platform_of(machine, system)
+    _probed[(resource.name, resource.host, builder)] = platform
+    return _with_conda(resource, env, conda, platform, builder)
+
+
+_probed: dict[tuple[str, str | None, str], str] = {}  # (resource, host, builder) -> platform
+
+
+def _with_conda(resource: Resource, env: Environment, conda: list[str], platform: str, builder: str) -> Environment:
+    spec = condaenv.spec_for(conda, env.channels, env.pip, platform, getattr(resource, "conda", None) or {})
     where = f'"$HOME"/{shlex.quote(builder)}' if resource.remote else shlex.quote(builder)
     return replace(env, conda=spec, builder=where)
 
