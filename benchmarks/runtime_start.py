@@ -21,18 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
 
-CONDA_FILE = """project: {name: runtime_start benchmark}
-environment:
-  channels: [conda-forge]
-  dependencies:
-    - python=3.11
-    - pip
-    - csmath=0.1.0
-    - csstats
-    - cstools::cshello=1.0
-    - pip:
-        - iniconfig
-"""
+CONDA_FILE = (Path(__file__).resolve().parent.parent / "tests" / "data" / "conda_environment.yml").read_text()
 
 
 def run(kc, code: str) -> None:

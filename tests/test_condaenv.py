@@ -21,21 +21,10 @@ from cybershuttle import compute, runtime
 from cybershuttle.compute import condaenv
 from cybershuttle.errors import CybershuttleError
 
-REAL_FILES = sorted((Path(__file__).resolve().parents[2] / "shared" / "data" / "cybershuttle_yml").glob("*.yml")) or \
-    sorted((Path(__file__).parent / "data").glob("*__*.yml"))
+# The real setup files (shared/data's, copied unchanged into tests/data).
+REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))
 
-TEST_FILE = """project: {name: conda environment test}
-environment:
-  channels: [conda-forge]
-  dependencies:
-    - python=3.11
-    - pip
-    - csmath=0.1.0
-    - csstats
-    - cstools::cshello=1.0
-    - pip:
-        - iniconfig
-"""
+TEST_FILE = (Path(__file__).parent / "data" / "conda_environment.yml").read_text()
 
 
 @pytest.fixture
