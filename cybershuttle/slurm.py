@@ -1021,3 +1021,87 @@ def _parse_sacct_text(text: str) -> list[_AcctRecord]:
             by_id[rec.job_id] = rec
             out.append(rec)
     return out
+
+
+# ----------------------------------------------------------------------------- job arrays (template sweeps)
+# What a sweep asks before packing its points into array tasks, and while it watches them.
+# Kept together so a scheduler package can take the block over whole.
+
+
+@dataclass(frozen=True)
+class ArrayLimits:
+    """The site's and the caller's limits that bound a job array (None: no limit known)."""
+
+    max_array_size: int | None  # MaxArraySize: task ids must stay below it
+    max_job_count: int | None  # MaxJobCount: jobs the controller holds at once (array tasks count)
+    user_max_jobs: int | None  # the caller's association: jobs running at once
+    user_max_submit: int | None  # the caller's association: jobs queued and running
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PartitionCpus:
+    partition: str
+    idle: int
+    total: int
+
+
+def array_limits(shell: Shell) -> ArrayLimits:
+    """MaxArraySize and MaxJobCount from `scontrol show config`, and the caller's job limits from its
+    association (sacctmgr; none where the site has no accounting)."""
+    config = _run(shell, "scontrol show config")
+    values: dict[str, int | None] = {"MaxArraySize": None, "MaxJobCount": None}
+    for line in config.stdout.splitlines() if config.ok else []:
+        key, _, value = line.partition("=")
+        if key.strip() in values and value.strip().isdigit():
+            values[key.strip()] = int(value.strip())
+    assoc = _run(shell, 'sacctmgr -nP show assoc where user="$(id -un)" format=MaxJobs,MaxSubmit')
+    jobs: list[int] = []
+    submit: list[int] = []
+    for line in assoc.stdout.splitlines() if assoc.ok else []:
+        max_jobs, _, max_submit = line.strip().partition("|")
+        jobs += [int(max_jobs)] if max_jobs.isdigit() else []
+        submit += [int(max_submit)] if max_submit.isdigit() else []
+    return ArrayLimits(values["MaxArraySize"], values["MaxJobCount"], min(jobs) if jobs else None,
+                       min(submit) if submit else None)
+
+
+def partition_cpus(shell: Shell, partition: str | None) -> PartitionCpus:
+    """Idle and total CPUs of `partition` (None: the default one), from `sinfo -o %C`."""
+    result = _run(shell, "sinfo -h -o '%P|%C'")
+    rows = []
+    for line in result.stdout.splitlines() if result.ok else []:
+        name, _, cpus = line.strip().partition("|")
+        counts = cpus.split("/")  # allocated/idle/other/total
+        if len(counts) == 4 and all(c.isdigit() for c in counts):
+            rows.append((name, int(counts[1]), int(counts[3])))
+    for name, idle, total in rows:
+        if (partition is None and name.endswith("*")) or name.rstrip("*") == partition:
+            return PartitionCpus(name.rstrip("*"), idle, total)
+    raise RemoteCommandError(f"cannot read the CPUs of partition {partition or '(default)'}: `sinfo -o %C` gave "
+                             f"{_describe(result)}")
+
+
+def pending_places(shell: Shell, array_ids: list[str]) -> dict[str, tuple[int | None, float | None]]:
+    """For every pending task of the arrays `array_ids`: ("<array>_<task>" ->) its 1-based position among
+    its partition's pending jobs (highest priority first) and Slurm's expected start (`squeue --start`)."""
+    ids = _validate_ids(array_ids)
+    if not ids:
+        return {}
+    out = _run(shell, f"squeue -h -r -t PD --sort=-p,i -o '%i|%P'; echo '--'; "
+                      f"{_TEXT_ENV} squeue --start -h -r -j {','.join(ids)} -o '%i|%S'").stdout
+    queue, _, starts = out.partition("--\n")
+    seen: dict[str, int] = {}
+    places: dict[str, tuple[int | None, float | None]] = {}
+    for line in queue.splitlines():
+        jid, _, partition = line.strip().partition("|")
+        seen[partition] = seen.get(partition, 0) + 1
+        if jid.partition("_")[0] in ids:
+            places[jid] = (seen[partition], None)
+    for line in starts.splitlines():
+        jid, _, start = line.strip().partition("|")
+        if jid in places:
+            places[jid] = (places[jid][0], _ts(start))
+    return places
