@@ -4,6 +4,7 @@
  * (a listing, logs, a form) appears in the section's detail pane.
  */
 import { Api, seg } from './api';
+import { showRuns } from './runsView';
 import { Param, SpecForm } from './specForm';
 
 /** What an action may do to the sidebar. */
@@ -15,6 +16,8 @@ export interface ActionContext {
   reload(listId: string): void;
   /** Opens the compute-resource registration form. */
   openRegisterForm(): void;
+  /** Calls `listener` with every server-sent event until the returned function is called. */
+  subscribe?(listener: (event: Record<string, any>) => void): () => void;
 }
 
 export interface ActionSpec {
@@ -240,68 +243,6 @@ function publishForm(ctx: ActionContext): void {
 }
 
 // -- Templates ------------------------------------------------------------
-/** Runs as compact entries (the sidebar is narrow): id and state, then resource, start, outputs. */
-export function runsTable(runs: any[]): HTMLElement {
-  const list = document.createElement('ul');
-  list.className = 'cs-runs';
-  if (!runs.length) {
-    list.textContent = 'no runs yet';
-  }
-  for (const run of runs) {
-    const item = document.createElement('li');
-    item.className = 'cs-run';
-    item.dataset.run = text(run.id);
-    item.dataset.status = text(run.status);
-    const head = document.createElement('div');
-    head.className = 'cs-run-head';
-    const id = document.createElement('span');
-    id.className = 'cs-run-id';
-    id.textContent = text(run.id);
-    id.title = text(run.id);
-    const badge = document.createElement('span');
-    badge.className = 'cs-badge';
-    badge.dataset.state = text(run.status).toLowerCase();
-    badge.textContent = text(run.status);
-    head.append(id, badge);
-    const info = document.createElement('div');
-    info.className = 'cs-run-info';
-    const started = typeof run.started === 'number' ? new Date(run.started * 1000).toLocaleTimeString() : text(run.started);
-    const outputs = run.outputs && Object.keys(run.outputs).length ? JSON.stringify(run.outputs) : text(run.error);
-    info.textContent = [run.resource, started, outputs].filter(Boolean).join(' · ');
-    item.append(head, info);
-    list.appendChild(item);
-  }
-  return list;
-}
-
-/** How often the runs pane re-reads runs that have not ended (runs have no event stream). */
-export const RUNS_REFRESH_MS = 2000;
-
-async function showRuns(ctx: ActionContext, name: string, note = ''): Promise<void> {
-  const page = await ctx.api.list(`templates/${seg(name)}/runs`);
-  const box = document.createElement('div');
-  box.className = 'cs-runs-box';
-  if (note) {
-    box.appendChild(pre(note));
-  }
-  let table = runsTable(page.items);
-  box.appendChild(table);
-  ctx.show(`Runs of ${name}`, box);
-  let runs = page.items;
-  // Re-read while a run is still going and this pane is still shown.
-  await loadStates(ctx.api);
-  while (runs.some(run => !isFinal(run.status)) && box.isConnected) {
-    await new Promise(resolve => setTimeout(resolve, RUNS_REFRESH_MS));
-    if (!box.isConnected) {
-      break;
-    }
-    runs = (await ctx.api.list(`templates/${seg(name)}/runs`)).items;
-    const fresh = runsTable(runs);
-    table.replaceWith(fresh);
-    table = fresh;
-  }
-}
-
 async function templateRunForm(ctx: ActionContext, name: string): Promise<void> {
   const template = await ctx.api.get(`templates/${seg(name)}`);
   const params: Param[] = template.spec ?? template.parameters ?? [];

@@ -264,6 +264,8 @@ export class Sidebar {
   readonly sections: SectionView[];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private events: EventSource | undefined;
+  /** Panes that follow events themselves (a template's runs and sweeps). */
+  private readonly listeners = new Set<(event: Record<string, any>) => void>();
 
   constructor(private readonly options: SidebarOptions) {
     this.node = document.createElement('div');
@@ -280,7 +282,11 @@ export class Sidebar {
     const base = {
       api: options.api,
       openRegisterForm: options.openRegisterForm,
-      reload: (id: string) => void this.list(id)?.load()
+      reload: (id: string) => void this.list(id)?.load(),
+      subscribe: (listener: (event: Record<string, any>) => void) => {
+        this.listeners.add(listener);
+        return () => void this.listeners.delete(listener);
+      }
     };
     const wanted = options.sections;
     this.sections = SECTIONS.filter(s => !wanted || wanted.includes(s.id)).map(
@@ -327,6 +333,9 @@ export class Sidebar {
       event = JSON.parse(data);
     } catch {
       return;
+    }
+    for (const listener of [...this.listeners]) {
+      listener(event);
     }
     const target = { job: 'jobs', runtime: 'runtimes', resource: 'compute' }[String(event.kind)];
     const list = target ? this.list(target) : undefined;

@@ -1,4 +1,3 @@
-import { RUNS_REFRESH_MS } from '../sections';
 import { Sidebar } from '../sidebar';
 import { fakeApi, flush, pagedRoute } from './helpers';
 
@@ -158,7 +157,12 @@ describe('Sidebar', () => {
     await new Promise(r => setTimeout(r, 10));
     expect(calls.find(c => c.method === 'POST')!.body).toEqual({ inputs: { steps: 5 }, resource: 'local', wait: false });
     expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('RUNNING');
-    await new Promise(r => setTimeout(r, RUNS_REFRESH_MS + 100));
+    // The pane does not poll: the run's end arrives as an event, and the runs are read once more.
+    await new Promise(r => setTimeout(r, 100));
+    expect(reads).toBe(1);
+    sidebar.onEvent(JSON.stringify({ kind: 'run', id: 'sim-1', template: 'sim', state: 'COMPLETED', final: true }));
+    await flush();
+    await flush();
     expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('COMPLETED');
     expect(detail.querySelector('.cs-run[data-run="sim-1"]')!.textContent).toContain('{"area":25}');
     // Ended: no more reads.
