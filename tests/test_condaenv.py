@@ -111,6 +111,8 @@ def test_a_runtime_starts_in_the_conda_environment_and_the_second_reuses_it(cond
         listed = {e["hash"]: e for e in condaenv.list_envs("condacluster")}
         assert listed[env_hash]["kind"] == "conda" and listed[env_hash]["size_kb"] > 0
         assert listed[env_hash]["channels"] == ["conda-forge", "cstools"]
+        with pytest.raises(CybershuttleError, match=f"environment {env_hash} is in use by job"):
+            condaenv.remove_env("condacluster", env_hash)  # a running kernel's environment stays
     finally:
         for name in ("condart1", "condart2"):
             try:
