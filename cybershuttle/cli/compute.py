@@ -271,13 +271,13 @@ def _kernelspec(args: argparse.Namespace) -> None:
 def _envs(args: argparse.Namespace) -> int:
     from .. import compute
     from ..compute import condaenv
-    from ..errors import CybershuttleError
+    from ..errors import UsageError
 
     if args.action != "list" and not args.resource:
-        raise CybershuttleError(f"`compute envs {args.action}` needs --resource R")
+        raise UsageError(f"`compute envs {args.action}` needs --resource R")
     if args.action == "build":
         if not args.setup_file:
-            raise CybershuttleError("`compute envs build` needs --setup-file cybershuttle.yml")
+            raise UsageError("`compute envs build` needs --setup-file cybershuttle.yml")
         entry = condaenv.build(args.resource, args.setup_file,
                                progress=None if args.json else lambda s: print(s, file=sys.stderr, flush=True))
         if args.json:
@@ -288,7 +288,7 @@ def _envs(args: argparse.Namespace) -> int:
         return 0
     if args.action == "rm":
         if not args.hash:
-            raise CybershuttleError("name the environment(s) to remove: see `cybershuttle compute envs list`")
+            raise UsageError("name the environment(s) to remove: see `cybershuttle compute envs list`")
         removed = [condaenv.remove_env(args.resource, h, force=args.force) for h in args.hash]
         if args.json:
             print_json(removed)
