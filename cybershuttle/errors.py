@@ -13,6 +13,15 @@ class CybershuttleError(Exception):
     exit_code: int = 1
     #: HTTP status the REST API uses for this kind of error
     http_status: int = 400
+    #: What the user can do next, as (action, subject), e.g. ("runtime.request", "hpc"). The core
+    #: names the action; each front end words it in its own syntax (a magic, a CLI verb), so a core
+    #: message never shows one front end's commands to another's users. None: nothing to add.
+    next_step: tuple[str, str] | None = None
+
+    def __init__(self, *args: object, next_step: tuple[str, str] | None = None) -> None:
+        super().__init__(*args)
+        if next_step is not None:
+            self.next_step = next_step
 
 
 class UsageError(CybershuttleError):

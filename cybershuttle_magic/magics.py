@@ -57,7 +57,6 @@ class CybershuttleMagics(Magics):
         super().__init__(shell)
         self.active: str | None = None
         self._clients: dict[str, Any] = {}
-        self._subprocesses: dict[str, int] = {}
         self._bypass = False
         shell.input_transformers_cleanup.append(self._route_cell)
 
@@ -200,8 +199,7 @@ class CybershuttleMagics(Magics):
             print(f"loaded {result.item} in {result.runtime}; modules: {', '.join(result.loaded) or 'none'}")
 
     def _request(self, line: str) -> None:
-        from cybershuttle import compute, runtime, setupfile
-        from cybershuttle.compute import request as requests
+        from cybershuttle.runtime import plan as plans
 
         p = _parser("request_runtime", "start (or re-attach to) a runtime")
         p.add_argument("name")
@@ -216,29 +214,15 @@ class CybershuttleMagics(Magics):
         p.add_argument("--file", "--setup_file", "--setup-file", dest="file")
         p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
         args = p.parse_args(_split(line))
-        resource, partition = args.resource, args.partition
-        if args.use:
-            from cybershuttle.compute import soonest
-
-            resource, partition = soonest(args.use, partition)
-        if not resource:
+        if not args.resource and not args.use:
             raise MagicUsageError(f"%request_runtime {args.name}: say where with --resource R or --use R:PARTITION")
-        setup = setupfile.load(args.file) if args.file else None
-        res = compute.get(resource)
-        req = requests.resolve(res, cpus=args.cpus, memory=args.memory, gpus=args.gpus, walltime=args.walltime,
-                               partition=partition, account=args.account, setup=setup)
+        plan = plans.plan(args.name, resource=args.resource, use=args.use, cpus=args.cpus, memory=args.memory,
+                          gpus=args.gpus, walltime=args.walltime, partition=args.partition, account=args.account,
+                          setup_file=args.file)
         if args.dry_run:
-            _print_dry_run(args.name, res, req, setup)
+            print("\n".join(plans.describe(plan)))
             return
-        rt, reattached = runtime.request(args.name, resource, cpus=req.cpus, memory=req.memory_mb, gpus=req.gpus,
-                                         walltime=req.walltime, partition=req.partition, account=req.account,
-                                         setup_file=args.file)
-        if reattached:
-            print(f"Re-attached to runtime {rt.name} on {rt.resource} (job {rt.job_id}, still running)")
-        else:
-            print(f"Requested runtime {rt.name} {req.summary(res)} as job {rt.job_id}")
-        for note in req.notes:
-            print(f"note: {note}")
+        print("\n".join(plans.report(plan, *plans.request_planned(plan))))
 
     def _wait(self, line: str) -> None:
         p = _parser("wait_for_runtime", "wait until a runtime is ready")
@@ -285,14 +269,13 @@ class CybershuttleMagics(Magics):
         p = _parser("restart_runtime", "restart a runtime's kernel")
         p.add_argument("name")
         args = p.parse_args(_split(line))
-        rt = runtime.get(args.name)
+        runtime.get(args.name)
         self._drop_client(args.name)
-        runtime.stop(args.name)
-        req = rt.request
-        runtime.request(args.name, rt.resource, cpus=req.get("cpus"), memory=req.get("memory_mb"),
-                        gpus=req.get("gpus"), walltime=req.get("walltime"), partition=req.get("partition"),
-                        account=req.get("account"), setup_file=rt.setup_file)
-        self._wait_ready(args.name, live=True, timeout=600.0)
+        start = time.monotonic()
+        handle = _Status(True)
+        rt = runtime.restart(args.name, progress=lambda s: handle.update(
+            f"runtime {args.name}: {s} ({time.monotonic() - start:.1f} s)"))
+        handle.update(f"runtime {args.name} is ready on {rt.resource} ({time.monotonic() - start:.1f} s)")
         print(f"Runtime {args.name} restarted with a fresh kernel")
 
     def _stop(self, line: str) -> None:
@@ -301,13 +284,8 @@ class CybershuttleMagics(Magics):
         p = _parser("stop_runtime", "stop a runtime")
         p.add_argument("name")
         args = p.parse_args(_split(line))
-        from cybershuttle.runtime import tunnels
-
-        if args.name in self._subprocesses:
-            self._kill_subprocess(args.name)
-        tunnels.close_tunnels(args.name)
         self._drop_client(args.name)
-        rt = runtime.stop(args.name)
+        rt = runtime.stop(args.name)  # its subprocess and tunnels too
         if self.active == args.name:
             self.active = None
             print(f"Runtime {rt.name} stopped; cells now run locally")
@@ -319,43 +297,34 @@ class CybershuttleMagics(Magics):
 
         items = runtime.list_all()
         if not items:
-            print("No runtimes: start one with %request_runtime NAME --resource R")
+            print("No runtimes: start one with " + _NEXT_STEPS["runtime.request"].format("NAME"))
             return
         for rt in items:
             mark = "*" if rt.name == self.active else " "
             print(f"{mark} {rt.name:16} {rt.state:9} {rt.resource:14} job {rt.job_id}")
 
     def _run_subprocess(self, line: str) -> None:
+        from cybershuttle import runtime
+        from cybershuttle.runtime import tunnels
+
         p = _parser("run_subprocess", "start a background process on a runtime's host")
         p.add_argument("name")
         p.add_argument("--command", required=True)
         p.add_argument("--ports", "--forward", dest="ports", default="")
         args = p.parse_args(_split(line))
-        if args.name in self._subprocesses:
-            raise MagicUsageError(f"runtime {args.name} already runs a subprocess: %kill_subprocess {args.name} first")
-        code = ("import subprocess as _cs_sp, os as _cs_os\n"
-                f"_cs_log = open(_cs_os.path.expanduser('~/.cybershuttle-subprocess-{args.name}.log'), 'ab')\n"
-                f"_cs_proc = _cs_sp.Popen(['bash', '-lc', {args.command!r}], stdout=_cs_log, stderr=_cs_sp.STDOUT, "
-                "stdin=_cs_sp.DEVNULL, start_new_session=True)\nprint(_cs_proc.pid)")
-        pid = int(self._quiet(args.name, code).strip().splitlines()[-1])
-        self._subprocesses[args.name] = pid
-        print(f"started on {args.name} (pid {pid}): {args.command}")
-        if args.ports:
-            self._open_tunnels(f"{args.name} --forward={args.ports}")
+        started = runtime.start_subprocess(args.name, args.command, ports=tunnels.parse_ports(args.ports))
+        print(f"started on {args.name} (pid {started['pid']}): {args.command}")
+        for remote, local in started["ports"].items():
+            print(f"{args.name}:{remote} -> http://127.0.0.1:{local}")
 
     def _kill_subprocess(self, line: str) -> None:
-        from cybershuttle.runtime import tunnels
+        from cybershuttle import runtime
 
         p = _parser("kill_subprocess", "stop a runtime's background process")
         p.add_argument("name")
         args = p.parse_args(_split(line))
-        pid = self._subprocesses.pop(args.name, None)
-        if pid is None:
-            raise MagicUsageError(f"no subprocess started on {args.name} from this notebook")
-        self._quiet(args.name, f"import os as _cs_os, signal as _cs_sig\ntry:\n    _cs_os.killpg({pid}, _cs_sig.SIGTERM)\n"
-                               "except ProcessLookupError:\n    pass")
-        tunnels.close_tunnels(args.name)
-        print(f"stopped the subprocess on {args.name} (pid {pid}) and closed its tunnels")
+        stopped = runtime.stop_subprocess(args.name)
+        print(f"stopped the subprocess on {args.name} (pid {stopped['pid']}) and closed its tunnels")
 
     def _open_tunnels(self, line: str) -> None:
         from cybershuttle.runtime import tunnels
@@ -377,21 +346,6 @@ class CybershuttleMagics(Magics):
         closed = tunnels.close_tunnels(args.name)
         print(f"closed {len(closed)} tunnel(s) of {args.name}")
 
-    def _quiet(self, name: str, code: str) -> str:
-        """Run `code` on runtime `name` without showing it; returns its stdout."""
-        out: list[str] = []
-
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append("")
-
-        reply = self._client(name).execute_interactive(code, output_hook=hook, timeout=120, store_history=False)
-        if reply["content"]["status"] != "ok":
-            raise MagicUsageError(f"on {name}: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
-        return "".join(out)
-
     def _open_web_terminal(self, line: str) -> None:
         from . import terminal
 
@@ -407,7 +361,7 @@ class CybershuttleMagics(Magics):
         print(f"terminal {name} opened on {args.name}: {url}")
 
     def _copy_data(self, line: str) -> None:
-        from cybershuttle.runtime import transfer
+        from cybershuttle import runtime
 
         words = _split(line)
         named = dict(w.split("=", 1) for w in words if w.startswith(("source=", "target=")))
@@ -416,8 +370,8 @@ class CybershuttleMagics(Magics):
         target = named.get("target") or (plain.pop(0) if plain else None)
         if not source or not target or plain:
             raise MagicUsageError("usage: %copy_data source=RUNTIME:path target=RUNTIME:path (`local` is this machine)")
-        result = transfer.copy(source, target)
-        print(f"copied {result.files} file(s), {result.bytes} bytes: {source} -> {target.split(':', 1)[0]}:{result.target}")
+        result = runtime.copy(source, target)
+        print(f"copied {result.files} file(s), {result.bytes} bytes: {source} -> {result.target}")
 
     def _authenticate(self, line: str) -> None:
         from cybershuttle import compute, ssh
@@ -506,19 +460,18 @@ def _split(line: str) -> list[str]:
     return shlex.split(line, comments=True)
 
 
+#: How the magics word a next step the core suggests (CybershuttleError.next_step).
+_NEXT_STEPS = {
+    "runtime.request": "%request_runtime {} --resource R",
+    "runtime.wait": "%wait_for_runtime {}",
+    "runtime.stop": "%stop_runtime {}",
+    "runtime.start_subprocess": '%run_subprocess {} --command="..."',
+    "runtime.stop_subprocess": "%kill_subprocess {}",
+}
+
+
 def _error(exc: Exception) -> None:
-    sys.stderr.write(f"\x1b[31mcybershuttle: {exc}\x1b[0m\n")
+    step = getattr(exc, "next_step", None)
+    hint = _NEXT_STEPS.get(step[0], "").format(step[1]) if step else ""
+    sys.stderr.write(f"\x1b[31mcybershuttle: {exc}{f' ({hint})' if hint else ''}\x1b[0m\n")
     sys.stderr.flush()
-
-
-def _print_dry_run(name: str, res: Any, req: Any, setup: Any) -> None:
-    print(f"runtime {name} would be requested as {req.summary(res)}")
-    if setup is not None:
-        mounts = [f"{m.identifier} -> {m.mount_point} ({m.kind})" for m in setup.mounts]
-        print(f"  mounts:  {', '.join(mounts) or 'none'}")
-        print(f"  modules: {', '.join(setup.modules) or 'none'}")
-        print(f"  pip:     {', '.join(setup.pip) or 'none'}")
-        print(f"  conda:   {', '.join(setup.conda) or 'none'}")
-    for note in req.notes:
-        print(f"  note: {note}")
-    print("(dry run: nothing submitted)")

@@ -65,6 +65,7 @@ class Runtime:
     created: float = 0.0
     ready_at: float | None = None
     message: str | None = None
+    subprocess: dict[str, Any] | None = None  # {"pid", "command", "ports"} of its background process
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +90,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
         if not job.final:
             if existing.resource != resource:
                 raise RuntimeError_(f"runtime {name!r} is already running on {existing.resource}: "
-                                    f"stop it first (%stop_runtime {name}) or choose another name")
+                                    "stop it first or choose another name", next_step=("runtime.stop", name))
             return existing, True
         _mark(existing, "DEAD", _ended_message(job))
     key = uuid.uuid4().hex
@@ -121,8 +122,8 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
     if rt.state == "READY":
         return rt
     if rt.state not in LIVE_STATES:
-        raise RuntimeError_(f"runtime {name!r} is {rt.state.lower()}"
-                            + (f" ({rt.message})" if rt.message else "") + f": request it again (%request_runtime {name} ...)")
+        raise RuntimeError_(f"runtime {name!r} is {rt.state.lower()}" + (f" ({rt.message})" if rt.message else "")
+                            + ": request it again", next_step=("runtime.request", name))
     job = compute.get_job(rt.job_id)
     res = compute.get(job.resource)
     script = _wait_script(job, res, timeout)
@@ -155,8 +156,8 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
             message = _ended_message(job)
             _mark(rt, "DEAD", message)
             raise RuntimeError_(f"runtime {name!r} did not start: {message}")
-        raise RuntimeError_(f"runtime {name!r} is not ready after {timeout:.0f} s (job {job.id} is {job.state}); "
-                            f"wait longer with %wait_for_runtime {name}")
+        raise RuntimeError_(f"runtime {name!r} is not ready after {timeout:.0f} s (job {job.id} is {job.state}): "
+                            "wait longer", next_step=("runtime.wait", name))
     ports = json.loads(ports_line[6:])
     node_line = next((ln for ln in lines if ln.startswith("NODE ")), "NODE ")
     node = node_line[5:].strip() or None
@@ -175,7 +176,7 @@ def get(name: str) -> Runtime:
     if rt is None:
         known = [r.name for r in list_all()]
         raise NotFoundError(f"no runtime named {name!r}" + (f" (known: {', '.join(known)})" if known else "")
-                            + f": request it first with %request_runtime {name} --resource R")
+                            + ": request it first", next_step=("runtime.request", name))
     return rt
 
 
@@ -269,8 +270,11 @@ def client(name: str):
 
 
 def stop(name: str) -> Runtime:
-    """Stop the kernel's job, close its forwards and delete its files and secrets."""
+    """Stop the kernel's job and its subprocess, close its forwards and tunnels, delete its files and secrets."""
     rt = get(name)
+    if rt.subprocess:
+        stop_subprocess(name)
+    tunnels.close_tunnels(name)
     _close_local(name)
     job = compute.status(rt.job_id)
     if not job.final:
@@ -282,6 +286,40 @@ def stop(name: str) -> Runtime:
     _remove_remote_files(job)
     _secrets_path(name).unlink(missing_ok=True)
     return _mark(rt, "STOPPED", None)
+
+
+def restart(name: str, *, timeout: float | None = 600.0, progress: Callable[[str], None] | None = None) -> Runtime:
+    """A fresh kernel for runtime `name`: its job is stopped and a new one asked with the same request.
+
+    Waits until the new kernel is ready (see `wait`); a notebook's variables do not survive.
+    """
+    rt = get(name)
+    stop(name)
+    req = rt.request
+    request(name, rt.resource, cpus=req.get("cpus"), memory=req.get("memory_mb"), gpus=req.get("gpus"),
+            walltime=req.get("walltime"), partition=req.get("partition"), account=req.get("account"),
+            qos=req.get("qos"), setup_file=rt.setup_file, encrypt=rt.encrypted)
+    return wait(name, timeout=timeout, progress=progress)
+
+
+def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
+    """Every runtime, those whose job ended behind their back (scancel, walltime, a crash) now marked DEAD.
+
+    `jobs` (by id, with live states) spares asking the resources again when the caller
+    just did; a runtime whose job is not among them is asked about on its own.
+    """
+    out = []
+    for rt in list_all():
+        if rt.state in LIVE_STATES:
+            job = jobs.get(rt.job_id) if jobs is not None else None
+            try:
+                job = job or compute.status(rt.job_id)
+            except CybershuttleError:
+                job = None  # unreachable now: not evidence that it died
+            if job is not None and job.final:
+                rt = _mark(rt, "DEAD", _ended_message(job))
+        out.append(rt)
+    return out
 
 
 # -- helpers ---------------------------------------------------------------
@@ -393,3 +431,8 @@ def _to_data(rt: Runtime) -> dict[str, Any]:
 
 def _from_data(name: str, data: dict[str, Any]) -> Runtime:
     return load_record(Runtime, "name", name, data)
+
+# Actions that live in their own modules, part of this one's API (imported last: they use the above).
+from . import tunnels  # noqa: E402
+from .processes import start_subprocess, stop_subprocess  # noqa: E402
+from .transfer import copy  # noqa: E402

@@ -133,11 +133,38 @@ class RuntimesHandler(CybershuttleHandler):
         self.write_page(runtimes, search=lambda r: f"{r.name} {r.resource} {r.state}")
 
 
+class RuntimeHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """One runtime with its job's live state and its transport (a job that ended marks it DEAD)."""
+        self.write_json(await self.call(runtime.status, name))
+
+
 class RuntimeStopHandler(CybershuttleHandler):
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
-        """Stop the runtime's job and remove its files and keys."""
+        """Stop the runtime's job and subprocess and remove its files and keys."""
         self.write_json((await self.call(runtime.stop, name)).to_dict())
+
+
+class RuntimeRestartHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """A fresh kernel (a new job with the same request); answers once it is ready."""
+        self.write_json((await self.call(runtime.restart, name)).to_dict())
+
+
+class RuntimeSubprocessHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        """Start a background process beside the kernel. Body: command."""
+        command = str(self.body().get("command") or "")
+        self.write_json(await self.call(runtime.start_subprocess, name, command), status=201)
+
+    @tornado.web.authenticated
+    async def delete(self, name: str) -> None:
+        """Stop the runtime's background process."""
+        self.write_json(await self.call(runtime.stop_subprocess, name))
 
 
 def search(query: str) -> list[dict[str, Any]]:
@@ -156,5 +183,9 @@ ROUTES = [
     Route("jobs/{id}/logs", JobLogsHandler, ("GET",), "the job's output so far (?offset=bytes)"),
     Route("jobs/{id}/cancel", JobCancelHandler, ("POST",), "cancel a job"),
     Route("runtimes", RuntimesHandler, ("GET",), "runtimes"),
+    Route("runtimes/{name}", RuntimeHandler, ("GET",), "one runtime with its job's live state"),
     Route("runtimes/{name}/stop", RuntimeStopHandler, ("POST",), "stop a runtime"),
+    Route("runtimes/{name}/restart", RuntimeRestartHandler, ("POST",), "a fresh kernel with the same request"),
+    Route("runtimes/{name}/subprocess", RuntimeSubprocessHandler, ("POST", "DELETE"),
+          "POST: start a background process beside the kernel (command); DELETE: stop it"),
 ]

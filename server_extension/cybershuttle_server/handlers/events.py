@@ -21,7 +21,6 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from cybershuttle import compute, runtime
-from cybershuttle.errors import CybershuttleError
 
 from .base import CybershuttleHandler, Route, run_blocking
 
@@ -119,17 +118,10 @@ def poll_states() -> dict[Key, dict[str, Any]]:
         states[("job", job.id)] = {"kind": "job", "id": job.id, "name": job.name, "resource": job.resource,
                                    "state": job.state, "exit_code": job.exit_code, "final": job.final,
                                    "reason": job.reason}
-    for rt in runtime.list_all():
-        state, message = rt.state, rt.message
-        job = by_id.get(rt.job_id)
-        if rt.state in runtime.LIVE_STATES and job is not None and job.final:
-            try:  # its job ended behind its back: status() records the runtime as DEAD, with why
-                info = runtime.status(rt.name)
-                state, message = info["state"], info.get("message")
-            except CybershuttleError as exc:
-                message = str(exc)
+    # The core decides which runtimes died with their jobs (and records why); this only reports it.
+    for rt in runtime.reconcile(by_id):
         states[("runtime", rt.name)] = {"kind": "runtime", "name": rt.name, "resource": rt.resource,
-                                        "job_id": rt.job_id, "state": state, "message": message}
+                                        "job_id": rt.job_id, "state": rt.state, "message": rt.message}
     # What a starting runtime's job is doing (building its conda environment can take minutes).
     from cybershuttle.compute import environment
 
