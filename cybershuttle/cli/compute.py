@@ -265,13 +265,13 @@ def _kernelspec(args: argparse.Namespace) -> None:
             "cybershuttle compute envs build --resource testcluster --setup-file cybershuttle.yml; "
             "cybershuttle compute envs rm conda-1a2b3c4d5e6f7a8b --resource testcluster",
             arg("action", choices=["list", "build", "rm"]), arg("hash", nargs="*", help="rm: the environments"),
-            arg("--resource", metavar="R", help="default: every remote resource (list); required otherwise"),
+            arg("--resource", metavar="R", help="list: every resource when left out; required otherwise"),
             arg("--setup-file", metavar="FILE", help="build: the cybershuttle.yml whose environment to build"),
             arg("--force", action="store_true", help="rm: even while a job of yours uses it"), listing=True)
 def _envs(args: argparse.Namespace) -> int:
     from .. import compute
     from ..compute import condaenv
-    from ..errors import UsageError
+    from ..errors import CybershuttleError, UsageError
 
     if args.action != "list" and not args.resource:
         raise UsageError(f"`compute envs {args.action}` needs --resource R")
@@ -296,8 +296,15 @@ def _envs(args: argparse.Namespace) -> int:
             for entry in removed:
                 print(f"removed {entry['hash']} from {args.resource} ({entry.get('size_mb')} MB freed)")
         return 0
-    names = [args.resource] if args.resource else [r.name for r in compute.list() if r.remote]
-    rows = [e for name in names for e in condaenv.list_envs(name)]
+    names = [args.resource] if args.resource else [r.name for r in compute.list()]
+    rows = []
+    for name in names:
+        try:
+            rows += condaenv.list_envs(name)
+        except CybershuttleError as exc:
+            if args.resource:
+                raise
+            print(f"warning: {name}: {exc}", file=sys.stderr)  # one unreachable resource hides no other
     if args.json:
         print_json(rows)
         return 0
