@@ -19,6 +19,7 @@ MODULES: dict[str, str] = {
     "storage": "named storage: local paths, sftp, HPC paths, http, cloud drives; ls, cp, mount",
     "dataset": "datasets over storage or URLs, cached read-only, loaded from the nearest copy",
     "compute": "compute resources (local, ssh, slurm), jobs, usage and runtime kernelspecs",
+    "runtime": "remote kernels on a resource: request, list, status, restart, stop, connect (any Jupyter client)",
     "session": "recorded shell and notebook sessions: start, show, replay, export",
     "template": "notebook templates run through papermill; parameter sweeps as Slurm job arrays",
     "application": "one searchable catalog of what each resource offers (Lmod, conda, pip, your own)",
@@ -38,6 +39,13 @@ examples:
 Every verb has --help with an example; add --debug to see a traceback.
 """
 
+#: How the CLI words a next step the core suggests (CybershuttleError.next_step).
+_NEXT_STEPS = {
+    "runtime.request": "cybershuttle runtime request {} --resource R",
+    "runtime.wait": "cybershuttle runtime status {} --wait",
+    "runtime.stop": "cybershuttle runtime stop {}",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -47,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except CybershuttleError as exc:
         if debug:
             raise
-        print(f"cybershuttle: error: {exc}", file=sys.stderr)
+        hint = _NEXT_STEPS.get(exc.next_step[0], "").format(exc.next_step[1]) if exc.next_step else ""
+        print(f"cybershuttle: error: {exc}" + (f" (`{hint}`)" if hint else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cybershuttle: interrupted", file=sys.stderr)
