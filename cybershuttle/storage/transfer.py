@@ -6,6 +6,13 @@ what the partial file already holds (the source is read from that offset and
 the partial appended to). `checksum=True` compares SHA-256 of both sides,
 computed where the file is (`sha256sum` over SSH for sftp).
 
+Two paths behind the same SSH login are copied there (`cp -r`), without a
+round trip through this machine.
+
+Besides `NAME:/path` specs and local paths, `copy` takes `Place`s: a path in a
+storage made up on the spot (how `runtime.copy` names a path on a runtime's
+host), so there is one copy engine for storages and runtimes alike.
+
 Between this machine and an sftp storage the OpenSSH client binaries do the
 transfer (`scp`, or `sftp reget`/`reput` to resume), driven with the pool's
 settings: the same key, the same pinned known_hosts, StrictHostKeyChecking,
@@ -52,7 +59,7 @@ class CopyResult:
     bytes: int = 0
     resumed_bytes: int = 0  # bytes that were already in partial files and not sent again
     seconds: float = 0.0
-    method: str = "fsspec"  # fsspec | openssh (the fast path, for at least one file)
+    method: str = "fsspec"  # fsspec | openssh (the fast path, for at least one file) | remote cp (one host)
     checksums: dict[str, str] = field(default_factory=dict)  # target path -> sha256, when verified
     notes: list[str] = field(default_factory=list)
 
@@ -60,11 +67,24 @@ class CopyResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Place:
+    """A path inside a storage that need not be registered, and how the user wrote it."""
+
+    storage: Storage
+    path: str  # inside the storage's root
+    spec: str  # as the user wrote it, for messages: "hpc:results/"
+    label: str  # shown before a path in results: "hpc:"
+
+
 class _Side:
     """One end of a copy: a storage's filesystem and a path inside it."""
 
-    def __init__(self, spec: str, what: str) -> None:
-        if is_spec(spec):
+    def __init__(self, spec: str | Place, what: str) -> None:
+        if isinstance(spec, Place):
+            self.storage, rel, self.label = spec.storage, spec.path, spec.label
+            spec = spec.spec
+        elif is_spec(spec):
             name, rel = split(spec)
             self.storage = get(name)
             self.label = f"{name}:"
@@ -98,9 +118,9 @@ class _Side:
             raise
 
 
-def copy(src_spec: str, dst_spec: str, *, recursive: bool = False, checksum: bool = False,
+def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = False, checksum: bool = False,
          progress: Progress | None = None) -> CopyResult:
-    """Copy `NAME:/path` (or a local path) to `NAME:/path` (or a local path), like `cp`.
+    """Copy `NAME:/path` (or a local path, or a `Place`) to another, like `cp`.
 
     Onto an existing directory, or a target ending in '/', the source keeps
     its name. Directories need `recursive=True`.
@@ -108,6 +128,7 @@ def copy(src_spec: str, dst_spec: str, *, recursive: bool = False, checksum: boo
     started = time.monotonic()
     src = _Side(src_spec, "source")
     dst = _Side(dst_spec, "target")
+    src_spec, dst_spec = src.spec, dst.spec
     if dst.storage.read_only:
         dst.fs._refuse(f"copy {src_spec!r} into it")
     info = src.info(src.path)
@@ -122,7 +143,9 @@ def copy(src_spec: str, dst_spec: str, *, recursive: bool = False, checksum: boo
         target = posixpath.join(target, posixpath.basename(src.path.rstrip("/")) or "root").lstrip("/")
     result = CopyResult(source=src_spec, target=dst.show(target))
 
-    if is_dir:
+    if _on_one_host(src, dst) and not checksum:
+        _copy_there(src, dst, target, result)
+    elif is_dir:
         files = [(k, v) for k, v in src.fs.find(src.path, withdirs=True, detail=True).items()]
         total = sum(int(v.get("size") or 0) for _, v in files if v.get("type") != "directory")
         dst.fs.makedirs(target, exist_ok=True)
@@ -146,6 +169,25 @@ def copy(src_spec: str, dst_spec: str, *, recursive: bool = False, checksum: boo
                    (lambda d, t, f: progress(d, size, f)) if progress else None)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+# -- both ends behind one SSH login -----------------------------------------
+def _on_one_host(src: _Side, dst: _Side) -> bool:
+    if not src.storage.protocol == dst.storage.protocol == "sftp":
+        return False
+    a, b = src.storage.endpoint, dst.storage.endpoint
+    return (a.host, a.port, a.user, a.via) == (b.host, b.port, b.user, b.via)
+
+
+def _copy_there(src: _Side, dst: _Side, target: str, result: CopyResult) -> None:
+    """`cp -r` on the host itself, into a partial name renamed when complete; counts what arrived."""
+    s, d = shlex.quote(src.full(src.path)), shlex.quote(dst.full(target))
+    partial = shlex.quote(dst.full(target) + PARTIAL_SUFFIX)
+    out = ssh.connect(src.storage.endpoint).run(
+        f"rm -rf -- {partial} && cp -r -- {s} {partial} && mv -T -- {partial} {d} && "
+        f"find {d} -type f -printf '%s\\n'", timeout=3600).stdout.split()
+    result.files, result.bytes, result.method = len(out), sum(int(n) for n in out), "remote cp"
+    dst.fs.invalidate_cache()
 
 
 # -- one file --------------------------------------------------------------
@@ -321,4 +363,4 @@ def _sha256(side: _Side, rel: str) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["PARTIAL_SUFFIX", "CopyResult", "copy"]
+__all__ = ["PARTIAL_SUFFIX", "CopyResult", "Place", "copy"]
