@@ -49,7 +49,7 @@ def main(argv):
         sys.stderr.write("usage: envbuilder.py build|solve-install SPEC_JSON\n")
         return 2
     spec = json.loads(argv[2])
-    signal.signal(signal.SIGTERM, _terminated)  # scancel: clean up before going
+    signal.signal(signal.SIGTERM, _terminated)  # a cancelled job: clean up before going
     try:
         if argv[1] == "build":
             return build(spec)
