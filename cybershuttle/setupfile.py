@@ -28,11 +28,11 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Literal
 
 import yaml
 
+from cybershuttle import units
 from cybershuttle.errors import SetupFileError
 
 __all__ = ["Mount", "Resources", "SetupFile", "load", "parse"]
@@ -218,11 +218,6 @@ _ENVIRONMENT_KEYS = frozenset({"dependencies", "channels"})
 # Every collection in the files seen in the wild names this source, so it is the default.
 _DEFAULT_SOURCE = "cybershuttle"
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?)?$", re.IGNORECASE)
-_SIZE_FACTORS_MB = {
-    None: Fraction(1), "K": Fraction(1, 1024), "M": Fraction(1), "G": Fraction(1024),
-    "T": Fraction(1024 * 1024),
-}
 _SIZE_FORM = "a size such as 4096 (MB), '512M', '16G' or '1T'"
 # Templates ship identifiers like <SUBSTITUTE_CORRECT_ID> that users forget to replace.
 _PLACEHOLDER_RE = re.compile(r"^<.*>$")
@@ -561,11 +556,11 @@ class _Reader:
             if value >= 0:
                 return value
         elif isinstance(value, str):
-            match = _SIZE_RE.match(value.strip())
-            if match:
-                number, unit = match.groups()
+            try:
                 # Round up: these are minimums, so 0.5K must still ask for 1 MB.
-                return math.ceil(Fraction(number) * _SIZE_FACTORS_MB[unit and unit.upper()])
+                return math.ceil(units.size_mb(value))
+            except ValueError:
+                pass
         self.errors.append(f"{path} must be {_SIZE_FORM}, got {_describe(value)}")
         return None
 

@@ -30,9 +30,13 @@ import math
 import re
 import shlex
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from . import units
 from .errors import CybershuttleError, RemoteCommandError
+
+if TYPE_CHECKING:  # the one Shell protocol (compute/shell.py); here it only annotates
+    from .compute.shell import Shell
 
 #: seconds one Slurm query may take before it counts as hung
 COMMAND_TIMEOUT_S = 60.0
@@ -43,13 +47,6 @@ STATES = ("PENDING", "RUNNING", "COMPLETING", "COMPLETED", "FAILED", "CANCELLED"
 FINAL_STATES: frozenset[str] = frozenset(
     {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
 )
-
-
-class Shell(Protocol):
-    """What this module needs from a shell (ssh.Connection satisfies it)."""
-
-    def run(self, command: str, *, check: bool = True, timeout: float | None = None,
-            stdin: bytes | None = None, login_shell: bool = False) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -244,20 +241,10 @@ def parse_time_limit(value: Any) -> int | None:
     text = str(value).strip()
     if text.upper() in ("", "UNLIMITED", "INFINITE", "NONE", "NOT_SET", "PARTITION_LIMIT", "N/A"):
         return None
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
-    if not match:
-        raise ValueError(f"not a Slurm time limit: {value!r}")
-    days, a, b, c = match.groups()
-    parts = [int(x) for x in (a, b, c) if x is not None]
-    if days is not None:  # D-H, D-H:M, D-H:M:S
-        h, m, s = (parts + [0, 0])[:3]
-        seconds = ((int(days) * 24 + h) * 60 + m) * 60 + s
-    elif len(parts) == 1:  # M
-        seconds = parts[0] * 60
-    elif len(parts) == 2:  # M:S
-        seconds = parts[0] * 60 + parts[1]
-    else:  # H:M:S
-        seconds = (parts[0] * 60 + parts[1]) * 60 + parts[2]
+    try:
+        seconds = units.walltime_seconds(text)
+    except ValueError:
+        raise ValueError(f"not a Slurm time limit: {value!r}") from None
     return math.ceil(seconds / 60)
 
 
@@ -329,11 +316,11 @@ def parse_memory_mb(value: Any) -> float:
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGTPE]?)(?:i?B)?[nc]?\s*", str(value), re.IGNORECASE)
-    if not match:
-        raise ValueError(f"not a Slurm memory size: {value!r}")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    return number * _MB_PER_UNIT[unit]
+    text = str(value).strip()
+    try:
+        return float(units.size_mb(text[:-1] if text[-1:] in ("n", "c") else text))
+    except ValueError:
+        raise ValueError(f"not a Slurm memory size: {value!r}") from None
 
 
 def parse_gres(text: Any) -> tuple[int, list[str]]:
@@ -366,8 +353,6 @@ _SACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "ElapsedRaw", "Al
                  "TotalCPU", "MaxRSS", "NodeList", "Partition", "User", "Reason", "JobName")
 _TEXT_ENV = "env SLURM_TIME_FORMAT=%s"  # `env` works whatever the login shell (csh too)
 _JOB_ID_RE = re.compile(r"[0-9]+(_[0-9]+)?(\.\w+)?")
-_MB_PER_UNIT = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 ** 2, "P": 1024.0 ** 3,
-                "E": 1024.0 ** 4}
 
 _BASE_STATES = {s: s for s in STATES if s != "UNKNOWN"}
 _BASE_STATES.update({

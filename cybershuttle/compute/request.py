@@ -8,10 +8,11 @@ named, so no request is silently shrunk or dropped.
 """
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import units
 from ..errors import CybershuttleError
 from ..setupfile import SetupFile
 from .resources import Resource
@@ -113,19 +114,11 @@ def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | 
 
 
 def parse_memory(value: str | int) -> int:
-    """`4G`, `512M`, `4096` (MB) -> MB."""
-    if isinstance(value, bool):
-        raise RequestError(f"--memory must look like 4G, 512M or 4096 (MB), got {value!r}")
-    if isinstance(value, int):
-        if value <= 0:
-            raise RequestError(f"--memory must be positive, got {value}")
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
-    if not match:
-        raise RequestError(f"--memory must look like 4G, 512M or 4096 (MB), got {value!r}")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    factor = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
-    mb = int(-(-number * factor // 1))
+    """`4G`, `512M`, `4096` (MB) -> MB, rounded up."""
+    try:
+        mb = math.ceil(units.size_mb(value))
+    except ValueError:
+        raise RequestError(f"--memory must look like 4G, 512M or 4096 (MB), got {value!r}") from None
     if mb <= 0:
         raise RequestError(f"--memory must be positive, got {value!r}")
     return mb
@@ -141,18 +134,10 @@ def normalize_walltime(value: str | int) -> str:
 
 
 def walltime_seconds(text: str) -> int:
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
-    if not match:
-        raise RequestError(f"--walltime must be minutes or a Slurm time (MM:SS, HH:MM:SS, D-HH:MM:SS), got {text!r}")
-    days, a, b, c = match.groups()
-    if days is not None:  # D-HH[:MM[:SS]]
-        seconds = int(days) * 86400 + int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
-    elif c is not None:  # HH:MM:SS
-        seconds = int(a) * 3600 + int(b) * 60 + int(c)
-    elif b is not None:  # MM:SS
-        seconds = int(a) * 60 + int(b)
-    else:  # minutes
-        seconds = int(a) * 60
+    try:
+        seconds = units.walltime_seconds(text)
+    except ValueError:
+        raise RequestError(f"--walltime must be {units.WALLTIME_FORM}, got {text!r}") from None
     if seconds <= 0:
         raise RequestError(f"--walltime must be longer than zero, got {text!r}")
     return seconds

@@ -16,6 +16,8 @@ from ..errors import RemoteCommandError, SSHError
 
 
 class Shell(Protocol):
+    """The one shell protocol: what the job, scheduler, Slurm and environment code run commands through."""
+
     label: str
 
     def run(self, command: str, *, check: bool = True, timeout: float | None = None,
