@@ -64,6 +64,13 @@ class OsUser:
         return self.run([self.python_path, "-c", code], env=env, timeout=timeout)
 
 
+#: Prelude for code a user runs: `attempt(f, *args)` prints "ErrorName: message", or "ALLOWED".
+ATTEMPT = ("def attempt(f, *args, **kwargs):\n"
+           "    try:\n        f(*args, **kwargs)\n"
+           "    except Exception as e:\n        print(f'{type(e).__name__}: {e}')\n"
+           "    else:\n        print('ALLOWED')\n")
+
+
 @dataclass
 class Site:
     url: str
@@ -160,4 +167,4 @@ def site_env() -> dict[str, str]:
     return dict(_settings())
 
 
-__all__ = ["site", "Site", "OsUser", "new_database", "drop_database", "site_env"]
+__all__ = ["ATTEMPT", "site", "Site", "OsUser", "new_database", "drop_database", "site_env"]

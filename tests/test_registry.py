@@ -12,7 +12,7 @@ from cybershuttle import profile, registry
 from cybershuttle.errors import AlreadyExistsError, CybershuttleError, InvalidNameError, NotFoundError
 from cybershuttle.registry import SqliteRegistry as Registry
 
-from siteusers import site  # noqa: F401  (fixture)
+from siteusers import ATTEMPT, site  # noqa: F401  (fixture)
 
 
 def test_added_entry_is_listed_and_read_back_with_its_data(tmp_path):
@@ -106,17 +106,16 @@ def test_public_entries_are_visible_to_other_users_but_only_the_owner_may_remove
         "registry.catalog().add('model', 'alices-own', {})\n")
     assert made.code == 0, made.err
     seen = site.csother.python(
-        "from cybershuttle import registry\n"
-        "from cybershuttle.errors import CybershuttleError, NotFoundError\n"
+        ATTEMPT + "from cybershuttle import registry\n"
         "bob = registry.catalog()\n"
         "print([(e.name, e.owner) for e in bob.list('model')])\n"
-        "try:\n    bob.remove('model', 'bert')\nexcept CybershuttleError as e:\n    print('refused:', e)\n"
-        "try:\n    bob.get('model', 'alices-own')\nexcept NotFoundError as e:\n    print('missing:', e)\n")
+        "attempt(bob.remove, 'model', 'bert')\n"
+        "attempt(bob.get, 'model', 'alices-own')\n")
     assert seen.code == 0, seen.err
     lines = seen.out.splitlines()
     assert lines[0] == "[('bert', 'csuser')]"
-    assert lines[1].startswith("refused:") and "belongs to csuser" in lines[1]
-    assert lines[2].startswith("missing:")
+    assert lines[1].startswith("CybershuttleError:") and "belongs to csuser" in lines[1]
+    assert lines[2].startswith("NotFoundError:")
 
 
 def test_the_user_is_the_login_whatever_the_environment_says(cs_home, monkeypatch, cli):
