@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import tornado.web
 from tornado.iostream import StreamClosedError
@@ -129,13 +129,24 @@ def poll_states() -> dict[Key, dict[str, Any]]:
                 if e["kind"] == "runtime" and e["state"] == "REQUESTED" and e.get("job_id") in by_id}
     for job_id, line in environment.setup_progress([by_id[j] for j in starting if not by_id[j].final]).items():
         starting[job_id]["progress"] = line
+    for source in SOURCES:
+        try:
+            states.update(source())
+        except Exception:  # one kind's failure must not hide the others' events
+            log.exception("cybershuttle_server: polling %s failed", getattr(source, "__name__", source))
     return states
 
 
+#: Other kinds of events, each added by the handler module that owns the kind (templates: sweep
+#: progress and runs): a function returning {(kind, id): event}. Such an event carries "final";
+#: a change of its "state" or "progress" is sent.
+SOURCES: list[Callable[[], dict[Key, dict[str, Any]]]] = []
+
+
 def _active(event: dict[str, Any]) -> bool:
-    if event["kind"] == "job":
-        return not event["final"]
-    return event["state"] in runtime.LIVE_STATES
+    if event["kind"] == "runtime":
+        return event["state"] in runtime.LIVE_STATES
+    return not event["final"]
 
 
 def watcher_for(settings: dict[str, Any]) -> Watcher:
