@@ -487,3 +487,24 @@ def test_live_text_fallbacks_give_the_same_answers_as_json(live_jobs):
         same = {"total_cpu_s": 0, "max_rss_mb": 0, "cpu_hours": 0}
         assert u.to_dict() | same == t.to_dict() | same
     assert any("sacct -P" in c for c in text.calls)
+
+
+# -- the job-array block (template sweeps) ------------------------------------------------------
+def test_array_limits_partition_cpus_and_pending_places_read_slurms_answers():
+    shell = FakeShell({
+        "scontrol show config": "Configuration data as of 2026-12-01T22:00:00\nMaxArraySize            = 100\n"
+                                "MaxJobCount             = 10000\nMinJobAge               = 300 sec\n",
+        "sacctmgr": "|\n8|20\n",  # two associations: the tighter limits win
+        "sinfo -h -o '%P|%C'": "debug*|1/1/0/2\nshort|0/2/0/2\n",
+        "squeue -h -r -t PD": "900_3|debug\n77|debug\n900_2|debug\n5|short\n--\n900_3|1796170000\n900_2|N/A\n",
+    })
+    limits = slurm.array_limits(shell)
+    assert (limits.max_array_size, limits.max_job_count, limits.user_max_jobs, limits.user_max_submit) == \
+        (100, 10000, 8, 20)
+    assert slurm.partition_cpus(shell, None) == slurm.PartitionCpus("debug", 1, 2)
+    assert slurm.partition_cpus(shell, "short") == slurm.PartitionCpus("short", 2, 2)
+    with pytest.raises(RemoteCommandError, match="partition nosuch"):
+        slurm.partition_cpus(shell, "nosuch")
+    # Positions count every pending job of the partition, highest priority first (squeue's order).
+    assert slurm.pending_places(shell, ["900"]) == {"900_3": (1, 1796170000.0), "900_2": (3, None)}
+    assert slurm.array_limits(FakeShell({})) == slurm.ArrayLimits(None, None, None, None)  # nothing answers
