@@ -1,4 +1,6 @@
-"""The one place that asks Slurm questions and reads its answers.
+"""The Slurm scheduler's command layer: the one place that names a Slurm
+command, asks Slurm questions and reads its answers (the scheduler itself,
+`cybershuttle.compute.schedulers.slurm`, composes these for the compute core).
 
 Everything here takes a `shell`: any object with
 `run(command, *, check, timeout, stdin, login_shell) -> Result` (an
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import units
+from .compute import states as _states
 from .errors import CybershuttleError, RemoteCommandError
 
 if TYPE_CHECKING:  # the one Shell protocol (compute/shell.py); here it only annotates
@@ -41,12 +44,10 @@ if TYPE_CHECKING:  # the one Shell protocol (compute/shell.py); here it only ann
 #: seconds one Slurm query may take before it counts as hung
 COMMAND_TIMEOUT_S = 60.0
 
-STATES = ("PENDING", "RUNNING", "COMPLETING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
-          "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "SUSPENDED", "UNKNOWN")
+#: the job states every Slurm word is mapped onto (the one vocabulary: compute/states.py)
+STATES = tuple(s.value for s in _states.JobState)
 #: states a job never leaves
-FINAL_STATES: frozenset[str] = frozenset(
-    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
-)
+FINAL_STATES: frozenset[str] = frozenset(s for s in STATES if _states.final(s))
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,10 @@ class Partition:
 
 @dataclass(frozen=True)
 class JobState:
-    """Where a job is now. `exit_code`/`signal`/`end` are set only once it is final."""
+    """Slurm's answer for one job. `exit_code`/`signal`/`end` are set only once it is final."""
 
     job_id: str
-    state: str  # one of STATES
+    state: str  # one of STATES: a compute.states.JobState word
     reason: str | None = None
     exit_code: int | None = None
     signal: int | None = None
@@ -83,7 +84,7 @@ class JobState:
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES
+        return _states.final(self.state)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,6 +344,74 @@ def parse_gres(text: Any) -> tuple[int, list[str]]:
     return count, types
 
 
+# ----------------------------------------------------------------------------- commands for the scheduler
+# cybershuttle.compute.schedulers.slurm composes these; the `*_command` functions return
+# shell text for the loops that run on the login node (see schedulers/base.py).
+
+
+def batch_script(directives: list[str], body: list[str]) -> str:
+    """A batch script: `#SBATCH` lines, then `body` (run by a login bash, so modules work)."""
+    return "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives), *body])
+
+
+def submit(shell: Shell, jobdir: str, script: str, where: str) -> str:
+    """Write `script` to JOBDIR/job.sh (a 0700 directory) and submit it; returns the job id."""
+    q = shlex.quote(jobdir)
+    out = shell.run(f"umask 077 && mkdir -p {q} && cat > {q}/job.sh && sbatch --parsable {q}/job.sh",
+                    stdin=script.encode(), login_shell=True, timeout=120).stdout.strip()
+    native = out.splitlines()[-1].split(";")[0] if out else ""
+    if not native.isdigit():
+        raise CybershuttleError(f"sbatch on {where} did not return a job id: {out!r}")
+    return native
+
+
+def cancel(shell: Shell, job_id: str) -> None:
+    shell.run(f"scancel {shlex.quote(_validate_ids([job_id])[0])}", login_shell=True, timeout=60)
+
+
+def state_command(job_id: str) -> str:
+    """Prints the job's state (one line per array task), in the JobState vocabulary."""
+    return f"squeue -h -j {shlex.quote(job_id)} -o %T 2>/dev/null | sed {_STATE_SED}"
+
+
+def node_command(job_id: str) -> str:
+    return f"squeue -h -j {shlex.quote(job_id)} -o %N 2>/dev/null"
+
+
+def position_command(job_id: str, partition: str | None) -> str:
+    """Prints the pending job's position among its partition's pending jobs, by priority."""
+    return (f"squeue -h -t PD -p {shlex.quote(partition or '')} --sort=-p,i -o %i 2>/dev/null "
+            f"| grep -n -x {shlex.quote(job_id)} | cut -d: -f1")
+
+
+def enter_command(job_id: str) -> str:
+    """A login shell inside the job's allocation, beside its own steps."""
+    return f"srun --jobid={shlex.quote(job_id)} --overlap --pty bash -l"
+
+
+def pending_count(shell: Shell, partition: str) -> int:
+    """How many jobs wait in `partition`."""
+    out = shell.run(f"squeue -h -t PD -p {shlex.quote(partition)} -o %i | wc -l", login_shell=True,
+                    check=False, timeout=30).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def queue_place(shell: Shell, job_id: str, partition: str | None) -> tuple[int | None, float | None]:
+    """(position among the partition's pending jobs, Slurm's expected start) of a pending job."""
+    out = shell.run(f"echo \"P $({position_command(job_id, partition)})\"; "
+                    f"{_TEXT_ENV} squeue --start -h -j {shlex.quote(job_id)} -o %S 2>/dev/null | sed 's/^/S /'",
+                    login_shell=True, check=False, timeout=COMMAND_TIMEOUT_S).stdout.splitlines()
+    position = start = None
+    for line in out:
+        word, _, value = line.partition(" ")
+        value = value.strip()
+        if word == "P" and value.isdigit():
+            position = int(value)
+        elif word == "S" and start is None:
+            start = _ts(value)
+    return position, start
+
+
 # ----------------------------------------------------------------------------- helpers
 
 _SINFO_FMT = "%P|%a|%l|%N|%c|%m|%G|%t"
@@ -370,6 +439,9 @@ _FLAG_STATES = {
     "STAGE_OUT": "COMPLETING", "SO": "COMPLETING", "STOPPED": "SUSPENDED", "ST": "SUSPENDED",
     "REVOKED": "CANCELLED", "RV": "CANCELLED", "LAUNCH_FAILED": "FAILED",
 }
+# squeue's own words that are not JobState words, rewritten on the login node (state_command).
+_STATE_SED = shlex.quote(";".join(f"s/^{word}$/{state}/" for word, state in {**_BASE_STATES, **_FLAG_STATES}.items()
+                                  if len(word) > 2 and word != state))
 # Node state flags (JSON) under which an idle node cannot take a job now.
 _UNAVAILABLE_NODE_FLAGS = frozenset({
     "DRAIN", "DRAINED", "DRAINING", "NOT_RESPONDING", "NO_RESPOND", "MAINTENANCE", "RESERVED",
@@ -674,7 +746,7 @@ def _aggregate(jid: str, members: list[JobState]) -> JobState:
 def _job_state(jid: str, state: str, reason: Any, exit_pair: tuple[int | None, int | None],
                nodes: Any, start: Any, end: Any) -> JobState:
     """A JobState with Slurm's placeholders removed and exit/end only once final."""
-    final = state in FINAL_STATES
+    final = _states.final(state)
     code, sig = exit_pair if final else (None, None)
     return JobState(
         job_id=jid, state=state, reason=_none_if(reason, "None", "(null)"),
@@ -815,7 +887,7 @@ class _AcctRecord:
 
     def usage(self) -> JobUsage:
         rec = self.folded()
-        final = rec.state in FINAL_STATES
+        final = _states.final(rec.state)
         return JobUsage(
             job_id=rec.job_id, name=rec.name, user=rec.user, state=rec.state, partition=rec.partition,
             alloc_cpus=rec.alloc_cpus, alloc_gpus=rec.alloc_gpus, elapsed_s=rec.elapsed_s,

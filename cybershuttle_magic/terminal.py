@@ -3,8 +3,8 @@
 The notebook's Jupyter server (found among the running servers: the one that
 started this kernel) opens an ordinary terminal through its REST API, and the
 terminal is told to `ssh` to the runtime's host with the resource's key and
-pinned known_hosts — or, for a Slurm runtime, into the job's allocation with
-`srun --overlap --pty`. Nothing is published outside this machine.
+pinned known_hosts, and there into the job's allocation (the command its
+scheduler gives: `compute.enter_command`). Nothing is published outside this machine.
 """
 from __future__ import annotations
 
@@ -41,8 +41,7 @@ def shell_command(runtime_name: str) -> list[str]:
     rt = runtime.get(runtime_name)
     job = compute.get_job(rt.job_id)
     res = compute.get(rt.resource)
-    remote = (f"srun --jobid={shlex.quote(job.native_id)} --overlap --pty bash -l" if job.kind == "slurm"
-              else f"cd {shlex.quote(job.workdir)} && exec bash -l")
+    remote = compute.enter_command(job)
     if not res.remote:
         return ["bash", "-lc", remote]
     ep = res.endpoint

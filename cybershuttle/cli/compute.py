@@ -21,7 +21,7 @@ def _initialize(user: str) -> list[str]:
 group = Group("compute", initialize=_initialize)
 JOB = arg("job", help="the job's id (as `compute jobs` shows it, or the bare Slurm id)")
 SPEC_ARGS = (
-    arg("--kind", required=True, choices=["local", "ssh", "slurm"]),
+    arg("--kind", required=True, help="local, ssh, slurm, or the kind of an installed scheduler"),
     arg("--host", help="login node or workstation (leave out for this machine)"),
     arg("--port", type=int, default=22), arg("--user", help="your login name there"),
     arg("--key", help="your private key file"), arg("--known-hosts", help="known_hosts file holding its host key"),
@@ -54,6 +54,7 @@ def _list(args: argparse.Namespace) -> None:
             "cybershuttle compute show testcluster", arg("name"), listing=True)
 def _show(args: argparse.Namespace) -> None:
     from .. import compute
+    from ..compute import schedulers
 
     res = compute.get(args.name)
     live = compute.statuses([res])[res.name]
@@ -64,8 +65,8 @@ def _show(args: argparse.Namespace) -> None:
     print(f"{res.name} ({res.kind}, {res.scope}) on {res.host or 'this machine'}"
           + (f":{res.port} as {res.user}" if res.host else ""))
     print(f"  status:    {_status_text(live)}")
-    if res.kind == "slurm":
-        print(f"  slurm:     {f.get('slurm_version')}; default partition {res.default_partition}"
+    if schedulers.for_resource(res).queues:
+        print(f"  {res.kind + ':':<10} {f.get(res.kind + '_version')}; default partition {res.default_partition}"
               + (f", account {res.account}" if res.account else "") + (f", qos {res.qos}" if res.qos else ""))
         for p in res.partitions:
             limit = f"{p['max_time_min']} min" if p.get("max_time_min") else "no limit"
@@ -185,6 +186,14 @@ def _status(args: argparse.Namespace) -> None:
     print(f"{job.id} ({job.name}) on {job.resource}: {job.state}"
           + (f", exit code {job.exit_code}" if job.exit_code is not None else "")
           + (f" ({job.reason})" if job.reason else ""))
+    if job.state == "PENDING":
+        place = compute.queue_place(job)
+        if place.position is not None or place.estimated_start is not None:
+            import time
+
+            start = (time.strftime(", expected to start at %H:%M", time.localtime(place.estimated_start))
+                     if place.estimated_start else "")
+            print(f"  queue: position {place.position or '?'}{start}")
 
 
 @group.verb("logs", "print (or follow) a job's output", "cybershuttle compute logs testcluster.42 --follow",

@@ -7,11 +7,15 @@
 
 Modules: `resources` (kinds, checks, registration), `request` (what a job
 asks for, checked against the resource), `environment` (setup-file modules
-and cached pip environments), `job` (submit, state, logs, cancel), `usage`.
+and cached pip environments), `job` (submit, state, logs, cancel),
+`schedulers` (the Scheduler contract and its entry-point registry: what runs
+jobs on a resource), `states` (the one job/runtime state vocabulary), `usage`.
 """
 from __future__ import annotations
 
-from .job import Job, cancel, execute, follow, logs, refresh, status, wait
+from . import schedulers, states
+from .job import (Job, cancel, enter_command, execute, follow, logs, queue_place, refresh, scheduler, status, wait,
+                  watch)
 from .job import get as get_job
 from .job import list_jobs as jobs
 from .request import Request, RequestError
@@ -22,6 +26,7 @@ from .usage import usage
 
 __all__ = [
     "Check", "Job", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel", "configure",
-    "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs", "refresh", "register_local",
-    "soonest", "status", "statuses", "usage", "validate_and_register", "wait",
+    "enter_command", "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs", "queue_place",
+    "refresh", "register_local", "scheduler", "schedulers", "soonest", "states", "status", "statuses", "usage",
+    "validate_and_register", "wait", "watch",
 ]

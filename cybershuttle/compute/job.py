@@ -1,9 +1,11 @@
-"""Jobs: commands run on a resource, as Slurm batch jobs or detached processes.
+"""Jobs: commands run on a resource by its scheduler (a Slurm batch job, a detached process, ...).
 
 Every job gets a directory on its resource (`~/.cybershuttle/jobs/<token>`,
-0700) holding `job.sh`, `output.log` (stdout and stderr as written) and, for
-process jobs, the runner's `pid` and `result.json`. The job record lives in
-the user's catalog, so a new shell, the server and a notebook all see it.
+0700) holding `job.sh`, `output.log` (stdout and stderr as written) and
+whatever its scheduler keeps there (the process runner's `pid` and
+`result.json`). The job record lives in the user's catalog, so a new shell,
+the server and a notebook all see it. What the scheduler does is behind the
+`Scheduler` contract (compute/schedulers); this module never asks which one.
 
 Waiting and following run a small loop *on the resource* over one SSH
 channel, so a finished job is noticed within a fraction of a second without
@@ -20,18 +22,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import profile, slurm
+from .. import profile
 from ..errors import CybershuttleError, NotFoundError, SSHError
 from ..registry import catalog, dump_record, load_record
-from . import environment, request, resources
+from . import environment, request, resources, schedulers, states
 from .resources import Resource
-from .shell import Shell, write_file
+from .shell import write_file
 
 KIND = "job"
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "REQUEUED", "RESIZING"})
+#: the active job states (compute/states.py is their one definition)
+ACTIVE_STATES = frozenset(s.value for s in states.JobState if s.active)
 RECONNECT_TRIES = 5
-_POLL_S = 0.2  # how often the loop on the resource looks at the job
-_RUNNER = Path(__file__).with_name("runner.py")
 _ARRAY_SPEC = re.compile(r"\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?")
 
 
@@ -41,15 +42,15 @@ class Job:
 
     id: str
     resource: str
-    kind: str  # "slurm" | "process"
-    native_id: str  # Slurm job id, or the runner's pid
+    kind: str  # the scheduler's name: "slurm", "process", or an installed one
+    native_id: str  # the scheduler's own id: Slurm job id, the runner's pid
     name: str
     command: str
     jobdir: str
     workdir: str
     submitted: float
     request: dict[str, Any] = field(default_factory=dict)
-    state: str = "PENDING"
+    state: str = "PENDING"  # a compute.states.JobState word
     exit_code: int | None = None
     signal: int | None = None
     reason: str | None = None
@@ -62,7 +63,7 @@ class Job:
 
     @property
     def final(self) -> bool:
-        return self.state not in ACTIVE_STATES and self.state != "UNKNOWN"
+        return states.final(self.state)
 
     @property
     def log_path(self) -> str:
@@ -85,13 +86,14 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     `extra_pip` adds requirements to the cached environment (runtimes add
     ipykernel); `files` are written (0600) into the job directory first, never
     through a command line. The job's script sees its directory as
-    `$CYBERSHUTTLE_JOB_DIR`. `array` (Slurm only) makes it one job array,
-    e.g. "0-19" or "0-19%2"; each task sees `$SLURM_ARRAY_TASK_ID`.
+    `$CYBERSHUTTLE_JOB_DIR`. `array` (schedulers with arrays: Slurm) makes it one
+    job array, e.g. "0-19" or "0-19%2"; each task sees `$SLURM_ARRAY_TASK_ID`.
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
     res = resources.get(resource)
-    if array is not None and (res.kind != "slurm" or not _ARRAY_SPEC.fullmatch(array)):
+    sched = schedulers.for_resource(res)
+    if array is not None and (not sched.arrays or not _ARRAY_SPEC.fullmatch(array)):
         raise CybershuttleError(f"a job array needs a Slurm resource and a task range such as 0-19 or 0-19%2 "
                                 f"(got {array!r} on {res.name}, a {res.kind} resource)")
     setup = None
@@ -110,13 +112,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     run_in = workdir or (str(Path.cwd()) if not res.remote else res.facts.get("home") or "~")
     for filename, data in (files or {}).items():
         write_file(shell, f"{jobdir}/{filename}", data, 0o600)
-    if res.kind == "slurm":
-        native = _submit_slurm(shell, res, req, env, jobdir, run_in, job_name, command, array)
-        job_id = f"{res.name}.{native}"
-    else:
-        native = _submit_process(shell, res, req, env, jobdir, run_in, command)
-        job_id = f"{res.name}.{token}"
-    job = Job(id=job_id, resource=res.name, kind="slurm" if res.kind == "slurm" else "process", native_id=native,
+    native = sched.submit(shell, schedulers.Submission(jobdir, run_in, job_name, command, req, env.preamble(), array))
+    job = Job(id=sched.job_id(native, token), resource=res.name, kind=sched.name, native_id=native,
               name=job_name, command=command, jobdir=jobdir, workdir=run_in, submitted=time.time(),
               request=req.to_dict(), setup_file=str(Path(setup_file).resolve()) if setup_file else None,
               env_hash=env.env_hash, notes=list(req.notes))
@@ -162,8 +159,7 @@ def refresh(jobs: list[Job]) -> list[Job]:
     for name, pending in by_resource.items():
         try:
             res = resources.get(name)
-            shell = res.shell()
-            fresh = _slurm_states(shell, pending) if res.kind == "slurm" else _process_states(shell, pending)
+            fresh = schedulers.for_resource(res).states(res.shell(), pending)
         except CybershuttleError as exc:
             fresh = [replace(j, reason=f"state unknown: {exc}") for j in pending]
             updated.update({j.id: j for j in fresh})
@@ -191,11 +187,8 @@ def cancel(job_id: str) -> Job:
     job = status(job_id)
     if job.final:
         raise CybershuttleError(f"job {job.id} already ended ({job.state}); nothing to cancel")
-    shell = resources.get(job.resource).shell()
-    if job.kind == "slurm":
-        shell.run(f"scancel {shlex.quote(job.native_id)}", login_shell=True, timeout=60)
-    else:
-        shell.run(f"kill -TERM {int(job.native_id)} 2>/dev/null || true", timeout=30)
+    sched = scheduler(job)
+    sched.cancel(sched.resource.shell(), job)
     return wait(job.id, timeout=60)
 
 
@@ -203,7 +196,7 @@ def wait(job_id: str, timeout: float | None = None) -> Job:
     """Block until the job ends (or `timeout` seconds pass); returns its final record."""
     job = get(job_id)
     deadline = None if timeout is None else time.monotonic() + timeout
-    res = resources.get(job.resource)
+    sched = scheduler(job)
     tries = 0
     while True:
         job = refresh([job])[0]
@@ -212,10 +205,10 @@ def wait(job_id: str, timeout: float | None = None) -> Job:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return job
-        loop = _until_done(job, remaining)
+        loop = sched.until_done(job, remaining)
         try:
-            res.shell().run(loop, check=False, login_shell=job.kind == "slurm",
-                            timeout=None if remaining is None else remaining + 30)
+            sched.resource.shell().run(loop, check=False, login_shell=sched.login_shell,
+                                       timeout=None if remaining is None else remaining + 30)
             tries = 0
         except SSHError:
             tries += 1
@@ -226,7 +219,8 @@ def wait(job_id: str, timeout: float | None = None) -> Job:
 def follow(job_id: str, sink: Callable[[bytes], None]) -> Job:
     """Stream the job's output to `sink` until it ends, surviving dropped connections."""
     job = get(job_id)
-    res = resources.get(job.resource)
+    sched = scheduler(job)
+    res = sched.resource
     received = 0
 
     def count(data: bytes) -> None:
@@ -237,10 +231,8 @@ def follow(job_id: str, sink: Callable[[bytes], None]) -> Job:
     tries = 0
     while True:
         q = shlex.quote(job.log_path)
-        cmd = (f"tail -s {_POLL_S} -c +{received + 1} -F {q} 2>/dev/null & T=$!; "
-               f"{_until_done(job, None)}; sleep {_POLL_S * 2}; kill $T 2>/dev/null; wait $T 2>/dev/null; true")
         try:
-            res.shell().stream(cmd, count, login_shell=job.kind == "slurm")
+            res.shell().stream(sched.follow_command(job, received), count, login_shell=sched.login_shell)
             # Catch up on anything written between tail's last read and its end.
             res.shell().stream(f"if [ -e {q} ]; then tail -c +{received + 1} {q}; fi", count)
         except SSHError:
@@ -254,58 +246,35 @@ def follow(job_id: str, sink: Callable[[bytes], None]) -> Job:
             return job
 
 
+def scheduler(job: Job) -> schedulers.Scheduler:
+    """The scheduler that runs `job` (the one that submitted it), bound to its resource."""
+    res = resources.get(job.resource)
+    cls = schedulers.installed().get(job.kind) or schedulers.scheduler_class(res.kind)
+    return cls(res)
+
+
+def enter_command(job: Job) -> str:
+    """The shell command (run on the job's resource) that gives a login shell inside the job's allocation."""
+    return scheduler(job).enter_command(job)
+
+
+def queue_place(job: Job) -> schedulers.QueuePlace:
+    """Where a pending job stands in its queue, and when its scheduler expects it to start."""
+    sched = scheduler(job)
+    return sched.queue_place(sched.resource.shell(), job)
+
+
+def watch(job: Job, ready: str, timeout: float | None,
+          progress: Callable[[str], None] | None = None) -> schedulers.Watch:
+    """Wait on the resource until `ready` (a shell command) succeeds, the job ends, or `timeout` passes.
+
+    `progress` gets the job's state changes ("job pending, position 2 in the
+    queue") and the environment set-up lines it writes. See Scheduler.watch_script.
+    """
+    return scheduler(job).watch(job, ready, timeout, progress)
+
+
 # -- helpers ---------------------------------------------------------------
-def _submit_slurm(shell: Shell, res: Resource, req: request.Request, env: environment.Environment,
-                  jobdir: str, workdir: str, job_name: str, command: str, array: str | None = None) -> str:
-    directives = [f"--job-name={job_name}", f"--output={jobdir}/output.log", f"--chdir={workdir}",
-                  "--nodes=1", "--ntasks=1", f"--cpus-per-task={req.cpus}"]
-    optional = {"--partition": req.partition, "--mem": req.memory_mb and f"{req.memory_mb}M",
-                "--time": req.walltime, "--gres": req.gpus and f"gpu:{req.gpus}", "--account": req.account,
-                "--qos": req.qos, "--array": array}
-    directives += [f"{flag}={value}" for flag, value in optional.items() if value]
-    script = "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives),
-                         f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", env.preamble(), command, ""])
-    q = shlex.quote(jobdir)
-    out = shell.run(f"umask 077 && mkdir -p {q} && cat > {q}/job.sh && sbatch --parsable {q}/job.sh",
-                    stdin=script.encode(), login_shell=True, timeout=120).stdout.strip()
-    native = out.splitlines()[-1].split(";")[0] if out else ""
-    if not native.isdigit():
-        raise CybershuttleError(f"sbatch on {res.name} did not return a job id: {out!r}")
-    return native
-
-
-def _submit_process(shell: Shell, res: Resource, req: request.Request, env: environment.Environment,
-                    jobdir: str, workdir: str, command: str) -> str:
-    runner = _ensure_runner(shell, res)
-    script = "\n".join([f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(jobdir)}", f"cd {shlex.quote(workdir)} || exit 96",
-                         env.preamble(), command, ""])
-    q = shlex.quote(jobdir)
-    python = shlex.quote(res.python or "python3")
-    out = shell.run(f"umask 077 && mkdir -p {q} && cat > {q}/job.sh && {python} {shlex.quote(runner)} --detach {q} "
-                    f"{req.walltime_s or 0}", stdin=script.encode(), timeout=60).stdout.strip()
-    if not out.isdigit():
-        raise CybershuttleError(f"the job runner on {res.name} did not start: {out!r}")
-    return out
-
-
-_runners_checked: set[tuple[str, str]] = set()
-
-
-def _ensure_runner(shell: Shell, res: Resource) -> str:
-    if not res.remote:
-        return str(_RUNNER)
-    source = _RUNNER.read_bytes()
-    import hashlib
-
-    digest = hashlib.sha256(source).hexdigest()[:12]
-    path = f"{res.facts.get('home') or '.'}/.cybershuttle/bin/runner-{digest}.py"
-    if (res.name, path) not in _runners_checked:
-        if not shell.run(f"test -f {shlex.quote(path)}", check=False).ok:
-            write_file(shell, path, source, 0o700)
-        _runners_checked.add((res.name, path))
-    return path
-
-
 def _jobs_root(res: Resource) -> str:
     if not res.remote:
         return str(profile.active().subdir("jobs"))
@@ -313,61 +282,6 @@ def _jobs_root(res: Resource) -> str:
     if not home:
         raise CybershuttleError(f"resource {res.name} has no recorded home directory: re-register it")
     return f"{home}/.cybershuttle/jobs"
-
-
-def _until_done(job: Job, timeout: float | None) -> str:
-    """A bash loop that returns when the job is no longer active (or after `timeout`)."""
-    limit = f" && [ $SECONDS -lt {int(timeout) + 1} ]" if timeout is not None else ""
-    if job.kind == "slurm":
-        active = "|".join(sorted(ACTIVE_STATES))
-        test = f"squeue -h -j {shlex.quote(job.native_id)} -o %T 2>/dev/null | grep -qE '^({active})'"
-    else:
-        q = shlex.quote(f"{job.jobdir}/result.json")
-        test = f"[ ! -e {q} ] && kill -0 {int(job.native_id)} 2>/dev/null"
-    return f"SECONDS=0; while {test}{limit}; do sleep {_POLL_S}; done"
-
-
-def _slurm_states(shell: Shell, jobs: list[Job]) -> list[Job]:
-    states = slurm.job_states(shell, [j.native_id for j in jobs])
-    out = []
-    for job in jobs:
-        s = states.get(job.native_id)
-        if s is None or s.state == "UNKNOWN":
-            out.append(replace(job, state="UNKNOWN", reason="Slurm does not know this job any more"))
-            continue
-        out.append(replace(job, state=s.state, exit_code=s.exit_code, signal=s.signal, reason=s.reason,
-                           started=s.start or job.started, ended=s.end if s.state not in ACTIVE_STATES else None))
-    return out
-
-
-def _process_states(shell: Shell, jobs: list[Job]) -> list[Job]:
-    import json
-
-    parts = []
-    for job in jobs:
-        d = shlex.quote(job.jobdir)
-        parts.append(f"if [ -e {d}/result.json ]; then printf '%s R ' {shlex.quote(job.id)}; cat {d}/result.json; echo; "
-                     f"elif kill -0 {int(job.native_id)} 2>/dev/null; then echo {shlex.quote(job.id)} A; "
-                     f"else echo {shlex.quote(job.id)} D; fi")
-    lines = shell.run("; ".join(parts), timeout=60).stdout.splitlines()
-    found = {}
-    for line in lines:
-        job_id, _, rest = line.partition(" ")
-        found[job_id] = rest
-    out = []
-    for job in jobs:
-        rest = found.get(job.id, "D")
-        if rest.startswith("R "):
-            result = json.loads(rest[2:])
-            out.append(replace(job, state=result["state"], exit_code=result["exit_code"], signal=result.get("signal"),
-                               started=result.get("start"), ended=result.get("end"), reason=None,
-                               usage={k: result.get(k) for k in ("elapsed_s", "cpu_s", "max_rss_mb")}))
-        elif rest == "A":
-            out.append(replace(job, state="RUNNING", started=job.started or job.submitted))
-        else:
-            out.append(replace(job, state="FAILED", reason="the job's process ended without a result "
-                                                           "(the machine restarted or the process was killed)"))
-    return out
 
 
 def _job_name(name: str | None, command: str) -> str:

@@ -90,7 +90,9 @@ def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | 
 
     cpus = cpus or 1
     gpus = gpus or 0
-    if resource.kind == "slurm":
+    from . import schedulers
+
+    if schedulers.for_resource(resource).queues:
         partition = partition or resource.default_partition
         info = resource.partition_info(partition) if partition else None
         if partition and info is None:

@@ -2,9 +2,11 @@
 
 A resource is `local` (this machine), `ssh` (a workstation reached over SSH)
 or `slurm` (a cluster whose login node is reached over SSH, or this machine
-when it is a Slurm node: no `host`). Registration connects, checks, detects
-what the resource offers (Slurm partitions and limits, GPUs, Lmod, Python,
-free disk, conda) and saves only when every required check passed.
+when it is a Slurm node: no `host`) -- or of any kind an installed scheduler
+serves (compute/schedulers: the kind picks the scheduler). Registration
+connects, checks, detects what the resource offers (the scheduler's own
+checks: Slurm partitions and limits; GPUs, Lmod, Python, free disk, conda)
+and saves only when every required check passed.
 
 The parts that belong to one person (login name, key, Slurm account, default
 partition, QoS) can be set per user with `configure()`: they are kept in that
@@ -13,7 +15,6 @@ user's private catalog and override a site resource's defaults.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,14 +22,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .. import names, slurm, ssh
+from .. import names, ssh
 from ..errors import CybershuttleError, SSHError
 from ..registry import Entry, catalog
+from . import schedulers
 from .shell import LocalShell, RemoteShell, Shell
 
 KIND = "compute"
 PROFILE_KIND = "compute-profile"
-KINDS = ("local", "ssh", "slurm")
 PERSONAL_FIELDS = ("user", "key", "account", "partition", "qos")
 
 
@@ -118,6 +119,11 @@ class Registration:
 
 
 # -- public API ------------------------------------------------------------
+def kinds() -> list[str]:
+    """Every resource kind some installed scheduler serves (local, ssh, slurm, ...)."""
+    return list(schedulers.kinds())
+
+
 def get(name: str) -> Resource:
     """The resource called `name`, with the user's own settings applied."""
     return _from_entry(catalog().get(KIND, name))
@@ -212,7 +218,7 @@ def configure(name: str, **settings: str | None) -> Resource:
     if "key" in values:
         values["key"] = _existing_file(values["key"], "key")
     if "partition" in values and resource.partitions and resource.partition_info(values["partition"]) is None:
-        raise ResourceSpecError(_unknown_partition(resource, values["partition"]))
+        raise ResourceSpecError(unknown_partition(resource, values["partition"]))
     cat = catalog()
     current = cat.private.find(PROFILE_KIND, name)
     merged = {**(current.data if current else {}), **values}
@@ -221,16 +227,9 @@ def configure(name: str, **settings: str | None) -> Resource:
 
 
 def status(resource: Resource, timeout: float = 10.0) -> dict[str, Any]:
-    """Live status: reachable, and for Slurm the idle/total nodes."""
+    """Live status: reachable, and what its scheduler says (for Slurm the idle/total nodes)."""
     try:
-        shell = resource.shell()
-        if resource.kind == "slurm":
-            parts = slurm.partitions(shell)
-            return {"reachable": True, "idle_nodes": sum(p.idle_nodes for p in parts),
-                    "nodes": sum(p.nodes for p in parts), "error": None}
-        load = shell.run("cat /proc/loadavg", timeout=timeout).stdout.split()[:1]
-        return {"reachable": True, "idle_nodes": None, "nodes": 1, "load": float(load[0]) if load else None,
-                "error": None}
+        return schedulers.for_resource(resource).load(resource.shell(), timeout)
     except CybershuttleError as exc:
         return {"reachable": False, "idle_nodes": None, "nodes": None, "error": str(exc)}
 
@@ -267,16 +266,8 @@ def soonest(choices: str, partition: str | None = None) -> tuple[str, str | None
 
 # -- helpers ---------------------------------------------------------------
 def _start_score(res: Resource, part: str | None) -> tuple[int, int]:
-    if res.kind != "slurm":
-        return (0, 0)
-    shell = res.shell()
-    wanted = part or res.default_partition or ""
-    info = {p.name: p for p in slurm.partitions(shell)}.get(wanted)
-    if info is None:
-        return (2, 0)
-    pending = shell.run(f"squeue -h -t PD -p {shlex.quote(wanted)} -o %i | wc -l", login_shell=True,
-                        check=False, timeout=30).stdout.strip()
-    return (0 if info.idle_nodes > 0 else 1, int(pending) if pending.isdigit() else 0)
+    sched = schedulers.for_resource(res)
+    return sched.start_rank(res.shell(), part)
 
 
 def _from_entry(entry: Entry) -> Resource:
@@ -297,8 +288,10 @@ def _parse_spec(spec: dict[str, Any]) -> Resource:
         raise ResourceSpecError(f"unknown key(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}")
     name = names.validate(spec.get("name"), "compute resource name")
     kind = spec.get("kind")
-    if kind not in KINDS:
-        raise ResourceSpecError(f"resource {name!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    known = kinds()
+    if kind not in known:
+        raise ResourceSpecError(f"resource {name!r}: kind must be one of {', '.join(known)}, got {kind!r} "
+                                "(another kind needs its scheduler installed)")
     host = spec.get("host")
     if host is not None and (not isinstance(host, str) or not host or any(c.isspace() for c in host)
                              or host.startswith("-")):
@@ -351,14 +344,11 @@ def _inspect(resource: Resource, prompter: ssh.Prompter | None) -> tuple[list[Ch
         checks.append(Check("shell", False, True, f"cannot run commands: {exc}"))
         return checks, facts
     python = facts.get("python")
-    checks.append(Check("python", bool(python), resource.kind != "slurm",
+    sched = schedulers.for_resource(resource)
+    checks.append(Check("python", bool(python), sched.needs_python,
                         f"{python} ({facts.get('python_version')})" if python else
                         "no python3 on PATH in a login shell (needed to run jobs and kernels)"))
-    if resource.kind == "slurm":
-        checks += _check_slurm(resource, shell, facts)
-    else:
-        checks.append(Check("cpus", True, False, f"{facts.get('cpus')} CPUs, {facts.get('memory_mb')} MB memory, "
-                                                  f"{facts.get('gpus', 0)} GPUs"))
+    checks += sched.inspect(shell, facts)
     checks.append(Check("lmod", bool(facts.get("lmod")), False,
                         f"Lmod {facts['lmod']}" if facts.get("lmod") else "no Lmod (module files cannot be loaded)"))
     conda = facts.get("conda")
@@ -370,30 +360,7 @@ def _inspect(resource: Resource, prompter: ssh.Prompter | None) -> tuple[list[Ch
     return checks, facts
 
 
-def _check_slurm(resource: Resource, shell: Shell, facts: dict[str, Any]) -> list[Check]:
-    version = slurm.version(shell)
-    if not version:
-        return [Check("slurm", False, True, "no Slurm commands (sinfo) found in a login shell")]
-    facts["slurm_version"] = version
-    try:
-        parts = slurm.partitions(shell)
-    except CybershuttleError as exc:
-        return [Check("slurm", False, True, f"Slurm {version}, but sinfo failed: {exc}")]
-    facts["partitions"] = [p.to_dict() for p in parts]
-    facts["gpus"] = max((p.gpus_per_node for p in parts), default=0)
-    summary = ", ".join(f"{p.name}{'*' if p.default else ''} ({p.idle_nodes}/{p.nodes} idle, {p.cpus_per_node} CPUs, "
-                        f"{p.gpus_per_node} GPUs)" for p in parts)
-    checks = [Check("slurm", bool(parts), True, f"Slurm {version}; partitions: {summary}" if parts
-                    else f"Slurm {version} but no partitions")]
-    wanted = resource.partition
-    if wanted:
-        probe = replace(resource, facts=facts)
-        ok = probe.partition_info(wanted) is not None
-        checks.append(Check("partition", ok, True, f"default partition {wanted}" if ok else _unknown_partition(probe, wanted)))
-    return checks
-
-
-def _unknown_partition(resource: Resource, wanted: str) -> str:
+def unknown_partition(resource: Resource, wanted: str) -> str:
     known = ", ".join(p["name"] for p in resource.partitions) or "none"
     return f"{resource.name} has no partition {wanted!r} (partitions: {known})"
 

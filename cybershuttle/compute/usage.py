@@ -1,8 +1,8 @@
 """What the user's jobs consumed: CPU-hours, GPU-hours, memory, wall time.
 
-Slurm resources answer from `sacct` (every job of the user there, not only
-those started through Cybershuttle: the allocation is what is billed). Local
-and ssh resources answer from the runner's record of each process job.
+A scheduler with accounting answers itself (Slurm: every job of the user
+there, not only those started through Cybershuttle: the allocation is what is
+billed). Otherwise the answer comes from the record of each job run there.
 """
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .. import slurm
 from ..errors import CybershuttleError
-from . import job, resources
+from . import job, resources, schedulers
 
 
 def usage(resource: str | None = None, since: str | None = None) -> dict[str, Any]:
@@ -24,10 +23,8 @@ def usage(resource: str | None = None, since: str | None = None) -> dict[str, An
     errors: list[str] = []
     for res in targets:
         try:
-            if res.kind == "slurm":
-                rows += _slurm_rows(res, since)
-            else:
-                rows += _process_rows(res, since_ts)
+            accounted = schedulers.for_resource(res).usage(res.shell(), since, res.user)
+            rows += accounted if accounted is not None else _process_rows(res, since_ts)
         except CybershuttleError as exc:
             errors.append(f"{res.name}: {exc}")
     totals = {
@@ -38,16 +35,6 @@ def usage(resource: str | None = None, since: str | None = None) -> dict[str, An
         "max_rss_mb": max((r["max_rss_mb"] or 0 for r in rows), default=0),
     }
     return {"since": since, "jobs": rows, "totals": totals, "errors": errors}
-
-
-def _slurm_rows(res: resources.Resource, since: str) -> list[dict[str, Any]]:
-    out = []
-    for u in slurm.usage(res.shell(), since=since, user=res.user):
-        out.append({"resource": res.name, "job": u.job_id, "name": u.name, "state": u.state, "cpus": u.alloc_cpus,
-                    "gpus": u.alloc_gpus, "elapsed_s": u.elapsed_s, "cpu_s": u.total_cpu_s,
-                    "cpu_hours": round(u.cpu_hours, 6), "gpu_hours": round(u.gpu_hours, 6),
-                    "max_rss_mb": u.max_rss_mb, "start": u.start, "end": u.end})
-    return out
 
 
 def _process_rows(res: resources.Resource, since_ts: float) -> list[dict[str, Any]]:

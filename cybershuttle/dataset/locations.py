@@ -104,7 +104,9 @@ def rank(loc: Location, resource: Any | None) -> int:
     same_server = info.host == resource.host and info.port in (None, resource.port)
     if info.resource == resource.name or same_server:
         # a Slurm job runs on a compute node: the storage is the cluster's, not that node's
-        return SAME_RESOURCE if resource.kind == "slurm" else HERE
+        from ..compute import schedulers
+
+        return SAME_RESOURCE if schedulers.for_resource(resource).runs_on_nodes else HERE
     return ELSEWHERE
 
 

@@ -32,14 +32,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import compute, names, profile, ssh
-from ..errors import CybershuttleError, NotFoundError, SSHError
+from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
 from .forward import Forward, forwarder
 
 KIND = "runtime"
 PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
 KERNEL_REQUIREMENT = "ipykernel>=7"  # 7 understands CurveZMQ keys in the connection file
-LIVE_STATES = ("REQUESTED", "READY")
+#: the runtime states in which it holds a job (compute/states.py defines active and final)
+LIVE_STATES = tuple(s.value for s in compute.states.RuntimeState if s.active)
 _KERNEL_COMMAND = ('python -m ipykernel_launcher -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; rc=$?; '
                    'rm -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; exit $rc')
 
@@ -125,43 +126,17 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
         raise RuntimeError_(f"runtime {name!r} is {rt.state.lower()}" + (f" ({rt.message})" if rt.message else "")
                             + ": request it again", next_step=("runtime.request", name))
     job = compute.get_job(rt.job_id)
-    res = compute.get(job.resource)
-    script = _wait_script(job, res, timeout)
-    lines: list[str] = []
-    buffer = b""
-
-    def sink(data: bytes) -> None:
-        nonlocal buffer
-        buffer += data
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            text = line.decode(errors="replace")
-            lines.append(text)
-            if progress is not None and text.startswith("STATE "):
-                progress(f"job {text[6:].lower()}")
-            elif progress is not None and text.startswith("LOG "):
-                progress(text[4:])
-
-    for attempt in range(3):
-        try:
-            res.shell().stream(script, sink, login_shell=job.kind == "slurm")
-            break
-        except SSHError:
-            if attempt == 2:
-                raise
-    ports_line = next((ln for ln in lines if ln.startswith("PORTS ")), None)
-    if ports_line is None:
+    seen = compute.watch(job, _read_ports(job, compute.get(job.resource)), timeout, progress)
+    if seen.ready is None:
         job = compute.status(job.id)
-        if job.final or any(ln == "DEAD" for ln in lines):
+        if job.final or seen.ended:
             message = _ended_message(job)
             _mark(rt, "DEAD", message)
             raise RuntimeError_(f"runtime {name!r} did not start: {message}")
         raise RuntimeError_(f"runtime {name!r} is not ready after {timeout:.0f} s (job {job.id} is {job.state}): "
                             "wait longer", next_step=("runtime.wait", name))
-    ports = json.loads(ports_line[6:])
-    node_line = next((ln for ln in lines if ln.startswith("NODE ")), "NODE ")
-    node = node_line[5:].strip() or None
-    rt = replace(rt, state="READY", remote_ports=ports, node=node, ready_at=time.time(), message=None)
+    ports = json.loads(seen.ready)
+    rt = replace(rt, state="READY", remote_ports=ports, node=seen.node, ready_at=time.time(), message=None)
     catalog().private.update(KIND, name, lambda _: _to_data(rt))
     return rt
 
@@ -303,7 +278,7 @@ def restart(name: str, *, timeout: float | None = 600.0, progress: Callable[[str
 
 
 def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
-    """Every runtime, those whose job ended behind their back (scancel, walltime, a crash) now marked DEAD.
+    """Every runtime, those whose job ended behind their back (cancelled outside Cybershuttle, walltime, a crash) now marked DEAD.
 
     `jobs` (by id, with live states) spares asking the resources again when the caller
     just did; a runtime whose job is not among them is asked about on its own.
@@ -335,37 +310,14 @@ def _close_local(name: str) -> None:
             forwarder().remove(fwd)
 
 
-def _wait_script(job: compute.Job, res: compute.Resource, timeout: float | None) -> str:
+def _read_ports(job: compute.Job, res: compute.Resource) -> str:
+    """A command that prints the kernel's ports (JSON) once it has written them, and fails before."""
     conn = shlex.quote(f"{job.jobdir}/connection.json")
     python = shlex.quote(res.python or "python3")
     code = ("import json,sys; d=json.load(open(sys.argv[1])); "
             f"p={{k: d.get(k, 0) for k in {list(PORTS)!r}}}; "
             "sys.exit(1) if not all(p.values()) else print(json.dumps(p))")
-    read_ports = f"{python} -c {shlex.quote(code)} {conn}"
-    log = shlex.quote(f"{job.jobdir}/output.log")
-    if job.kind == "slurm":
-        job_id = shlex.quote(job.native_id)
-        state = f"squeue -h -j {job_id} -o %T 2>/dev/null"
-        alive = "case \"$S\" in PENDING*|CONFIGURING|RUNNING|COMPLETING) true;; *) false;; esac"
-        # Position among the partition's pending jobs, by priority; looked up about once a second.
-        partition = shlex.quote(str(job.request.get("partition") or ""))
-        position = (f"if [ \"$S\" = PENDING ]; then if [ $((N % 20)) = 0 ]; then "
-                    f"POS=$(squeue -h -t PD -p {partition} --sort=-p,i -o %i 2>/dev/null | grep -n -x {job_id} | cut -d: -f1); fi; "
-                    "S=\"PENDING, position ${POS:-?} in the queue\"; fi; ")
-    else:
-        state = f"[ -e {shlex.quote(job.jobdir + '/result.json')} ] && echo ENDED || echo RUNNING"
-        alive = "[ \"$S\" = RUNNING ]"
-        position = ""
-    limit = f"[ $SECONDS -lt {int(timeout)} ] || {{ echo TIMEOUT; exit 4; }}; " if timeout else ""
-    # Environment set-up lines the job writes (cybershuttle: ...) are relayed as they appear.
-    logs = (f"C=$(grep -c '^cybershuttle:' {log} 2>/dev/null || true); C=${{C:-0}}; if [ \"$C\" -gt \"$SEEN\" ]; then "
-            f"grep '^cybershuttle:' {log} | sed -n \"$((SEEN+1)),${{C}}p\" | sed 's/^/LOG /'; SEEN=$C; fi; ")
-    node = (f"echo \"NODE $(squeue -h -j {shlex.quote(job.native_id)} -o %N 2>/dev/null)\"; "
-            if job.kind == "slurm" else "")
-    return (f"SECONDS=0; LAST=; SEEN=0; N=-1; POS=; while true; do N=$((N+1)); "
-            f"if P=$({read_ports} 2>/dev/null); then {node}echo \"PORTS $P\"; exit 0; fi; "
-            f"S=$({state}); {position}if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; fi; {logs}"
-            f"if ! {alive}; then echo DEAD; exit 3; fi; {limit}sleep 0.05; done")
+    return f"{python} -c {shlex.quote(code)} {conn}"
 
 
 def _ended_message(job: compute.Job) -> str:
@@ -393,7 +345,7 @@ def _remove_remote_files(job: compute.Job) -> None:
 
 def _mark(rt: Runtime, state: str, message: str | None) -> Runtime:
     if state == "DEAD":
-        # Ended behind our back (scancel, walltime, a crash): its connection file
+        # Ended behind our back (cancelled outside Cybershuttle, walltime, a crash): its connection file
         # may survive the kernel, so remove it on this first contact.
         try:
             _remove_remote_files(compute.get_job(rt.job_id))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import compute, names, profile
+from ..compute import states
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
 from ..setupfile import load as load_setup
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 KIND = "template-run"
 EXECUTED = "executed.ipynb"
-ACTIVE = frozenset({"PENDING", "RUNNING"})
+ACTIVE = states.ACTIVE  # a run's status is a job state (compute/states.py)
 _SETUP_TAG = "cybershuttle-setup"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^\s{}]+)\s*\}\}")
 
@@ -52,7 +53,7 @@ class Run:
 
     id: str
     template: str
-    status: str  # PENDING | RUNNING | COMPLETED | FAILED | CANCELLED | TIMEOUT | ...
+    status: str  # a compute.states.JobState word: PENDING | RUNNING | COMPLETED | FAILED | CANCELLED | ...
     parameters: dict[str, Any]
     resource: str
     output: str  # local directory: executed.ipynb and the files the run wrote
@@ -68,7 +69,7 @@ class Run:
 
     @property
     def final(self) -> bool:
-        return self.status not in ACTIVE
+        return states.final(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

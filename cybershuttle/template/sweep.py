@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import compute, slurm
+from .. import compute
 from ..errors import CybershuttleError
 from . import catalog as templates
 from .run import Run, extract, finish, local_dir, new_id, pack, render_inputs, runs, save
@@ -78,7 +78,7 @@ def sweep(name: str, sweep_file: str | Path, *, resource: str, input_dir: str | 
     """
     tmpl = templates.get(name)
     res = compute.get(resource)
-    if res.kind != "slurm":
+    if not compute.schedulers.for_resource(res).arrays:
         raise CybershuttleError(f"a sweep runs as one Slurm job array, but {res.name} is a {res.kind} resource: "
                                 "choose a Slurm resource (see `cybershuttle compute list`)")
     pts = points(sweep_file)
@@ -133,17 +133,18 @@ def refresh(records: list[Run]) -> list[Run]:
     for job_id, pending in by_job.items():
         try:
             job = compute.get_job(job_id)
-            shell = compute.get(job.resource).shell()
-            states = slurm.job_states(shell, [f"{job.native_id}_{r.task}" for r in pending])
+            sched = compute.scheduler(job)
+            shell = sched.resource.shell()
+            states = sched.task_states(shell, job, [r.task for r in pending])
         except CybershuttleError:
             continue  # unreachable for now: the runs keep their last known state
         ended = []
         for r in pending:
-            state = states[f"{job.native_id}_{r.task}"].state
-            if state in slurm.FINAL_STATES:
+            state = states[r.task]
+            if compute.states.final(state):
                 ended.append((r, state))
-            elif state != "UNKNOWN":
-                live = "RUNNING" if state in ("RUNNING", "COMPLETING") else "PENDING"
+            elif compute.states.active(state):
+                live = state  # the job's own word: a run speaks the job-state vocabulary
                 if live != r.status:
                     r = Run(**{**r.to_dict(), "status": live})
                     save(r)

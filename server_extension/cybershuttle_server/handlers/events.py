@@ -3,8 +3,8 @@
 `GET /events` is a `text/event-stream`; each event's data is one JSON object
 `{"kind": "job", "id", "state", ...}` or `{"kind": "runtime", "name", "state", ...}`.
 
-One `Watcher` per server asks the resources for job states (one squeue/sacct
-or process-table query per resource, in a worker thread) every
+One `Watcher` per server asks the resources for job states (one batched query
+of each resource's scheduler, in a worker thread) every
 `cybershuttle_events_interval` seconds (tornado setting, default 3) — and only
 while at least one browser is subscribed: with no subscriber nothing polls.
 Each subscriber first receives the current state of every active job and live
