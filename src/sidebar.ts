@@ -5,7 +5,7 @@
  * runtime states arrive as server-sent events and update rows in place.
  */
 import { Api, ApiError } from './api';
-import { ActionContext, ListSpec, SECTIONS, SectionSpec } from './sections';
+import { ActionContext, ListSpec, SECTIONS, SectionSpec, loadStates } from './sections';
 import { PagedSource, WindowedList } from './windowedList';
 
 export interface SidebarOptions {
@@ -111,6 +111,11 @@ class ListView {
       }
     );
     return this.loaded;
+  }
+
+  /** Paints the rows again (their actions depend on what the server said since). */
+  repaint(): void {
+    this.list.refresh();
   }
 
   /** Applies a live state change to the row with this key; false when not loaded. */
@@ -293,6 +298,11 @@ export class Sidebar {
       s => new SectionView(s, base, options.pageSize ?? 200, options.visibleRows ?? 12)
     );
     this.node.append(header, ...this.sections.map(s => s.node));
+    const stateful = this.sections.filter(s => s.spec.usesStates);
+    if (stateful.length) {
+      // Rows painted before the vocabulary arrived offer their actions again once it has.
+      void loadStates(options.api).then(() => stateful.forEach(s => s.lists.forEach(l => l.repaint())));
+    }
   }
 
   list(id: string): ListView | undefined {

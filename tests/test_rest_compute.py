@@ -276,3 +276,14 @@ async def test_ssh_prompts_in_the_servers_worker_threads_are_refused_not_asked_o
         await run_blocking(ssh.connect, endpoint)
     with pytest.raises(SSHError, match="no terminal to answer it"):  # outside the pool: the caller's own way
         ssh.connect(endpoint)
+
+
+async def test_the_state_vocabulary_is_served_for_the_sidebar(jp_fetch):
+    code, body = await call(jp_fetch, "states")
+    assert code == 200
+    from cybershuttle.compute import states
+
+    assert body == states.vocabulary()
+    final = set(body["final"])
+    assert {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "STOPPED", "DEAD"} <= final
+    assert not final & {"PENDING", "RUNNING", "REQUESTED", "READY", "UNKNOWN"}

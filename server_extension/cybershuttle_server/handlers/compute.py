@@ -1,5 +1,6 @@
 """Compute resources (list with live status, the validating registration the
-web form uses), jobs (list, logs, cancel) and runtimes (list, stop)."""
+web form uses), jobs (list, logs, cancel), runtimes (list, stop) and the state
+vocabulary every job, run and runtime speaks (which states are final)."""
 from __future__ import annotations
 
 from typing import Any
@@ -174,7 +175,16 @@ def search(query: str) -> list[dict[str, Any]]:
             for r in compute.list_all() if needle in _resource_text(r).lower()]
 
 
+class StatesHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    def get(self) -> None:
+        """Every job/run/runtime state, whether it is final or active (the sidebar's one source)."""
+        self.write_json(compute.states.vocabulary())
+
+
 ROUTES = [
+    Route("states", StatesHandler, ("GET",), "the state vocabulary: {states: [{name, of, final, active}], final, "
+                                             "active}"),
     Route("compute", ComputeListHandler, ("GET", "POST"),
           "GET: resources with live status (?status=0 skips it); POST: register (form or JSON; ?check_only=1)"),
     Route("compute/{name}", ComputeItemHandler, ("GET",), "one resource, its live status and runtimes"),
