@@ -35,21 +35,10 @@ def find_server() -> dict[str, Any]:
 
 
 def shell_command(runtime_name: str) -> list[str]:
-    """The command that puts a terminal on the runtime's host (inside its job on Slurm)."""
-    from cybershuttle import compute, runtime
+    """The command that puts a terminal on the runtime's host (inside its job's allocation): the core's."""
+    from cybershuttle.runtime.terminal import terminal_command
 
-    rt = runtime.get(runtime_name)
-    job = compute.get_job(rt.job_id)
-    res = compute.get(rt.resource)
-    remote = compute.enter_command(job)
-    if not res.remote:
-        return ["bash", "-lc", remote]
-    ep = res.endpoint
-    argv = ["ssh", "-t", "-p", str(ep.port), "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={ep.known_hosts_path}"]
-    if ep.key:
-        argv += ["-i", ep.key, "-o", "IdentitiesOnly=yes"]
-    return argv + [f"{ep.user}@{ep.host}", remote]
+    return terminal_command(runtime_name)
 
 
 def open_terminal(server: dict[str, Any], argv: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Ports of a runtime's host reached from this machine (`%open_tunnels`, `%run_subprocess`).
+"""Ports of a runtime's host reached from this machine (a subprocess's web page, TensorBoard, ...).
 
 Each remote port gets a 127.0.0.1 port here, forwarded over the pooled SSH
 transport by the same in-process forwarder as the kernel's ports.
