@@ -67,7 +67,6 @@ class Runtime:
     ready_at: float | None = None
     message: str | None = None
     subprocess: dict[str, Any] | None = None  # {"pid", "command", "ports"} of its background process
-    subprocess: dict[str, Any] | None = None  # {"pid", "command", "ports"} of its background process
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -298,40 +297,6 @@ def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
     return out
 
 
-def restart(name: str, *, timeout: float | None = 600.0, progress: Callable[[str], None] | None = None) -> Runtime:
-    """A fresh kernel for runtime `name`: its job is stopped and a new one asked with the same request.
-
-    Waits until the new kernel is ready (see `wait`); a notebook's variables do not survive.
-    """
-    rt = get(name)
-    stop(name)
-    req = rt.request
-    request(name, rt.resource, cpus=req.get("cpus"), memory=req.get("memory_mb"), gpus=req.get("gpus"),
-            walltime=req.get("walltime"), partition=req.get("partition"), account=req.get("account"),
-            qos=req.get("qos"), setup_file=rt.setup_file, encrypt=rt.encrypted)
-    return wait(name, timeout=timeout, progress=progress)
-
-
-def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
-    """Every runtime, those whose job ended behind their back (cancelled outside Cybershuttle, walltime, a crash) now marked DEAD.
-
-    `jobs` (by id, with live states) spares asking the resources again when the caller
-    just did; a runtime whose job is not among them is asked about on its own.
-    """
-    out = []
-    for rt in list_all():
-        if rt.state in LIVE_STATES:
-            job = jobs.get(rt.job_id) if jobs is not None else None
-            try:
-                job = job or compute.status(rt.job_id)
-            except CybershuttleError:
-                job = None  # unreachable now: not evidence that it died
-            if job is not None and job.final:
-                rt = _mark(rt, "DEAD", _ended_message(job))
-        out.append(rt)
-    return out
-
-
 # -- helpers ---------------------------------------------------------------
 _local: dict[str, tuple[list[Forward], dict[str, Any]]] = {}
 _local_lock = threading.Lock()
@@ -419,10 +384,6 @@ def _to_data(rt: Runtime) -> dict[str, Any]:
 def _from_data(name: str, data: dict[str, Any]) -> Runtime:
     return load_record(Runtime, "name", name, data)
 
-# Actions that live in their own modules, part of this one's API (imported last: they use the above).
-from . import tunnels  # noqa: E402
-from .processes import start_subprocess, stop_subprocess  # noqa: E402
-from .transfer import copy  # noqa: E402
 
 # Actions that live in their own modules, part of this one's API (imported last: they use the above).
 from . import tunnels  # noqa: E402
