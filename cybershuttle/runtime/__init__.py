@@ -278,7 +278,8 @@ def restart(name: str, *, timeout: float | None = 600.0, progress: Callable[[str
 
 
 def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
-    """Every runtime, those whose job ended behind their back (cancelled outside Cybershuttle, walltime, a crash) now marked DEAD.
+    """Every runtime; those whose job ended behind their back (cancelled outside Cybershuttle, walltime,
+    a crash) are marked DEAD first, with why.
 
     `jobs` (by id, with live states) spares asking the resources again when the caller
     just did; a runtime whose job is not among them is asked about on its own.
