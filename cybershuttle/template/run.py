@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 KIND = "template-run"
 EXECUTED = "executed.ipynb"
 ACTIVE = states.ACTIVE  # a run's status is a job state (compute/states.py)
+#: a sweep point whose array task ended (walltime, cancelled, node lost) before the point finished
+NOT_RUN = states.RunState.NOT_RUN.value
 _SETUP_TAG = "cybershuttle-setup"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^\s{}]+)\s*\}\}")
 
@@ -66,6 +68,8 @@ class Run:
     task: int | None = None  # the array task of a sweep point
     remote_dir: str | None = None
     sweep: str | None = None
+    point: int | None = None  # the point's index in its sweep
+    run_time: float | None = None  # seconds the run itself took (a sweep point: in its task, kernel included)
 
     @property
     def final(self) -> bool:
@@ -131,7 +135,18 @@ def runs(name: str, *, refresh: bool = True) -> list[Run]:
         from .sweep import refresh as refresh_points  # the package exports the function `sweep`
 
         records = refresh_points(records)
-    return sorted(records, key=lambda r: (r.started, r.task or 0))
+    # A sweep's points stay together, in point order, where the sweep began.
+    began: dict[str, float] = {}
+    for r in records:
+        if r.sweep:
+            began[r.sweep] = min(began.get(r.sweep, r.started), r.started)
+    return sorted(records, key=lambda r: (began[r.sweep], r.sweep, r.point or 0) if r.sweep else (r.started, "", 0))
+
+
+def recent(since: float) -> list[Run]:
+    """Single runs (not sweep points) of every template that are unfinished or ended after `since`."""
+    found = [load_record(Run, "id", e.name, e.data) for e in catalog().private.list(KIND) if not e.data.get("sweep")]
+    return [r for r in found if not r.final or (r.finished or 0) >= since]
 
 
 def get_run(run_id: str) -> Run:
@@ -184,6 +199,11 @@ def forget(name: str) -> int:
     records = _records(name)
     for r in records:
         catalog().private.remove(KIND, r.id)
+    from .sweep import KIND as SWEEP_KIND
+
+    for entry in catalog().private.list(SWEEP_KIND):
+        if entry.data.get("template") == name:
+            catalog().private.remove(SWEEP_KIND, entry.name)
     return len(records)
 
 
@@ -241,7 +261,10 @@ def finish(record: Run, template_nb: nbformat.NotebookNode, error: str | None) -
     status = "FAILED" if error else "COMPLETED"
     if record.status not in ACTIVE | {"COMPLETED", "FAILED"}:
         status = record.status  # CANCELLED, TIMEOUT, ... say more than FAILED
-    return replace(record, status=status, error=error, outputs=outputs, files=files, finished=time.time())
+    finished = time.time()
+    run_time = record.run_time if record.run_time is not None else round(finished - record.started, 3)
+    return replace(record, status=status, error=error, outputs=outputs, files=files, finished=finished,
+                   run_time=run_time)
 
 
 def new_id(name: str) -> str:
