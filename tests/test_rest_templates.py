@@ -69,3 +69,59 @@ async def test_a_template_is_shown_with_its_spec_run_and_its_runs_listed(jp_fetc
     assert code == 404 and "square" in body["error"]
     code, body = await call(jp_fetch, "search", params={"q": "squ"})
     assert {"kind": "template", "name": "square", "detail": "2 parameter(s)"} in body["items"]
+
+
+async def test_a_sweeps_progress_is_pushed_as_events_with_queue_places_and_its_failures_rerun(
+        jp_fetch, jp_http_port, jp_base_url, jp_serverapp, registered, tmp_path):
+    from rest_api import EventStream
+
+    from cybershuttle import compute
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 0")
+    params.metadata["tags"] = ["parameters"]
+    check = nbformat.v4.new_code_cell("if x == 3:\n    raise ValueError('three')\ny = x + 1\ny")
+    check.metadata["tags"] = ["output"]
+    nb.cells = [params, check]
+    nbformat.write(nb, tmp_path / "inc.ipynb")
+    template.add("inc", notebook=str(tmp_path / "inc.ipynb"))
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text("grid:\n  x: [0, 1, 2, 3, 4, 5]\n")
+    stream = await EventStream(jp_http_port, jp_base_url + "cybershuttle/api/v1/events",
+                               jp_serverapp.identity_provider.token).open()
+    try:
+        # Two tasks, one at a time: the second waits in the queue while the first runs.
+        runs = await blocking(template.sweep, "inc", sweep, resource="testcluster", tasks=2, max_running=1,
+                              output=str(tmp_path / "out"))
+        sweep_id = runs[0].sweep
+        mine = lambda e: e.get("kind") == "sweep" and e.get("id") == sweep_id  # noqa: E731
+        queued = await stream.wait_for(lambda e: mine(e) and any(
+            t["state"] == "PENDING" and t["position"] for t in e["progress"]["tasks"]), 120)
+        assert queued["template"] == "inc" and queued["progress"]["total"] == 6 and not queued["final"]
+        done = await stream.wait_for(lambda e: mine(e) and e["final"], 180)
+        assert done["state"] == "FAILED" and done["progress"]["counts"] == {"COMPLETED": 5, "FAILED": 1}
+        seen = [e["progress"]["counts"].get("COMPLETED", 0) for e in stream.events if mine(e)]
+        assert seen == sorted(seen) and len(set(seen)) > 2, seen  # pushed as points ended, not only at the end
+
+        code, body = await call(jp_fetch, "templates/inc/sweeps")
+        assert code == 200 and [s["sweep"] for s in body["items"]] == [sweep_id]
+        assert body["items"][0]["counts"] == {"COMPLETED": 5, "FAILED": 1} and body["items"][0]["final"]
+
+        fixed = nbformat.v4.new_code_cell("y = x + 1\ny")
+        fixed.metadata["tags"] = ["output"]
+        nb.cells = [params, fixed]
+        nbformat.write(nb, tmp_path / "inc.ipynb")
+        template.add("inc", notebook=str(tmp_path / "inc.ipynb"), replace=True)
+        code, body = await call(jp_fetch, f"templates/inc/sweeps/{sweep_id}/rerun", "POST", json_body={})
+        assert code == 202 and [r["point"] for r in body["items"]] == [3]
+        again = await stream.wait_for(lambda e: mine(e) and e["final"] and e["state"] == "COMPLETED", 180)
+        assert again["progress"]["counts"] == {"COMPLETED": 6}
+        code, body = await call(jp_fetch, "templates/inc/runs")
+        assert {r["point"]: r["outputs"]["y"] for r in body["items"]} == {x: x + 1 for x in range(6)}
+    finally:
+        stream.close()
+        for job in compute.jobs():
+            try:
+                compute.cancel(job.id)
+            except Exception:
+                pass

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import tornado.web
 
 from cybershuttle import template
+from cybershuttle.template.run import recent as recent_runs
+from cybershuttle.template.sweep import live as live_sweeps
 from cybershuttle.errors import UsageError
 
+from . import events
 from .base import CybershuttleHandler, Route, run_blocking
 
 log = logging.getLogger("cybershuttle_server")
 _RUN_FIELDS = ("inputs", "resource", "output", "wait")
 _APPEAR_POLL_S = 0.1
+_RECENT_S = 600.0  # a run or sweep that ended this long ago still has its event (a late watcher sees the end)
 
 
 class TemplatesHandler(CybershuttleHandler):
@@ -75,6 +80,40 @@ class TemplateRunsHandler(CybershuttleHandler):
         self.write_json(started.result().to_dict(), status=201)  # finished (or was refused) before we looked
 
 
+class TemplateSweepsHandler(CybershuttleHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """The template's sweeps with live progress: point counts by state, `eta_s`, and the unfinished
+        tasks (state, points done; queue `position` and Slurm's `estimated_start` while pending)."""
+        self.write_page([p.to_dict() for p in await self.call(template.progress, name)])
+
+
+class SweepRerunHandler(CybershuttleHandler):
+    post_action = "execute"
+
+    @tornado.web.authenticated
+    async def post(self, name: str, sweep_id: str) -> None:
+        """Submit the sweep's FAILED and NOT_RUN points again, as one new array (202: the runs, PENDING)."""
+        runs = await self.call(template.rerun, name, sweep_id=sweep_id)
+        self.write_json({"items": [r.to_dict() for r in runs], "total": len(runs)}, status=202)
+
+
+def sweep_events() -> dict[tuple[str, str], dict[str, Any]]:
+    """Events for the sidebar's runs and sweep views: a sweep's progress (`progress` changes as points
+    end), and each single run's state; unfinished ones, and those that ended lately (so their end is seen)."""
+    events: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in live_sweeps():
+        data = p.to_dict()
+        events[("sweep", p.sweep)] = {"kind": "sweep", "id": p.sweep, "template": p.template, "resource": p.resource,
+                                      "state": data["state"], "final": p.final,
+                                      "progress": {k: data[k] for k in ("total", "counts", "eta_s", "tasks")}}
+    recent = time.time() - _RECENT_S
+    for r in recent_runs(recent):
+        events[("run", r.id)] = {"kind": "run", "id": r.id, "template": r.template, "state": r.status,
+                                 "final": r.final}
+    return events
+
+
 def _log_failure(future: "asyncio.Future[Any]") -> None:
     # The run records its own failures; only something outside it (a bug) would be lost here.
     if not future.cancelled() and future.exception() is not None:
@@ -91,4 +130,10 @@ ROUTES = [
     Route("templates/{name}", TemplateHandler, ("GET",), "one template, with its input spec"),
     Route("templates/{name}/runs", TemplateRunsHandler, ("GET", "POST"),
           'GET: the runs; POST: run once ({"inputs": {...}, "resource"?, "output"?, "wait"?})'),
+    Route("templates/{name}/sweeps", TemplateSweepsHandler, ("GET",),
+          "the sweeps with live progress (counts, time left, pending tasks' queue places)"),
+    Route("templates/{name}/sweeps/{id}/rerun", SweepRerunHandler, ("POST",),
+          "submit a sweep's failed and not-run points again, as one new array"),
 ]
+
+events.SOURCES.append(sweep_events)
