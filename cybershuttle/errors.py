@@ -34,6 +34,10 @@ class InvalidNameError(CybershuttleError):
     """A name that is not `[A-Za-z0-9][A-Za-z0-9._-]*`."""
 
 
+class ScriptValueError(CybershuttleError):
+    """A value bound for a job script (an `#SBATCH` line, a pip command line) that could change its meaning."""
+
+
 class NotFoundError(CybershuttleError):
     """A named thing (storage, dataset, resource, ...) that does not exist."""
 

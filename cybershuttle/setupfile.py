@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import yaml
 
-from cybershuttle import units
-from cybershuttle.errors import SetupFileError
+from cybershuttle import names, units
+from cybershuttle.errors import ScriptValueError, SetupFileError
 
 __all__ = ["Mount", "Resources", "SetupFile", "load", "parse"]
 
@@ -426,7 +426,7 @@ class _Reader:
         return (
             self._string_list(known.get("modules"), f"{path}.modules"),
             self._string_list(known.get("conda"), f"{path}.conda"),
-            self._string_list(known.get("pip"), f"{path}.pip"),
+            self._pip_list(known.get("pip"), f"{path}.pip"),
             self._string_list(known.get("channels"), f"{path}.channels"),
         )
 
@@ -451,7 +451,7 @@ class _Reader:
             item_path = f"{path}[{index}]"
             if isinstance(item, dict):
                 nested = self._known(item, item_path, frozenset({"pip"}))
-                pip.extend(self._string_list(nested.get("pip"), f"{item_path}.pip"))
+                pip.extend(self._pip_list(nested.get("pip"), f"{item_path}.pip"))
             else:
                 conda.extend(self._string_list([item], item_path, indexed=False))
         return conda, pip, channels
@@ -499,6 +499,16 @@ class _Reader:
         hint = " (put it in quotes)" if isinstance(value, (bool, float)) else ""
         self.errors.append(f"{path} must be a string, got {_describe(value)}{hint}")
         return None
+
+    def _pip_list(self, value: Any, path: str) -> list[str]:
+        """Pip requirements: strings that pip reads as requirements, never as options."""
+        result = []
+        for index, text in enumerate(self._string_list(value, path)):
+            try:
+                result.append(names.pip_requirement(text, f"{path}[{index}]"))
+            except ScriptValueError as exc:
+                self.errors.append(str(exc))
+        return result
 
     def _string_list(self, value: Any, path: str, indexed: bool = True) -> list[str]:
         if value is None:  # "pip:" with nothing after it means none

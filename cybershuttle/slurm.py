@@ -34,7 +34,7 @@ import shlex
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from . import units
+from . import names, units
 from .compute import states as _states
 from .errors import CybershuttleError, RemoteCommandError
 
@@ -350,7 +350,15 @@ def parse_gres(text: Any) -> tuple[int, list[str]]:
 
 
 def batch_script(directives: list[str], body: list[str]) -> str:
-    """A batch script: `#SBATCH` lines, then `body` (run by a login bash, so modules work)."""
+    """A batch script: `#SBATCH` lines, then `body` (run by a login bash, so modules work).
+
+    The last gate for every header value (callers check theirs where they enter): a newline in
+    one would end its `#SBATCH` line and add directives or commands of the value's choosing.
+    """
+    for d in directives:
+        flag, _, value = d.partition("=")
+        names.script_value(value, flag)
+        names.script_value(flag, "#SBATCH directive")
     return "\n".join(["#!/bin/bash -l", *(f"#SBATCH {d}" for d in directives), *body])
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import profile
+from .. import names, profile
 from ..errors import CybershuttleError, NotFoundError, SSHError
 from ..registry import catalog, dump_record, load_record
 from . import environment, request, resources, schedulers, states
@@ -91,6 +91,9 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
+    for what, value in (("job name", name), ("working directory", workdir)):
+        if value is not None:  # both reach the job script's header (#SBATCH --job-name, --chdir)
+            names.script_value(value, what)
     res = resources.get(resource)
     sched = schedulers.for_resource(res)
     if array is not None and (not sched.arrays or not _ARRAY_SPEC.fullmatch(array)):
@@ -286,8 +289,6 @@ def _jobs_root(res: Resource) -> str:
 
 def _job_name(name: str | None, command: str) -> str:
     if name is not None:
-        from .. import names
-
         return names.validate(name, "job name")
     word = command.strip().split()[0].rsplit("/", 1)[-1] if command.strip() else "job"
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in word).strip("-.") or "job"

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import units
+from .. import names, units
 from ..errors import CybershuttleError
 from ..setupfile import SetupFile
 from .resources import Resource
@@ -52,6 +52,9 @@ def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | 
             qos: str | None = None, resources: str | None = None, setup: SetupFile | None = None) -> Request:
     """The request to submit on `resource`, or RequestError saying what cannot be met."""
     notes: list[str] = []
+    for what, value in (("--partition", partition), ("--account", account), ("--qos", qos)):
+        if value is not None:  # they go into the job script's header, one line each
+            names.script_value(value, what)
     for what, value in (("cpus", cpus), ("gpus", gpus)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0 or
                                   (what == "cpus" and value == 0)):
