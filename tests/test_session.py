@@ -221,6 +221,41 @@ def test_redaction_rules():
         "-----BEGIN PRIVATE KEY----- REDACTED -----END PRIVATE KEY-----"
 
 
+def test_recorded_bash_keeps_the_users_histcontrol_and_redacts_tool_credentials(recorder, tmp_path, cs_home, cli):
+    # the user's own ~/.bashrc says ignorespace: a command typed with a leading space stays out of the session
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / ".bashrc").write_text("HISTCONTROL=ignorespace\n")
+    child, prompt = recorder("tools")
+    child.sendline("echo HC=$HISTCONTROL")
+    child.expect("HC=ignorespace")
+    child.expect(prompt)
+    token = "ghp_" + "S3CRETx0" * 5  # synthetic
+    _type(child, prompt,
+          " echo hidden S3CRETH",
+          "echo mysql -u me -pS3CRET1 db",
+          "echo psql postgresql://me:S3CRET2@db.example/x",
+          "echo curl -u me:S3CRET3 -H 'PRIVATE-TOKEN: S3CRET4' https://api.example",
+          "echo sshpass -p S3CRET5 ssh -p 2222 me@h.example",
+          f"echo git clone https://{token}@git.example/o/r",
+          """echo 'os.environ["HF_TOKEN"] = "S3CRET6"'""",
+          "echo ls -la")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    for path in (p for p in cs_home.rglob("*") if p.is_file()):
+        assert b"S3CRET" not in path.read_bytes(), path
+    assert [e["command"] for e in _events(cs_home, "tools")] == [
+        "echo HC=$HISTCONTROL",
+        "echo mysql -u me -pREDACTED db",
+        "echo psql postgresql://me:REDACTED@db.example/x",
+        "echo curl -u me:REDACTED -H 'PRIVATE-TOKEN: REDACTED' https://api.example",
+        "echo sshpass -p REDACTED ssh -p 2222 me@h.example",
+        "echo git clone https://REDACTED@git.example/o/r",
+        """echo 'os.environ["HF_TOKEN"] = "REDACTED"'""",
+        "echo ls -la"]
+    shown = cli("session", "show", "tools").out
+    assert "hidden" not in shown and "-pREDACTED" in shown
+
+
 def test_zsh_session_is_recorded(recorder, workdir, cs_home):
     child, prompt = recorder("zsh1", shell="zsh")
     _type(child, prompt, "mkdir -p z", "cd z", "false", "export API_KEY=S3CRETZ")

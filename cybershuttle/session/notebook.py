@@ -25,7 +25,7 @@ from typing import Any, Callable
 from .. import names
 from ..errors import CybershuttleError
 from . import store
-from .redact import redact
+from .redact import redact, redact_value
 from .store import SessionError
 
 META_KEY = "cybershuttle"
@@ -289,6 +289,8 @@ def _redacted(nb: dict[str, Any]) -> dict[str, Any]:
             for mime, value in (output.get("data") or {}).items():
                 if mime.startswith("text/"):
                     output["data"][mime] = redact("".join(value) if isinstance(value, list) else value)
+                elif mime.endswith("json"):  # a displayed dict or config: its password/token fields
+                    output["data"][mime] = redact_value(value)
     return nb
 
 

@@ -37,12 +37,16 @@ from .store import SessionError
 SESSION_ENV = "CYBERSHUTTLE_SESSION"
 _FIELD_COUNT = 6  # "CSREC", exit code, cwd, start (µs), prompt time, history entry
 
+# The user's HISTCONTROL (from the environment or ~/.bashrc) is kept: a command
+# typed with a leading space under ignorespace is how one keeps it out of
+# history, so it stays out of the session too (the hook sees an unchanged
+# history number and records nothing). With ignoredups, a command repeated at
+# once is recorded once, as the user's own history has it.
 # Both hooks print: CSREC \0 exit \0 cwd \0 start-µs \0 now \0 history-line \0
 # bash: PS0 (expanded as a command starts) keeps its start time in __cs_t by an
 # arithmetic assignment inside a zero-length substring, so it prints nothing and forks nothing.
 _BASH_RC = r"""
 if [ -f ~/.bashrc ]; then . ~/.bashrc; fi
-HISTCONTROL=
 HISTIGNORE=
 HISTTIMEFORMAT='%s '
 shopt -s cmdhist lithist
