@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CybershuttleError, NotFoundError
+from .shell import line_sink
 
 ENVS_DIR = ".cybershuttle/envs"  # under the user's home on the resource
 MARKER = "cybershuttle-env.json"
@@ -272,17 +273,13 @@ def build(resource: str, setup_file: str, *, extra_pip: tuple[str, ...] = (),
         raise CybershuttleError(f"{setup_file} lists no conda packages: nothing to build "
                                 "(pip-only environments are made by the first job that needs them)")
     lines: list[str] = []
-    buffer = b""
 
-    def sink(data: bytes) -> None:
-        nonlocal buffer
-        buffer += data
-        while b"\n" in buffer:
-            raw, buffer = buffer.split(b"\n", 1)
-            text = raw.decode(errors="replace")
-            lines.append(text)
-            if progress is not None and text.startswith("cybershuttle: ") and not text.startswith("cybershuttle: error"):
-                progress(text[len("cybershuttle: "):])
+    def on_line(text: str) -> None:
+        lines.append(text)
+        if progress is not None and text.startswith("cybershuttle: ") and not text.startswith("cybershuttle: error"):
+            progress(text[len("cybershuttle: "):])
+
+    sink = line_sink(on_line)
 
     # The preamble ends in `exit 97/98` on failure, so the echo only runs after a build.
     code = shell.stream(env.preamble() + "\necho CS-ENV-OK", sink, login_shell=True)

@@ -76,6 +76,20 @@ class RemoteShell:
         return self.connection().stream(command, sink, login_shell=login_shell)
 
 
+def line_sink(on_line: Callable[[str], None]) -> Callable[[bytes], None]:
+    """A `stream` sink that hands `on_line` each whole line, decoded (a partial line waits for its end)."""
+    buffer = b""
+
+    def sink(data: bytes) -> None:
+        nonlocal buffer
+        buffer += data
+        while b"\n" in buffer:
+            raw, buffer = buffer.split(b"\n", 1)
+            on_line(raw.decode(errors="replace"))
+
+    return sink
+
+
 def write_file(shell: Shell, path: str, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` (parent created 0700, file `mode`), atomically."""
     q = shlex.quote(path)

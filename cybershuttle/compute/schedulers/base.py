@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ...errors import CybershuttleError, SSHError
 from .. import states
+from ..shell import line_sink
 
 if TYPE_CHECKING:
     from ..job import Job
@@ -246,14 +247,7 @@ class Scheduler(ABC):
               progress: Callable[[str], None] | None = None, tries: int = 3) -> Watch:
         """Run `watch_script` on the resource; relay STATE/LOG lines to `progress` as they come."""
         result = Watch()
-        buffer = b""
-
-        def sink(data: bytes) -> None:
-            nonlocal buffer
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                _read_line(line.decode(errors="replace"), result, progress)
+        sink = line_sink(lambda text: _read_line(text, result, progress))
 
         script = self.watch_script(job, ready, timeout)
         for attempt in range(tries):
