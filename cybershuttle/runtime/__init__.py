@@ -217,16 +217,16 @@ def kernel_endpoint(rt: Runtime, res: compute.Resource) -> ssh.Endpoint:
     """Where the kernel's loopback is: the resource's host, or its compute node reached through it.
 
     The kernel binds 127.0.0.1 on the host it runs on, so a kernel on a compute
-    node is reached by a second SSH session to that node inside the first
-    (same user, key and known_hosts; the node's SSH port is the resource's).
+    node is reached by a second SSH session to that node inside the first (same
+    user, key and known_hosts; port 22 unless the resource's facts say
+    `node_ssh_port`), carried by our relay on the login node (`relay.py`: the
+    login sshd's own direct-tcpip costs ~40 ms a cell to Nagle and delayed ACKs).
     """
     login = res.endpoint
     if not rt.node or rt.node in (res.facts.get("hostname"), res.host, "localhost"):
         return login
-    # Known cost, measured here: ~50 ms per round trip instead of ~10, because the
-    # node hop is a TCP connection opened by the login node's sshd, which leaves
-    # Nagle's algorithm on for non-interactive channels.
-    return ssh.Endpoint(rt.node, login.port, login.user, login.key, login.known_hosts, via=login)
+    port = int(res.facts.get("node_ssh_port") or 22)
+    return ssh.Endpoint(rt.node, port, login.user, login.key, login.known_hosts, via=login, hop="relay")
 
 
 def client(name: str):

@@ -5,6 +5,7 @@
 #   cluster.sh env      print `export` lines describing the cluster (works without root)
 #   cluster.sh status   one line per service; exit 0 only if all of them run
 #   cluster.sh stop     (root) stop the daemons that `start` started (by their pid files)
+#   cluster.sh exec NODE CMD...  (root) run CMD inside compute node NODE (tests/cluster/nodes.sh)
 #
 # What `start` gives you, all on 127.0.0.1 and all on one machine:
 #   * an OpenSSH server on port $CS_TEST_PORT (2222) that accepts key logins for two
@@ -184,6 +185,9 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/hub.sh"
 # Local conda channels for the conda environment tests (issue 17): tests/cluster/conda.sh.
 # shellcheck source=conda.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/conda.sh"
+# Compute nodes node1/node2 in network namespaces (issue 14): tests/cluster/nodes.sh.
+# shellcheck source=nodes.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/nodes.sh"
 
 # ----------------------------------------------------------------------------- packages
 
@@ -274,7 +278,7 @@ ensure_sshd() {
     read -r kt kb _ <"$hostkey.pub"
     if [[ $PORT == 22 ]]; then hp_ip=127.0.0.1 hp_name=localhost
     else hp_ip="[127.0.0.1]:$PORT" hp_name="[localhost]:$PORT"; fi
-    printf '%s %s %s\n%s %s %s\n' "$hp_ip" "$kt" "$kb" "$hp_name" "$kt" "$kb" |
+    { printf '%s %s %s\n%s %s %s\n' "$hp_ip" "$kt" "$kb" "$hp_name" "$kt" "$kb"; node_known_hosts; } |
         write_file "$KNOWN_HOSTS" 0644 root:root
 
     # Own config file: nothing of the system's /etc/ssh/sshd_config applies.
@@ -423,8 +427,9 @@ write_slurm_configs() {
 $MARKER
 # Single-node loopback cluster.  State, logs and pid files live in $STATE.
 ClusterName=$CLUSTER
-# "localhost" (and slurmd -N localhost) keeps this independent of the machine's hostname.
-SlurmctldHost=localhost
+# "localhost" (and slurmd -N localhost) keeps this independent of the machine's hostname;
+# the address is the login node's on the nodes' bridge, reachable from every node.
+SlurmctldHost=localhost($NODE_LOGIN_ADDR)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -432,11 +437,12 @@ CredType=cred/munge
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$SLURM_DIR/ctld
-SlurmdSpoolDir=$SLURM_DIR/d
+# One slurmd per node on one filesystem: %n (the node name) keeps their files apart.
+SlurmdSpoolDir=$SLURM_DIR/d-%n
 SlurmctldPidFile=$SLURMCTLD_PID
-SlurmdPidFile=$SLURMD_PID
+SlurmdPidFile=$RUN/slurmd-%n.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
-SlurmdLogFile=$LOGS/slurmd.log
+SlurmdLogFile=$LOGS/slurmd-%n.log
 # No cgroups in a container: track processes through /proc, no task binding.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -465,11 +471,10 @@ JobAcctGatherType=jobacct_gather/linux
 # Sample every second: test jobs are short, and with the default 30 s they finish before
 # the first sample, leaving MaxRSS empty in sacct.
 JobAcctGatherFrequency=task=1
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=localhost MaxTime=30 State=UP
+$(slurm_nodes_conf "$cpus" "$mem_mb")
 EOF
     SLURM_CONF_CHANGED=$FILE_CHANGED
+    write_gres_conf
 
     # Password of the MariaDB account slurmdbd uses; random, made once.
     if [[ ! -s $pass_file ]]; then
@@ -691,6 +696,7 @@ write_env_file() {
         site_env
         hub_env
         conda_env
+        nodes_env
     } | write_file "$ENV_FILE" 0644 root:root
 }
 
@@ -704,6 +710,7 @@ cmd_start() {
     install -d -m 0700 "$KEYS"
 
     ensure_packages
+    ensure_node_network
     ensure_user "$TEST_USER"
     ensure_user "$OTHER_USER"
     ensure_hub_passwords
@@ -717,7 +724,9 @@ cmd_start() {
     # otherwise queues accounting records until it can reach it.
     ensure_slurmdbd
     ensure_accounting
+    ensure_login_slurmd_paths
     ensure_slurm_daemons
+    ensure_nodes
     ensure_site_cli
     ensure_conda_channel
     ensure_postgres
@@ -744,6 +753,7 @@ cmd_stop() {
         fi
     fi
     # Reverse order of start.
+    stop_nodes
     stop_daemon slurmd "$SLURMD_PID" slurmd
     stop_daemon slurmctld "$SLURMCTLD_PID" slurmctld
     stop_daemon slurmdbd "$SLURMDBD_PID" slurmdbd
@@ -772,6 +782,7 @@ slurmdbd $SLURMDBD_PID slurmdbd
 slurmctld $SLURMCTLD_PID slurmctld
 slurmd $SLURMD_PID slurmd
 postgres $PG_PID postgres
+$(nodes_status)
 EOF
     return "$all"
 }
@@ -787,8 +798,9 @@ case ${1:-} in
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    exec) shift; cmd_exec "$@" ;;
     *)
-        echo "usage: $0 start|stop|status|env" >&2
+        echo "usage: $0 start|stop|status|env|exec NODE CMD..." >&2
         exit 2
         ;;
 esac

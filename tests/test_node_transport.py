@@ -1,0 +1,106 @@
+"""The SSH-to-node transport: our relay on the login node carrying a node's SSH session.
+
+Until the cluster has compute nodes, the "node" is the login node's own sshd reached
+through the relay (`localhost:2222` from the login host), which is the same path a node
+takes: login transport -> exec channel -> relay -> TCP to the node's sshd.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from cybershuttle.errors import HostKeyError, SSHError
+
+
+def _node(cluster, **overrides):
+    login = cluster.endpoint()
+    return cluster.endpoint(**{"host": "localhost", "via": login, "hop": "relay", **overrides})
+
+
+def _cells(kc, count: int) -> float:
+    for _ in range(5):
+        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
+    times = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def _client_over(name: str, endpoint):
+    """A kernel client for runtime `name` whose five ports are forwarded over `endpoint`."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    from cybershuttle import runtime, ssh
+    from cybershuttle.runtime.forward import forwarder
+
+    rt, secrets = runtime.get(name), runtime._read_secrets(name)
+    info = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", **secrets}
+    forwards = [forwarder().add("127.0.0.1", rt.remote_ports[p], lambda h, q: ssh.connect(endpoint).open_tunnel(h, q))
+                for p in runtime.PORTS]
+    info.update({p: f.local_port for p, f in zip(runtime.PORTS, forwards)})
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return kc, forwards
+
+
+def test_a_kernel_behind_the_relay_answers_at_direct_speed(cluster, registered):
+    """A trivial cell's round trip through the node hop: the relay keeps it at the direct path's;
+    the login sshd's own direct-tcpip hop (Nagle meeting delayed ACK) is several times slower."""
+    from cybershuttle import runtime
+    from cybershuttle.runtime.forward import forwarder
+
+    runtime.request("relayed", "workstation")
+    runtime.wait("relayed", timeout=120)
+    try:
+        direct = runtime.client("relayed")
+        direct_s = _cells(direct, 40)
+        direct.stop_channels()
+        timings = {}
+        for hop, count in (("relay", 40), ("tcpip", 8)):
+            kc, forwards = _client_over("relayed", _node(cluster, hop=hop))
+            timings[hop] = _cells(kc, count)
+            kc.stop_channels()
+            for fwd in forwards:
+                forwarder().remove(fwd)
+    finally:
+        runtime.stop("relayed")
+    assert timings["relay"] <= direct_s * 1.3 + 0.001, (timings, direct_s)
+    assert timings["tcpip"] > 3 * timings["relay"], timings  # the stall this transport exists to avoid
+
+
+def test_a_node_that_does_not_resolve_is_named_at_once(cluster, ssh_pool):
+    start = time.monotonic()
+    with pytest.raises(SSHError) as info:
+        ssh_pool.connect(_node(cluster, host="node-that-does-not-exist", port=22))
+    assert time.monotonic() - start < 10
+    assert str(info.value) == (f"cannot reach node-that-does-not-exist:22 from {cluster.host}: "
+                               "node-that-does-not-exist does not resolve (Name or service not known)")
+
+
+def test_a_node_port_without_sshd_is_refused_in_one_line(cluster, ssh_pool):
+    with pytest.raises(SSHError, match=r"^cannot reach localhost:1 from .*: Connection refused$"):
+        ssh_pool.connect(_node(cluster, port=1))
+
+
+def test_an_unknown_node_host_key_is_refused_with_the_line_that_trusts_it(cluster, ssh_pool, tmp_path):
+    known = tmp_path / "known_hosts"
+    # the login host is pinned; the node is not
+    login_lines = [ln for ln in open(cluster.known_hosts).read().splitlines() if ln.startswith(f"[{cluster.host}]")]
+    known.write_text("\n".join(login_lines) + "\n")
+    login = cluster.endpoint(known_hosts=str(known))
+    node = cluster.endpoint(host="localhost", via=login, hop="relay", known_hosts=str(known))
+    with pytest.raises(HostKeyError) as info:
+        ssh_pool.connect(node)
+    message = str(info.value)
+    assert message.startswith(f"the host key of node [localhost]:{cluster.port} (seen through {cluster.host}: ")
+    assert f"is not in {known}" in message
+    trust = message.split("trust it with: ", 1)[1]
+    subprocess.run(trust, shell=True, check=True)  # the line given trusts exactly that key
+    assert ssh_pool.connect(node).run("echo trusted").stdout == "trusted\n"
