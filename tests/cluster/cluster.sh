@@ -73,7 +73,8 @@ MUNGED_PID=$MUNGE_DIR/munged.pid
 MARIADB_PID=$DB_DIR/mariadbd.pid
 SLURMDBD_PID=$RUN/slurmdbd.pid
 SLURMCTLD_PID=$RUN/slurmctld.pid
-SLURMD_PID=$RUN/slurmd.pid
+# SlurmdPidFile is per node (slurmd-%n.pid, tests/cluster/nodes.sh); this is the login node's.
+SLURMD_PID=$RUN/slurmd-localhost.pid
 
 # Debian packages the cluster (and, later, the project's tests) need.  python3-venv: the
 # test user has no access to root's pyenv, so remote code runs in venvs made from

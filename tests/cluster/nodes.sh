@@ -261,12 +261,13 @@ EOF
     GRES_CONF_CHANGED=$FILE_CHANGED
 }
 
-# The login node's slurmd keeps the paths it had before nodes existed (its running jobs'
-# step sockets live in its spool directory): the %n paths of slurm.conf point there.
+# The login node's slurmd keeps the spool directory and log it had before nodes existed
+# (its running jobs' step sockets live in the spool): the %n paths of slurm.conf point there.
+# Its pid file moves (slurmd replaces a link with a file): a running one's is renamed.
 ensure_login_slurmd_paths() {
     [[ -L $SLURM_DIR/d-localhost ]] || ln -sfn d "$SLURM_DIR/d-localhost"
-    [[ -L $RUN/slurmd-localhost.pid ]] || ln -sfn slurmd.pid "$RUN/slurmd-localhost.pid"
     [[ -L $LOGS/slurmd-localhost.log ]] || ln -sfn slurmd.log "$LOGS/slurmd-localhost.log"
+    if [[ -f $RUN/slurmd.pid && ! -e $SLURMD_PID ]]; then mv -f -- "$RUN/slurmd.pid" "$SLURMD_PID"; fi
 }
 
 node_ready_in_slurm() {
