@@ -382,6 +382,12 @@ def state_command(job_id: str) -> str:
     return f"squeue -h -j {shlex.quote(job_id)} -o %T 2>/dev/null | sed {_STATE_SED}"
 
 
+def node_names(shell: Shell) -> list[str]:
+    """The nodes that answer Slurm (`sinfo -N -r`), each once; [] when sinfo fails."""
+    out = _run(shell, "sinfo -h -N -r -o %N")
+    return list(dict.fromkeys(out.stdout.split())) if out.ok else []
+
+
 def node_command(job_id: str) -> str:
     return f"squeue -h -j {shlex.quote(job_id)} -o %N 2>/dev/null"
 

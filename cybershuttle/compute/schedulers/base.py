@@ -195,6 +195,10 @@ class Scheduler(ABC):
         """A shell command printing the node the job runs on; None: the resource's host itself."""
         return None
 
+    def nodes(self, shell: Shell) -> list[str]:
+        """Names of the compute nodes jobs may land on (node transports probe them at registration)."""
+        return []
+
     def position_command(self, job: Job) -> str | None:
         """A shell command printing the pending job's 1-based queue position (None: no queue)."""
         return None

@@ -131,6 +131,9 @@ class SlurmScheduler(Scheduler):
     def node_command(self, job: Job) -> str | None:
         return slurm.node_command(job.native_id)
 
+    def nodes(self, shell: Shell) -> list[str]:
+        return slurm.node_names(shell)
+
     def position_command(self, job: Job) -> str | None:
         return slurm.position_command(job.native_id, job.request.get("partition"))
 
