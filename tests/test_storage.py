@@ -255,22 +255,22 @@ def test_interrupted_copies_resume_from_the_partial_file_both_ways(registered, r
     big.write_bytes(os.urandom(6 << 20))
     storage.register("hpc", f"~/{remote_dir}", resource="testcluster")
     conn = ssh.connect(cluster.endpoint())
-    # put: what an interrupted upload leaves is the first bytes in TARGET.cybershuttle-partial
-    conn.run(f"cat > {remote_dir}/big.bin.cybershuttle-partial", stdin=big.read_bytes()[: 2 << 20])
+    # put: what an interrupted upload leaves is the first bytes in TARGET.cybershuttle-partial.RANDOM
+    conn.run(f"cat > {remote_dir}/big.bin.cybershuttle-partial.0a1b2c", stdin=big.read_bytes()[: 2 << 20])
     up = storage.copy(str(big), "hpc:/big.bin", checksum=True)
     assert up.resumed_bytes == 2 << 20 and up.method == "openssh"
     assert conn.run(f"sha256sum {remote_dir}/big.bin").stdout.split()[0] == sha(big)
     # get: the same from the other side
     local = tmp_path / "got.bin"
-    (tmp_path / "got.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: 3 << 20])
+    (tmp_path / "got.bin.cybershuttle-partial.0a1b2c").write_bytes(big.read_bytes()[: 3 << 20])
     seen: list[tuple[int, int]] = []
     down = storage.copy("hpc:/big.bin", str(local), checksum=True, progress=lambda d, t, f: seen.append((d, t)))
     assert down.resumed_bytes == 3 << 20
     assert seen[0] == (3 << 20, 6 << 20) and seen[-1] == (6 << 20, 6 << 20)  # the bar starts where it resumed
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
-    assert sha(local) == sha(big) and not (tmp_path / "got.bin.cybershuttle-partial").exists()
+    assert sha(local) == sha(big) and not list(tmp_path.glob("got.bin.cybershuttle-partial*"))
     # the pure-Python path resumes too (local to local)
-    (tmp_path / "again.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: 1 << 20])
+    (tmp_path / "again.bin.cybershuttle-partial.0a1b2c").write_bytes(big.read_bytes()[: 1 << 20])
     again = storage.copy(str(big), str(tmp_path / "again.bin"))
     assert (again.resumed_bytes, again.method) == (1 << 20, "fsspec")
     assert sha(tmp_path / "again.bin") == sha(big)
@@ -286,11 +286,13 @@ def test_a_killed_cli_copy_is_resumed_by_the_next_one(registered, remote_dir, tm
     storage.register("hpc", f"~/{remote_dir}", resource="testcluster")
     cli_path = Path(sys.executable).parent / "cybershuttle"
     ssh.connect(cluster.endpoint()).sftp().put(str(src), f"{remote_dir}/src.bin")
-    partial = tmp_path / "dst.bin.cybershuttle-partial"
     copier = subprocess.Popen([str(cli_path), "storage", "cp", "hpc:/src.bin", str(tmp_path / "dst.bin"),
                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 60
+    partial = tmp_path / "none-yet"
     while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < (1 << 20)):
+        made = list(tmp_path.glob("dst.bin.cybershuttle-partial.*"))  # a random name, made by the copy
+        partial = made[0] if made else partial
         time.sleep(0.005)
     os.killpg(copier.pid, 9)  # the CLI and its scp, as Ctrl-C then a closed terminal would
     copier.wait()
@@ -311,7 +313,7 @@ def test_without_the_openssh_binaries_sftp_copies_and_resumes_over_the_pool(regi
     storage.register("hpc", f"~/{remote_dir}", resource="testcluster")
     up = storage.copy(str(big), "hpc:/big.bin", checksum=True)
     assert (up.method, up.resumed_bytes) == ("fsspec", 0)
-    (tmp_path / "got.bin.cybershuttle-partial").write_bytes(big.read_bytes()[: (2 << 20) + 123])
+    (tmp_path / "got.bin.cybershuttle-partial.0a1b2c").write_bytes(big.read_bytes()[: (2 << 20) + 123])
     down = storage.copy("hpc:/big.bin", str(tmp_path / "got.bin"), checksum=True)
     assert (down.method, down.resumed_bytes) == ("fsspec", (2 << 20) + 123)
     assert sha(tmp_path / "got.bin") == sha(big)

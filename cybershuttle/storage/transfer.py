@@ -1,13 +1,14 @@
 """Copies between any two storages (or a storage and a path here): `storage cp`.
 
-A file is written to `TARGET.cybershuttle-partial` and renamed when complete,
-so a target never holds half a file and an interrupted copy is resumed from
-what the partial file already holds (the source is read from that offset and
-the partial appended to). `checksum=True` compares SHA-256 of both sides,
+A file is written to a partial file and renamed when complete, so a target
+never holds half a file, and an interrupted copy is resumed from what the
+partial file already holds once its bytes are checked against the source's
+(`partial`: random names made exclusively, 0600, no symlink followed, safe in a
+directory others write to). `checksum=True` compares SHA-256 of both sides,
 computed where the file is (`sha256sum` over SSH for sftp).
 
-Two paths behind the same SSH login are copied there (`cp -r`), without a
-round trip through this machine.
+Two paths behind the same SSH login are copied there (`cp -r` into a private
+`mktemp -d` directory, then renamed), without a round trip through this machine.
 
 Besides `NAME:/path` specs and local paths, `copy` takes `Place`s: a path in a
 storage made up on the spot (how `runtime.copy` names a path on a runtime's
@@ -37,10 +38,11 @@ from typing import Any
 
 from .. import ssh
 from ..errors import CybershuttleError
+from . import partial as partials
 from .catalog import Storage, StorageError, get
 from .filesystems import StorageFileSystem, is_spec, relative, split
 
-PARTIAL_SUFFIX = ".cybershuttle-partial"
+PARTIAL_SUFFIX = partials.SUFFIX
 _CHUNK = 4 << 20
 #: Remote paths handed to scp must not be globbed or split: anything else takes the fsspec path.
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9._/~+@%=,-]+$")
@@ -99,6 +101,14 @@ class _Side:
         self.path = relative(rel)
         self.fs = StorageFileSystem(self.storage)
         self.what = what
+        self._leftovers: dict[str, list[Any]] = {}
+
+    def leftovers(self, directory: str, list_them: Callable[[str], list[Any]]) -> list[Any]:
+        """Possible partial files in a target directory, listed once per copy (a tree of many files
+        into one directory would otherwise list it once per file)."""
+        if directory not in self._leftovers:
+            self._leftovers[directory] = list_them(directory)
+        return self._leftovers[directory]
 
     def show(self, rel: str) -> str:
         return f"{self.label}/{rel}" if self.label else "/" + rel
@@ -180,11 +190,13 @@ def _on_one_host(src: _Side, dst: _Side) -> bool:
 
 
 def _copy_there(src: _Side, dst: _Side, target: str, result: CopyResult) -> None:
-    """`cp -r` on the host itself, into a partial name renamed when complete; counts what arrived."""
+    """`cp -r` on the host itself into a private directory (`mktemp -d`: a random name, 0700, so nothing
+    planted is written through), renamed into place when complete; counts what arrived."""
     s, d = shlex.quote(src.full(src.path)), shlex.quote(dst.full(target))
-    partial = shlex.quote(dst.full(target) + PARTIAL_SUFFIX)
+    template = shlex.quote(dst.full(target) + PARTIAL_SUFFIX + ".XXXXXXXXXX")
     out = ssh.connect(src.storage.endpoint).run(
-        f"rm -rf -- {partial} && cp -r -- {s} {partial} && mv -T -- {partial} {d} && "
+        f'p=$(mktemp -d -- {template}) || exit 1; if cp -r -- {s} "$p/c" && mv -T -- "$p/c" {d}; '
+        f'then rmdir -- "$p"; else rm -rf -- "$p"; exit 1; fi; '
         f"find {d} -type f -printf '%s\\n'", timeout=3600).stdout.split()
     result.files, result.bytes, result.method = len(out), sum(int(n) for n in out), "remote cp"
     dst.fs.invalidate_cache()
@@ -195,31 +207,34 @@ def _copy_file(src: _Side, src_rel: str, dst: _Side, dst_rel: str, size: int, ch
                result: CopyResult, progress: Progress | None) -> None:
     if src.storage.protocol == dst.storage.protocol == "file" and src.full(src_rel) == dst.full(dst_rel):
         raise StorageError(f"{src.show(src_rel)} and {dst.show(dst_rel)} are the same file")
-    partial = dst_rel + PARTIAL_SUFFIX
     parent = posixpath.dirname(dst_rel)
     if parent and dst.info(parent) is None:
         dst.fs.makedirs(parent, exist_ok=True)
-    have = dst.info(partial)
-    offset = int(have.get("size") or 0) if have else 0
-    if offset > size:
-        offset = 0  # a partial longer than the source is from another file
-    if progress:
-        progress(offset, size, src.show(src_rel))
-    fast = _openssh_pair(src, dst)
-    sent = False
-    if fast is not None:
-        try:
-            _openssh_copy(src, src_rel, dst, partial, offset, size, fast, progress)
-            result.method = "openssh"
-            sent = True
-        except _FastPathFailed as exc:
-            result.notes.append(f"OpenSSH copy failed ({exc}); copied with SFTP instead")
-            again = dst.info(partial)
-            offset = int(again.get("size") or 0) if again else 0
-    if not sent:
-        offset = _stream(src, src_rel, dst, partial, offset, size, progress)
-    result.resumed_bytes += offset
-    dst.fs.fs.mv(dst.full(partial), dst.full(dst_rel))
+    part, named_ok = _partial_for(src, src_rel, dst, dst_rel, size)
+    offset = part.offset
+    try:
+        if progress:
+            progress(offset, size, src.show(src_rel))
+        fast = _openssh_pair(src, dst) if named_ok else None  # scp and sftp write by name
+        sent = False
+        if fast is not None:
+            try:
+                _openssh_copy(src, src_rel, dst, part.path, offset, size, fast, progress)
+                result.method = "openssh"
+                sent = True
+            except _FastPathFailed as exc:
+                result.notes.append(f"OpenSSH copy failed ({exc}); copied with SFTP instead")
+                offset = _size_of(part)
+        if not sent:
+            _stream(src, src_rel, part.file, offset, size, progress)
+        result.resumed_bytes += offset
+        part.commit(dst.full(dst_rel), _final_mode(dst))
+    except BaseException:
+        if part.offset == 0 and _size_of(part) == 0:
+            part.discard()  # nothing worth resuming
+        else:
+            _close(part)
+        raise
     dst.fs.invalidate_cache()
     if checksum:
         expected, got = _sha256(src, src_rel), _sha256(dst, dst_rel)
@@ -234,16 +249,11 @@ def _copy_file(src: _Side, src_rel: str, dst: _Side, dst_rel: str, size: int, ch
         progress(size, size, src.show(src_rel))
 
 
-def _stream(src: _Side, src_rel: str, dst: _Side, partial: str, offset: int, size: int,
-            progress: Progress | None) -> int:
-    """Copy through fsspec, appending to the partial file from `offset`; returns the offset used."""
-    mode = "ab" if offset else "wb"
-    try:
-        out = dst.fs.fs.open(dst.full(partial), mode)
-    # fsspec filesystems without append mode raise NotImplementedError (a built-in exception, not a stub)
-    except (StorageError, NotImplementedError, ValueError):
-        offset, out = 0, dst.fs.fs.open(dst.full(partial), "wb")  # the target cannot append: start again
-    with src.fs.fs.open(src.full(src_rel), "rb") as inp, out:
+def _stream(src: _Side, src_rel: str, out: Any, offset: int, size: int, progress: Progress | None) -> None:
+    """Copy through fsspec into the open partial file `out`, positioned at `offset` (what it already holds)."""
+    if offset:
+        out.seek(offset)
+    with src.fs.fs.open(src.full(src_rel), "rb") as inp:
         block = _CHUNK
         if offset:
             inp.seek(offset)
@@ -263,7 +273,66 @@ def _stream(src: _Side, src_rel: str, dst: _Side, partial: str, offset: int, siz
             done += len(chunk)
             if progress:
                 progress(done, size, src.show(src_rel))
-    return offset
+
+
+# -- partial files ---------------------------------------------------------
+def _partial_for(src: _Side, src_rel: str, dst: _Side, dst_rel: str, size: int) -> tuple[partials.Partial, bool]:
+    """The partial file for `dst_rel` (a verified leftover resumed, else a new one) and whether its
+    directory is one where others cannot change names (so a writer that goes by name may be used)."""
+    full = dst.full(dst_rel)
+
+    def source_prefix(n: int) -> str:
+        return _prefix_sha256(src.storage, src.full(src_rel), n, src.fs)
+
+    if dst.storage.protocol == "file":
+        parent = os.path.dirname(full) or "."
+        directory = os.stat(parent)
+        return (partials.local(full, size, source_prefix, dst.leftovers(parent, partials.leftovers)),
+                partials.safe_dir(directory.st_mode, directory.st_uid, os.geteuid()))
+    if dst.storage.protocol == "sftp":
+        client = ssh.connect(dst.storage.endpoint).sftp()
+        parent = posixpath.dirname(full) or "."
+        directory = client.stat(parent)
+        safe = partials.safe_dir(directory.st_mode or 0, directory.st_uid or 0, client.stat(".").st_uid)
+        entries = dst.leftovers(parent, lambda d: partials.sftp_leftovers(client, d))
+        return partials.sftp(client, full, size, source_prefix,
+                             lambda path, n: _prefix_sha256(dst.storage, path, n, dst.fs), resume=safe,
+                             entries=entries), safe
+    return partials.generic(dst.fs.fs, full), False
+
+
+def _prefix_sha256(storage: Storage, full: str, n: int, fs: StorageFileSystem) -> str:
+    """SHA-256 of the first `n` bytes of a file, computed where it lives."""
+    if storage.protocol == "sftp":
+        out = ssh.connect(storage.endpoint).run(f"head -c {int(n)} -- {shlex.quote(full)} | sha256sum",
+                                                check=False)
+        if out.ok and out.stdout.split():
+            return out.stdout.split()[0]
+    with fs.fs.open(full, "rb") as f:
+        return partials.sha256_prefix(f, n)
+
+
+def _size_of(part: partials.Partial) -> int:
+    try:
+        if part.remote is not None:
+            return int(part.file.stat().st_size or 0)
+        if part.fs is None:
+            return os.fstat(part.file.fileno()).st_size
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _close(part: partials.Partial) -> None:
+    try:
+        part.file.close()
+    except (OSError, ValueError):
+        pass
+
+
+def _final_mode(dst: _Side) -> int:
+    # A finished file gets the mode a new file gets there (0600 was for while it was being made).
+    return partials.umask_mode() if dst.storage.protocol == "file" else 0o644
 
 
 # -- the OpenSSH fast path -------------------------------------------------
@@ -289,11 +358,12 @@ def _openssh_pair(src: _Side, dst: _Side) -> tuple[str, ssh.Endpoint] | None:
 
 def _openssh_copy(src: _Side, src_rel: str, dst: _Side, partial: str, offset: int, size: int,
                   fast: tuple[str, ssh.Endpoint], progress: Progress | None) -> None:
+    """Copy with scp (or resume with sftp reget/reput) into `partial`, the partial file's full path."""
     direction, endpoint = fast
     ssh.connect(endpoint)  # the pool checks the host key and reports a clear error before OpenSSH runs
     host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
     login = f"{endpoint.user}@{host}"
-    src_path, dst_path = src.full(src_rel), dst.full(partial)
+    src_path, dst_path = src.full(src_rel), partial
     for p in (src_path, dst_path):
         if not _PLAIN_PATH.match(p):
             raise _FastPathFailed(f"path {p!r} needs quoting")
