@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..errors import UsageError
 from .output import print_json, print_table
 from .verbs import Group, arg
 
@@ -67,6 +68,8 @@ def _list(args: argparse.Namespace) -> None:
 def _show(args: argparse.Namespace) -> None:
     from .. import dataset
 
+    from ..dataset import credentials
+
     ds = dataset.get(args.name)
     order = dataset.where(args.name, args.resource) if not ds.api else []
     if args.json:
@@ -79,7 +82,11 @@ def _show(args: argparse.Namespace) -> None:
         print(f"  API URL:     {ds.api['url_template']}")
         print(f"  parameters:  {', '.join(ds.api['parameters']) or '(none)'}")
         if ds.api.get("auth_env"):
-            print(f"  credential:  header {ds.api['auth_header']} from ${ds.api['auth_env']} (not stored)")
+            print(f"  credential:  its owner sends header {ds.api['auth_header']} from ${ds.api['auth_env']} "
+                  "(not stored)")
+        mine = credentials.get(ds.name)
+        if mine is not None:
+            print(f"  yours:       header {mine.header} from ${mine.env}, sent only to {', '.join(mine.hosts)}")
     for i, item in enumerate(order):
         print(f"  {'location:' if i == 0 else '         '}   {item['location']}  [{item['where']}]")
         record = ds.checksums.get(item["location"])
@@ -102,6 +109,45 @@ def _load(args: argparse.Namespace) -> None:
     with _progress(f"loading {args.name}") as progress:
         path = dataset.load(args.name, args.to, progress=progress, resource=args.resource)
     print(path)
+
+
+@group.verb(
+    "credential", "say where YOUR credential for an API dataset comes from and which hosts may receive it",
+    "cybershuttle dataset credential weather --env MY_WEATHER_TOKEN --header X-API-Key\n"
+    "  cybershuttle dataset credential weather --env MY_WEATHER_TOKEN --approve-host api2.example.org:443",
+    NAME,
+    arg("--env", metavar="VAR", help="the environment variable holding your credential (never stored)"),
+    arg("--header", metavar="HEADER", help="the header carrying it (default Authorization)"),
+    arg("--approve-host", metavar="HOST:PORT", action="append", default=[],
+        help="also allow sending it to HOST:PORT (the dataset's current host is approved when you set --env)"),
+    arg("--remove", action="store_true", help="forget your setting for this dataset"),
+    listing=True,
+)
+def _credential(args: argparse.Namespace) -> None:
+    from .. import dataset
+    from ..dataset import credentials
+
+    if args.remove:
+        gone = credentials.remove(args.name)
+        print(f"your credential setting for {gone.dataset!r} removed")
+        return
+    ds = dataset.get(args.name)
+    if not ds.api:
+        raise UsageError(f"{args.name!r} is not an API dataset: only API datasets send credentials")
+    if args.env is None:
+        setting = credentials.get(args.name)
+        if setting is None:
+            raise UsageError(f"you have no credential setting for {args.name!r}: "
+                             f"`cybershuttle dataset credential {args.name} --env VAR`")
+    else:
+        here = credentials.host_of(ds.api["url_template"].replace("{", "").replace("}", ""))
+        setting = credentials.save(args.name, args.env, header=args.header or ds.api.get("auth_header"),
+                                   hosts=[here, *args.approve_host])
+    if args.json:
+        print_json(setting.to_dict())
+        return
+    print(f"API dataset {ds.name!r} (owner {ds.owner}): your header {setting.header} from ${setting.env}, "
+          f"sent only to {', '.join(setting.hosts)}")
 
 
 @group.verb("add-location", "add another copy of a dataset",

@@ -6,9 +6,10 @@ fetched once into the content-addressed cache (`cache`), resumably, its
 sha256 recorded in the catalog, the after-download command (if any) run on
 it, and the result sealed read-only.
 
-API datasets are different: the catalog keeps a URL template and the *name*
-of the header and of the environment variable holding the credential, never
-the credential; `request(name, **params)` passes straight through to the API.
+API datasets are different: the catalog keeps a URL template (and, as a hint,
+the header its owner uses), never a credential; `request(name, **params)` passes
+straight through to the API with the credential the *caller's own* setting names,
+only to hosts the caller approved (`credentials`).
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import names
+from .. import names, trust
 from ..errors import CybershuttleError, NotFoundError, UsageError
 from ..registry import Entry, catalog
-from . import cache, fetch, locations
+from . import cache, credentials, fetch, locations
 from .locations import Location, LocationError
 
 KIND = "dataset"
@@ -79,7 +80,12 @@ def register(name: str, location: str, *, after_download_command: str | None = N
             raise UsageError("the after-download command is empty: give a command such as 'tar -xz', or leave it out")
         data["locations"] = [locations.parse(location).text]
         data["after_download_command"] = after_download_command
-    return _from_entry(catalog().add(KIND, name, data, public=public))
+    ds = _from_entry(catalog().add(KIND, name, data, public=public))
+    if api and auth_env:
+        # The registering user's own setting: their variable and header, to the URL's host only.
+        credentials.save(name, auth_env, header=data["api"]["auth_header"],
+                         hosts=[credentials.host_of(data["api"]["url_template"])])
+    return ds
 
 
 def get(name: str) -> Dataset:
@@ -136,6 +142,7 @@ def load(name: str, to: str | os.PathLike[str] | None = None, *, progress: Progr
     With `to`, also a symlink `to/NAME` pointing there, whose path is returned.
     """
     ds = get(name)
+    trust.require(KIND, ds)  # another user's after-download command runs only when trusted; before any download
     if ds.api:
         raise UsageError(f"{name!r} is an API dataset and is not downloaded: call "
                          f"cybershuttle.dataset.request({name!r}, ...) to query it")
@@ -183,24 +190,39 @@ def api_url(name: str, **params: Any) -> str:
 
 
 def request(name: str, **params: Any) -> bytes:
-    """Call an API dataset: the URL filled in, the credential read from its environment variable."""
+    """Call an API dataset: the URL filled in, the credential your own setting names (see `credentials`),
+    sent only to a host you approved (a redirect elsewhere is refused, not followed)."""
+    ds = get(name)
     spec = _api(name)
     url = api_url(name, **params)
-    headers = {"User-Agent": "cybershuttle"}
-    if spec.get("auth_env"):
-        secret = os.environ.get(spec["auth_env"])
-        if not secret:
-            raise CybershuttleError(f"API dataset {name!r} reads its credential from the environment variable "
-                                    f"{spec['auth_env']}: set it (it is never stored)")
-        headers[spec["auth_header"]] = secret
+    needs = bool(spec.get("auth_env") or spec.get("auth_header"))
+    auth = credentials.headers_for(name, ds.owner, url, needs, catalog().user)
+    opener = urllib.request.build_opener(_SameHosts(ds, credentials.get(name) if auth else None))
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_REQUEST_TIMEOUT_S) as r:
+        with opener.open(urllib.request.Request(url, headers={"User-Agent": "cybershuttle", **auth}),
+                         timeout=_REQUEST_TIMEOUT_S) as r:
             return r.read()
     except urllib.error.HTTPError as exc:
         raise CybershuttleError(f"API dataset {name!r}: HTTP {exc.code} {exc.reason} from "
                                 f"{urllib.parse.urlsplit(url).hostname}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise CybershuttleError(f"API dataset {name!r}: {getattr(exc, 'reason', exc)}") from exc
+
+
+class _SameHosts(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a host the credential may go to (urllib would carry the header along)."""
+
+    def __init__(self, ds: Dataset, setting: credentials.Setting | None) -> None:
+        self.ds, self.setting = ds, setting
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        host = credentials.host_of(newurl)
+        if self.setting is not None and host not in self.setting.hosts:
+            raise credentials.CredentialError(
+                f"API dataset {self.ds.name!r} (of {self.ds.owner}) redirected to {host}, which you have not approved "
+                f"for your credential: nothing was sent there; if you trust it, `cybershuttle dataset credential "
+                f"{self.ds.name} --env {self.setting.env} --approve-host {host}`")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def parse_fields(fields: str | list[Any] | None) -> list[dict[str, str]]:
