@@ -27,6 +27,7 @@ MODULES: dict[str, str] = {
     "model": "AI and computational models: register, run for inference, load to modify",
     "setup": "check a cybershuttle.yml setup file and print what it asks for",
     "site": "the site (public) catalog: where it is, its schema, `migrate` from SQLite to PostgreSQL",
+    "trust": "whose code you run: show, add, list, rm trusted entries (others' commands, notebooks, hosts)",
 }
 
 _EXAMPLES = """\

@@ -85,6 +85,10 @@ class Group:
                 p.add_argument(*_with_twins(a.flags), **a.kwargs)
             if verb.listing:
                 p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            # Every verb may reach someone else's code (a public resource's host, a dataset's command).
+            p.add_argument("--trust", action="store_true",
+                           help="run others' code this verb uses (shown on stderr) and trust it from now on; "
+                                "see 'cybershuttle trust --help'")
             p.set_defaults(_verb=verb)
 
     def _initialize(self, args: argparse.Namespace) -> int:
@@ -120,7 +124,13 @@ def run_verb(args: argparse.Namespace, extra: list[str]) -> int:
             f"(see 'cybershuttle {args.module} {verb.name} --help')"
         )
     assert verb.handler is not None
-    return verb.handler(args) or 0
+    from .. import trust
+    from . import trust as prompt
+
+    # Others' code runs only when trusted: --trust, or a person answering at a terminal (cybershuttle.trust).
+    with trust.granting(trust=getattr(args, "trust", False), show=prompt.show,
+                        ask=prompt.ask if prompt.interactive() else None):
+        return verb.handler(args) or 0
 
 
 def _with_twins(flags: tuple[str, ...]) -> list[str]:

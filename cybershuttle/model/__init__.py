@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import trust
 from ..errors import UsageError
 from . import inputs as _inputs
 from .catalog import KINDS, Model, get, list_all, register, remove
@@ -43,6 +44,7 @@ def run(name: str, *, mode: str = "inference", input_folder: str | None = None, 
     if mode != "inference":
         raise UsageError(f"run mode {mode!r}: only 'inference' runs a model; use load(name, mode='modify') to change it")
     model = get(name)
+    trust.require("model", model)  # a command or entry point of another user runs only when trusted
     absolute = {k: str(Path(v).expanduser().resolve()) if v is not None else None
                 for k, v in (("input_folder", input_folder), ("input", input), ("input_sequence", input_sequence))}
     output = str(Path(output).expanduser().resolve()) if output is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import trust
 from ..errors import CybershuttleError, UsageError
 from . import remote_runner
 from .catalog import STORAGE_SPEC, Model
@@ -35,6 +36,7 @@ def pick_device(device: str | None) -> str:
 
 def load_object(model: Model, device: str) -> Any:
     """The model's real object (an nn.Module, a SentenceTransformer, a callable)."""
+    trust.require("model", model)  # importing another user's entry point runs their code
     if model.loader == "entry-point":
         return _from_entry_point(model, device)
     if model.loader == "torch-file":

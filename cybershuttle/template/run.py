@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import compute, names, profile
+from .. import compute, names, profile, trust
 from ..compute import states
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
@@ -93,6 +93,7 @@ def run(name: str, inputs: dict[str, Any] | str | None = None, *, resource: str 
     finished run (status COMPLETED or FAILED, with the first error).
     """
     tmpl = templates.get(name)
+    trust.require(templates.KIND, tmpl)  # another user's notebook runs only when trusted
     values = check_inputs(tmpl, inputs)
     res = _resource(resource)
     if setup_file is not None:

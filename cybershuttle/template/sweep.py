@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import compute
+from .. import compute, trust
 from ..errors import CybershuttleError, NotFoundError, UsageError
 from ..registry import catalog, dump_record, load_record
 from . import arrays, packing
@@ -153,6 +153,7 @@ def sweep(name: str, sweep_file: str | Path, *, resource: str, input_dir: str | 
     as the points finish (`runs()`, `progress()` or `wait()`).
     """
     tmpl = templates.get(name)
+    trust.require(templates.KIND, tmpl)  # another user's notebook runs only when trusted
     res = compute.get(resource)
     arrays.check(res)
     pts = points(sweep_file)
@@ -212,6 +213,7 @@ def rerun(name: str, *, sweep_id: str | None = None, tasks: int | None = None, p
                          f"--sweep ({', '.join(sweeps)})")
     record = get_sweep(sweeps[0])
     tmpl = templates.get(name)
+    trust.require(templates.KIND, tmpl)  # the template as it is now: its owner may have changed it
     chosen = sorted(candidates, key=lambda r: r.point or 0)
     values, problems = {}, []
     for r in chosen:
