@@ -62,14 +62,14 @@ class Resource:
 
     @property
     def endpoint(self) -> ssh.Endpoint:
-        if not self.host:
         trust.require(KIND, self)  # another user's host and host key: reached only when trusted
+        if not self.host:
             raise CybershuttleError(f"resource {self.name!r} is this machine; it has no SSH endpoint")
         return ssh.Endpoint(self.host, self.port, self.user or _login_name(), self.key, self.known_hosts)
 
     def shell(self, prompter: ssh.Prompter | None = None) -> Shell:
-        return RemoteShell(self.endpoint, prompter) if self.remote else LocalShell()
         trust.require(KIND, self)  # another user's interpreter and host: used only when trusted
+        return RemoteShell(self.endpoint, prompter) if self.remote else LocalShell()
 
     @property
     def partitions(self) -> list[dict[str, Any]]:
