@@ -1,12 +1,27 @@
-"""Output-heavy cells forwarded from a runtime against the same cells run locally.
+"""Output-heavy cells from a runtime against the same cells in a local kernel, in one run.
 
 Two cells, each timed from execute_request to the kernel's idle status with all
-output received by the client: one prints 20 MB of stdout, one displays 50
-PNG images (256x256). L runs them in a local ipykernel; F runs them through a
-local kernel after `%switch_runtime` to a runtime on the loopback sshd (the
-magic path). Ends with `ratio=<worst F/L of the two>`; the goal is <= 1.5.
+output received by the client:
 
-    python benchmarks/cell_throughput.py [--runs 3]
+  one   one `sys.stdout.write` of 20 MB (one IOPub message of 20 MB);
+  many  200,000 writes of 100 bytes (20 MB in the kernel's periodic flushes).
+
+Paths, all on the loopback sshd and all started before the first measurement:
+
+  L   an ipykernel started locally and driven directly (the baseline);
+  P   a runtime kernel driven through the Cybershuttle provisioner (the kernelspec
+      path of JupyterLab, nbclient and papermill): CurveZMQ on every socket,
+      forwarded in-process over the pooled SSH transport;
+  P0  P without CurveZMQ, to show what encryption costs (never used for real);
+  M   a runtime reached through a local kernel after `%switch_runtime` (the magic
+      path, whose local kernel re-publishes every remote IOPub message).
+
+Runs are interleaved (L, P, P0, M, L, P, ...) so that load from other processes on
+a shared machine falls on every path alike; each figure is the median of its runs.
+The last line is `ratio=<worst P/L of the two cells> one_ratio= many_ratio=
+magic_ratio=<worst M/L>`; the goal is ratio <= 1.25 (and magic_ratio <= 1.25).
+
+    python benchmarks/cell_throughput.py [--runs 7]
 """
 from __future__ import annotations
 
@@ -19,17 +34,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cluster import isolated_home, register_cluster  # noqa: E402
 
-STDOUT_CELL = "import sys\nline = 'x' * 99 + '\\n'\nfor _ in range(200_000):\n    sys.stdout.write(line)\n"
-PNG_CELL = """import struct, zlib, os
-from IPython.display import Image, display
-def png(seed, size=256):
-    raw = b''.join(b'\\x00' + bytes((x * seed + y) % 256 for x in range(size * 3)) for y in range(size))
-    chunk = lambda kind, data: struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-    return (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', size, size, 8, 2, 0, 0, 0))
-            + chunk(b'IDAT', zlib.compress(raw, 1)) + chunk(b'IEND', b''))
-images = [png(i + 1) for i in range(50)]
-"""
-SHOW_CELL = "for data in images:\n    display(Image(data=data))\n"
+SIZE = 20_000_000
+CELLS = {
+    "one": f"import sys\nsys.stdout.write('x' * {SIZE})\n",
+    "many": f"import sys\nline = 'x' * 99 + '\\n'\nfor _ in range({SIZE // 100}):\n    sys.stdout.write(line)\n",
+}
+MAGIC_SETUP = ("import cybershuttle_magic", "%request_runtime tput --resource bench-ssh\n%switch_runtime tput")
 
 
 def timed(kc, code: str) -> tuple[float, int]:
@@ -37,8 +47,7 @@ def timed(kc, code: str) -> tuple[float, int]:
 
     def hook(msg):
         nonlocal received
-        content = msg["content"]
-        received += len(content.get("text", "")) + sum(len(v) for v in content.get("data", {}).values())
+        received += len(msg["content"].get("text", ""))
 
     start = time.perf_counter()
     reply = kc.execute_interactive(code, timeout=600, output_hook=hook)
@@ -47,42 +56,58 @@ def timed(kc, code: str) -> tuple[float, int]:
     return elapsed, received
 
 
+def start(kernel_name: str, setup: tuple[str, ...] = ()):
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=300)
+    for code in setup:
+        timed(kc, code)
+    return km, kc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=7)
     runs = parser.parse_args().runs
     isolated_home()
     register_cluster()
-    from jupyter_client.manager import KernelManager
+    from cybershuttle.runtime import provisioner
 
-    results: dict[str, dict[str, float]] = {}
-    for label, setup in (("L", []), ("F", ["import cybershuttle_magic",
-                                          "%request_runtime tput --resource bench-ssh\n%switch_runtime tput"])):
-        km = KernelManager(kernel_name="python3")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=120)
-        try:
-            for code in setup + [PNG_CELL]:
-                timed(kc, code)
-            out, png = [], []
-            for _ in range(runs):
-                t, n = timed(kc, STDOUT_CELL)
-                assert n >= 20_000_000, n
-                out.append(t)
-                t, n = timed(kc, SHOW_CELL)
-                png.append(t)
-            results[label] = {"stdout": statistics.median(out), "png": statistics.median(png)}
-            if setup:
+    provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
+    provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
+    paths = {"L": ("python3", ()), "P": ("cybershuttle-bench", ()), "P0": ("cybershuttle-bench-plain", ()),
+             "M": ("python3", MAGIC_SETUP)}
+    kernels = {}
+    times: dict[str, dict[str, list[float]]] = {label: {cell: [] for cell in CELLS} for label in paths}
+    try:
+        for label, (kernel_name, setup) in paths.items():
+            kernels[label] = start(kernel_name, setup)
+        for kc in (kc for _, kc in kernels.values()):  # warm up: the first large message grows buffers
+            timed(kc, CELLS["one"])
+        for _ in range(runs):
+            for label, (_, kc) in kernels.items():
+                for cell, code in CELLS.items():
+                    elapsed, received = timed(kc, code)
+                    assert received >= SIZE, (label, cell, received)
+                    times[label][cell].append(elapsed)
+    finally:
+        for label, (km, kc) in kernels.items():
+            if label == "M":
                 timed(kc, "%stop_runtime tput")
-        finally:
             kc.stop_channels()
-            km.shutdown_kernel(now=True)
-        print(f"{label}: 20 MB stdout {results[label]['stdout']:.2f} s, 50 PNGs {results[label]['png']:.2f} s", flush=True)
-    ratios = {k: results["F"][k] / results["L"][k] for k in ("stdout", "png")}
-    print(f"stdout_ratio={ratios['stdout']:.2f} png_ratio={ratios['png']:.2f} (goal: worst <= 1.5)")
-    print(f"ratio={max(ratios.values()):.2f}")
+            km.shutdown_kernel(now=label != "P")
+    med = {label: {cell: statistics.median(ts) for cell, ts in by_cell.items()} for label, by_cell in times.items()}
+    for label in paths:
+        print(f"{label}: one 20 MB write {med[label]['one']:.3f} s, many small writes {med[label]['many']:.3f} s",
+              flush=True)
+    ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in paths}
+    print("P0_ratio=%.2f (without encryption)" % max(ratio["P0"].values()))
+    print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
+          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}")
 
 
 if __name__ == "__main__":
