@@ -68,3 +68,7 @@ class RemoteCommandError(CybershuttleError):
     """A command run on a resource exited non-zero."""
 
     http_status = 502
+
+
+class OutputTooLargeError(RemoteCommandError):
+    """A command wrote more than a caller may hold in memory: read it in pieces or stream it."""

@@ -15,6 +15,7 @@ import shlex
 import socket
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,16 @@ from typing import Callable, Iterator, Protocol
 
 import paramiko
 
-from .errors import HostKeyError, RemoteCommandError, SSHError
+from .errors import HostKeyError, OutputTooLargeError, RemoteCommandError, SSHError
 
-CONNECT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 15.0  # TCP connect, SSH handshake, each channel open and each request's answer
+#: A command or stream that has said nothing for this long has its connection probed (a channel
+#: opened and closed): a host that went away is an SSHError within PROBE_S + CONNECT_TIMEOUT_S,
+#: even during a wait that may rightly last hours.
+PROBE_S = 30.0
+SFTP_TIMEOUT_S = 60.0  # each SFTP request's answer (not a whole transfer)
+#: The most stdout `Connection.run` keeps in memory; beyond it the caller must read in pieces or stream.
+MAX_OUTPUT = 64 * 2**20
 KEEPALIVE_S = 30
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 
@@ -106,68 +114,90 @@ class Connection:
         return self.transport.is_active()
 
     def run(self, command: str, *, check: bool = True, timeout: float | None = None,
-            stdin: bytes | None = None, login_shell: bool = False) -> Result:
+            stdin: bytes | None = None, login_shell: bool = False, max_output: int = MAX_OUTPUT) -> Result:
         """Run `command` (a shell string: quote what you put in it) and collect its output.
 
         `login_shell` runs it under `bash -lc`, which is where `module` exists
-        on HPC systems.
+        on HPC systems. `timeout` bounds the whole command; without one, a
+        command that stays quiet has its connection probed (see PROBE_S), so a
+        host that went away is an SSHError, never a hang. More than
+        `max_output` bytes of stdout is an OutputTooLargeError (stream big
+        output with `stream`); of stderr only the last `max_output` bytes are kept.
         """
         remote = f"bash -lc {shlex.quote(command)}" if login_shell else command
-        try:
-            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SSHError(f"{self.endpoint.label}: cannot open a channel ({exc}); the connection was lost") from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chan = self._session(lambda c: c.exec_command(remote), f"starting {command!r}")
         with chan:
-            chan.settimeout(timeout)
-            chan.exec_command(remote)
-            if stdin is not None:
-                chan.sendall(stdin)
-            chan.shutdown_write()
-            err_chunks: list[bytes] = []
+            err = bytearray()
             # stderr is drained in a thread so a command writing a lot to both
             # streams cannot fill one window while we block on the other.
-            reader = threading.Thread(target=_drain, args=(chan.makefile_stderr("rb"), err_chunks), daemon=True)
+            reader = threading.Thread(target=_drain_stderr, args=(chan, err, max_output), daemon=True)
             reader.start()
+            out = bytearray()
+
+            def keep(data: bytes) -> None:
+                if len(out) + len(data) > max_output:
+                    raise OutputTooLargeError(
+                        f"{self.endpoint.label}: {command!r} wrote more than {max_output // 2**20} MiB: "
+                        "read its output in pieces or stream it")
+                out.extend(data)
+
             try:
-                out = chan.makefile("rb").read()
-                reader.join()
-                code = chan.recv_exit_status()
+                if stdin is not None:
+                    chan.settimeout(timeout if timeout is not None else CONNECT_TIMEOUT_S + PROBE_S)
+                    chan.sendall(stdin)
+                chan.shutdown_write()
+                self._pump(chan, keep, deadline, command, timeout)
+                reader.join(CONNECT_TIMEOUT_S)
+                code = self._exit_status(chan, command)
             except socket.timeout as exc:
-                raise RemoteCommandError(f"{self.endpoint.label}: {command!r} did not finish within {timeout} s") from exc
-            if code == -1 and not self.transport.is_active():
-                raise SSHError(f"{self.endpoint.label}: the connection dropped while running {command!r}")
-        result = Result(command, code, out.decode(errors="replace"), b"".join(err_chunks).decode(errors="replace"))
+                raise RemoteCommandError(f"{self.endpoint.label}: {command!r} did not take its input within "
+                                         f"{timeout} s") from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise SSHError(f"{self.endpoint.label}: the connection dropped while running {command!r} "
+                               f"({exc})") from exc
+        result = Result(command, code, out.decode(errors="replace"), bytes(err).decode(errors="replace"))
         return result.check(self.endpoint.label) if check else result
 
-    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False,
+               timeout: float | None = None) -> int:
         """Run `command`, handing its stdout (stderr merged) to `sink` as it arrives.
 
-        Returns the exit code. A dropped connection raises SSHError, so the
-        caller can reconnect and resume from what `sink` already received.
+        Returns the exit code. A dropped connection (or one that stopped
+        answering: see PROBE_S) raises SSHError, so the caller can reconnect
+        and resume from what `sink` already received. `timeout` bounds the whole
+        command (RemoteCommandError); without one it may run as long as it likes.
         """
         remote = f"bash -lc {shlex.quote(command)}" if login_shell else command
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def start(chan: paramiko.Channel) -> None:
+            chan.set_combine_stderr(True)
+            chan.exec_command(remote)
+
+        chan = self._session(start, f"starting {command!r}")
         try:
-            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
             with chan:
-                chan.set_combine_stderr(True)
-                chan.exec_command(remote)
                 chan.shutdown_write()
-                while True:
-                    data = chan.recv(65536)
-                    if not data:
-                        break
-                    sink(data)
+                self._pump(chan, sink, deadline, command, timeout)
                 if not self.transport.is_active():
                     raise SSHError(f"{self.endpoint.label}: the connection dropped")
-                return chan.recv_exit_status()
+                return self._exit_status(chan, command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"{self.endpoint.label}: the connection dropped ({exc})") from exc
 
     def sftp(self) -> paramiko.SFTPClient:
-        """The connection's SFTP session (opened once, shared)."""
+        """The connection's SFTP session (opened once, shared). Each SFTP request waits at most
+        SFTP_TIMEOUT_S for its answer (socket.timeout, an OSError), never forever."""
         with self._lock:
             if self._sftp is None or self._sftp.sock.closed:
-                self._sftp = paramiko.SFTPClient.from_transport(self.transport)
+                chan = self._session(lambda c: c.invoke_subsystem("sftp"), "opening SFTP")
+                chan.settimeout(SFTP_TIMEOUT_S)
+                try:
+                    self._sftp = paramiko.SFTPClient(chan)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    chan.close()
+                    raise SSHError(f"{self.endpoint.label}: the SFTP server did not start ({exc})") from exc
             assert self._sftp is not None
             return self._sftp
 
@@ -187,6 +217,81 @@ class Connection:
                 self._sftp = None
         self.transport.close()
 
+    # -- bounded waiting -----------------------------------------------------
+    def _session(self, start: Callable[[paramiko.Channel], None], doing: str) -> paramiko.Channel:
+        """A session channel on which `start` (an exec or subsystem request) has been answered.
+
+        paramiko waits for the server's answer to such a request without a
+        limit; a watchdog closes the channel after CONNECT_TIMEOUT_S, which
+        ends that wait.
+        """
+        try:
+            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.endpoint.label}: cannot open a channel ({exc}); the connection was lost") from exc
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            chan.close()
+
+        watchdog = threading.Timer(CONNECT_TIMEOUT_S, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            start(chan)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            chan.close()
+            if fired.is_set():
+                raise SSHError(f"{self.endpoint.label}: no answer within {CONNECT_TIMEOUT_S:g} s while {doing}; "
+                               "the server may be overloaded or gone") from exc
+            raise SSHError(f"{self.endpoint.label}: the server refused {doing} ({exc})") from exc
+        finally:
+            watchdog.cancel()
+        return chan
+
+    def _pump(self, chan: paramiko.Channel, sink: Callable[[bytes], None], deadline: float | None,
+              command: str, timeout: float | None) -> None:
+        """Hand what `chan` sends to `sink` until its end; past `deadline` a RemoteCommandError.
+        Silence longer than PROBE_S is answered by a probe of the connection."""
+        while True:
+            wait = PROBE_S if deadline is None else max(0.0, min(PROBE_S, deadline - time.monotonic()))
+            chan.settimeout(wait)
+            try:
+                data = chan.recv(65536)
+            except socket.timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise RemoteCommandError(
+                        f"{self.endpoint.label}: {command!r} did not finish within {timeout} s") from None
+                self.probe(f"waiting for {command!r}")
+                continue
+            if not data:
+                return
+            sink(data)
+
+    def _exit_status(self, chan: paramiko.Channel, command: str) -> int:
+        # The exit status follows the end of output; paramiko's recv_exit_status would wait for it forever.
+        if not chan.status_event.wait(CONNECT_TIMEOUT_S):
+            raise SSHError(f"{self.endpoint.label}: {command!r} ended but its exit status did not arrive within "
+                           f"{CONNECT_TIMEOUT_S:g} s; the connection may be gone")
+        code = chan.exit_status
+        if code == -1 and not self.transport.is_active():
+            raise SSHError(f"{self.endpoint.label}: the connection dropped while running {command!r}")
+        return code
+
+    def probe(self, doing: str) -> None:
+        """Prove that the server still answers (a channel opened and closed), or close the
+        connection and raise SSHError: a host that went away must not leave a wait hanging."""
+        try:
+            chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        except paramiko.ChannelException:
+            return  # refused (MaxSessions reached): that is an answer
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.transport.close()
+            raise SSHError(f"{self.endpoint.label}: the server stopped answering while {doing} (no reply within "
+                           f"{CONNECT_TIMEOUT_S:g} s); check the host and your network, then retry") from exc
+        chan.close()
+
 
 class Pool:
     """Connections keyed by endpoint, re-established when they drop.
@@ -199,18 +304,29 @@ class Pool:
     def __init__(self) -> None:
         self._connections: dict[Endpoint, Connection] = {}
         self._keys: dict[str, paramiko.PKey] = {}  # decrypted keys: a passphrase is asked once
-        self._lock = threading.RLock()  # re-entered when a node is reached through its login host
+        # `_lock` guards the two dicts only and is never held while connecting: one host that
+        # accepts TCP and never speaks SSH must not stall everyone else's connections. Callers of
+        # the same endpoint wait for one another on its gate, so a host is dialled once at a time.
+        self._lock = threading.Lock()
+        self._gates: dict[Endpoint, threading.Lock] = {}
+        self._keys_lock = threading.Lock()  # one passphrase prompt per key, even from two threads
 
     def connect(self, endpoint: Endpoint, prompter: Prompter | None = None) -> Connection:
         """A live connection to `endpoint`, reusing the pooled one when it is alive."""
-        ident = endpoint
         with self._lock:
-            conn = self._connections.get(ident)
+            conn = self._connections.get(endpoint)
             if conn is not None and conn.alive:
                 return conn
+            gate = self._gates.setdefault(endpoint, threading.Lock())
+        with gate:
+            with self._lock:
+                conn = self._connections.get(endpoint)
+                if conn is not None and conn.alive:
+                    return conn  # another caller connected while we waited at the gate
             conn = Connection(endpoint, self._open(endpoint, prompter or getattr(_thread_default, "prompter", None)
                                                    or terminal_prompter))
-            self._connections[ident] = conn
+            with self._lock:
+                self._connections[endpoint] = conn
             return conn
 
     def drop(self, endpoint: Endpoint) -> None:
@@ -256,6 +372,8 @@ class Pool:
         try:
             try:
                 transport.start_client(timeout=CONNECT_TIMEOUT_S)
+                if not transport.initial_kex_done:  # paramiko returns, not raises, when its wait runs out
+                    raise paramiko.SSHException(f"no SSH banner or key exchange within {CONNECT_TIMEOUT_S:g} s")
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 # Something listens but does not speak SSH (or hung up): say so, not a paramiko traceback.
                 raise SSHError(f"{endpoint.label}: no SSH handshake ({exc}): check that an SSH server "
@@ -309,6 +427,10 @@ class Pool:
                 yield str(path), self._load_key(path, prompter)
 
     def _load_key(self, path: Path, prompter: Prompter) -> paramiko.PKey:
+        with self._keys_lock:
+            return self._load_key_once(path, prompter)
+
+    def _load_key_once(self, path: Path, prompter: Prompter) -> paramiko.PKey:
         cache_key = str(path.resolve())
         if cache_key in self._keys:
             return self._keys[cache_key]
@@ -418,8 +540,19 @@ def _interactive_handler(prompter: Prompter) -> Callable[[str, str, list[tuple[s
     return handler
 
 
-def _drain(stream, chunks: list[bytes]) -> None:
-    try:
-        chunks.append(stream.read())
-    except (socket.timeout, OSError, EOFError):
-        pass  # the reader on stdout reports the timeout or the lost connection
+def _drain_stderr(chan: paramiko.Channel, err: bytearray, keep: int) -> None:
+    """Collect a command's stderr, keeping its last `keep` bytes (an error's explanation is at its end)."""
+    while True:
+        try:
+            data = chan.recv_stderr(65536)
+        except socket.timeout:
+            if chan.closed:
+                return
+            continue
+        except (OSError, EOFError):
+            return  # the reader on stdout reports the timeout or the lost connection
+        if not data:
+            return
+        err.extend(data)
+        if len(err) > keep:
+            del err[:len(err) - keep]
