@@ -104,3 +104,34 @@ def test_an_unknown_node_host_key_is_refused_with_the_line_that_trusts_it(cluste
     trust = message.split("trust it with: ", 1)[1]
     subprocess.run(trust, shell=True, check=True)  # the line given trusts exactly that key
     assert ssh_pool.connect(node).run("echo trusted").stdout == "trusted\n"
+
+
+# -- runtimes on the cluster's compute nodes ------------------------------------
+def _node_partition() -> str:
+    import os
+    import shlex as _shlex
+
+    from conftest import CLUSTER_SH
+
+    out = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True).stdout
+    env = dict(_shlex.split(line)[1].split("=", 1) for line in out.splitlines() if line.startswith("export "))
+    if not env.get("CS_TEST_NODES"):
+        pytest.fail("the test cluster has no compute nodes: re-run `bash tests/cluster/cluster.sh start`")
+    return os.environ.get("CS_TEST_NODE_PARTITION") or env.get("CS_TEST_NODE_PARTITION", "nodes")
+
+
+def test_a_job_that_dies_on_its_node_before_the_kernel_starts_is_one_line_naming_node_and_job(registered, tmp_path):
+    from cybershuttle import runtime
+
+    setup = tmp_path / "cybershuttle.yml"
+    setup.write_text("project: {name: x}\nadditional_dependencies:\n  pip: [/home/csuser/no-such-wheel-0.1-py3-none-any.whl]\n")
+    rt, _ = runtime.request("dies", "testcluster", partition=_node_partition(), setup_file=str(setup))
+    start = time.monotonic()
+    with pytest.raises(runtime.RuntimeError_) as info:
+        runtime.wait("dies", timeout=240)
+    assert time.monotonic() - start < 200
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("runtime 'dies' did not start on node node"), message
+    assert f"job {rt.job_id} ended FAILED" in message, message
+    assert runtime.get("dies").state == "DEAD"

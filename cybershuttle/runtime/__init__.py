@@ -132,7 +132,9 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
         if job.final or seen.ended:
             message = _ended_message(job)
             _mark(rt, "DEAD", message)
-            raise RuntimeError_(f"runtime {name!r} did not start: {message}")
+            # the node it landed on is named: a node that kills its jobs is the site's to hear about
+            where = f" on node {seen.node}" if seen.node else ""
+            raise RuntimeError_(f"runtime {name!r} did not start{where}: {message}")
         raise RuntimeError_(f"runtime {name!r} is not ready after {timeout:.0f} s (job {job.id} is {job.state}): "
                             "wait longer", next_step=("runtime.wait", name))
     ports = json.loads(seen.ready)

@@ -226,8 +226,9 @@ class Scheduler(ABC):
         ready (a runtime's: the kernel's ports). Lines: `STATE <state>` on each
         change (a pending job's queue position appended), `LOG <line>` for each
         `cybershuttle:` line the job writes (environment set-up), `NODE <node>`
-        then `READY <payload>` once ready, `ENDED` when the job stopped first,
-        `TIMEOUT`.
+        once it runs (so a job that dies before it is ready is named with its
+        node) and again with `READY <payload>` once ready, `ENDED` when the job
+        stopped first, `TIMEOUT`.
         """
         log = shlex.quote(job.log_path)
         words = "|".join(sorted(s.value for s in states.JobState if s.active))
@@ -237,13 +238,16 @@ class Scheduler(ABC):
         position = (f"if [ \"$S\" = PENDING ]; then if [ $((N % 20)) = 0 ]; then POS=$({position_cmd}); fi; "
                     "S=\"PENDING, position ${POS:-?} in the queue\"; fi; ") if position_cmd else ""
         node_cmd = self.node_command(job)
-        node = f"echo \"NODE $({{ {node_cmd}; }} 2>/dev/null)\"; " if node_cmd else ""
+        # asked once, when the job first runs (or is found ready): ND holds it for the READY line
+        node = (f"if [ -z \"$ND\" ]; then ND=$({{ {node_cmd}; }} 2>/dev/null); echo \"NODE $ND\"; fi; "
+                if node_cmd else "")
         limit = f"[ $SECONDS -lt {int(timeout)} ] || {{ echo TIMEOUT; exit 4; }}; " if timeout else ""
         logs = (f"C=$(grep -c '^cybershuttle:' {log} 2>/dev/null || true); C=${{C:-0}}; if [ \"$C\" -gt \"$SEEN\" ]; "
                 f"then grep '^cybershuttle:' {log} | sed -n \"$((SEEN+1)),${{C}}p\" | sed 's/^/LOG /'; SEEN=$C; fi; ")
-        return (f"SECONDS=0; LAST=; SEEN=0; N=-1; POS=; while true; do N=$((N+1)); "
+        return (f"SECONDS=0; LAST=; SEEN=0; N=-1; POS=; ND=; while true; do N=$((N+1)); "
                 f"if R=$({ready} 2>/dev/null); then {node}echo \"READY $R\"; exit 0; fi; "
-                f"S=$({state}); A=$S; {position}if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; fi; {logs}"
+                f"S=$({state}); A=$S; {position}if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; "
+                f"if [ \"$S\" = RUNNING ]; then {node}:; fi; fi; {logs}"
                 f"if ! printf '%s\\n' \"$A\" | grep -qxE '({words})'; then echo ENDED; exit 3; fi; "
                 f"{limit}sleep {WATCH_POLL_S}; done")
 

@@ -29,6 +29,9 @@ def _resource_text(res: compute.Resource) -> str:
 
 
 class ComputeListHandler(CybershuttleHandler):
+    # Registering checks the resource by running a login shell and probes on it: that runs code.
+    post_action = "execute"
+
     @tornado.web.authenticated
     async def get(self) -> None:
         """Resources; with their live status unless ?status=0 (one thread per resource)."""
@@ -149,6 +152,8 @@ class RuntimeStopHandler(CybershuttleHandler):
 
 
 class RuntimeRestartHandler(CybershuttleHandler):
+    post_action = "execute"  # a new job starts a kernel (and the runtime's setup commands)
+
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """A fresh kernel (a new job with the same request); answers once it is ready."""
@@ -156,6 +161,8 @@ class RuntimeRestartHandler(CybershuttleHandler):
 
 
 class RuntimeSubprocessHandler(CybershuttleHandler):
+    method_actions = {"POST": "execute", "DELETE": "write"}  # starting runs a command; stopping does not
+
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
         """Start a background process beside the kernel. Body: command."""
