@@ -49,6 +49,9 @@ _PLAIN_PATH = re.compile(r"^[A-Za-z0-9._/~+@%=,-]+$")
 
 #: progress(bytes done, bytes in total, current file)
 Progress = Callable[[int, int, str], None]
+#: guard(target storage, full path in it): raises to refuse writing there (asked for every file and
+#: directory a copy would make, before it makes anything; how a front end confines its users' writes)
+Guard = Callable[[Storage, str], None]
 
 
 @dataclass
@@ -129,11 +132,12 @@ class _Side:
 
 
 def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = False, checksum: bool = False,
-         progress: Progress | None = None) -> CopyResult:
+         progress: Progress | None = None, guard: Guard | None = None) -> CopyResult:
     """Copy `NAME:/path` (or a local path, or a `Place`) to another, like `cp`.
 
     Onto an existing directory, or a target ending in '/', the source keeps
-    its name. Directories need `recursive=True`.
+    its name. Directories need `recursive=True`. `guard` is asked about every
+    target path first (see `Guard`); nothing is written when it refuses one.
     """
     started = time.monotonic()
     src = _Side(src_spec, "source")
@@ -152,17 +156,23 @@ def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = Fals
     if dst.trailing_slash or (dst_info is not None and dst_info.get("type") == "directory"):
         target = posixpath.join(target, posixpath.basename(src.path.rstrip("/")) or "root").lstrip("/")
     result = CopyResult(source=src_spec, target=dst.show(target))
+    # Both ends behind one login are copied there, unless a guard must see each file go by.
+    there = _on_one_host(src, dst) and not checksum and guard is None
+    files = list(src.fs.find(src.path, withdirs=True, detail=True).items()) if is_dir and not there else []
+    if guard is not None:
+        guard(dst.storage, dst.full(target))
+        for name, _ in files:
+            guard(dst.storage, dst.full(posixpath.join(target, _below(src, name))))
 
-    if _on_one_host(src, dst) and not checksum:
+    if there:
         _copy_there(src, dst, target, result)
     elif is_dir:
-        files = [(k, v) for k, v in src.fs.find(src.path, withdirs=True, detail=True).items()]
         total = sum(int(v.get("size") or 0) for _, v in files if v.get("type") != "directory")
         dst.fs.makedirs(target, exist_ok=True)
         done = 0
         for name, meta in sorted(files):
             rel = relative(name)
-            sub = posixpath.relpath("/" + rel, "/" + src.path) if src.path else rel
+            sub = _below(src, name)
             if sub == ".":
                 continue
             if meta.get("type") == "directory":
@@ -179,6 +189,12 @@ def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = Fals
                    (lambda d, t, f: progress(d, size, f)) if progress else None)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _below(src: _Side, name: str) -> str:
+    """A path `find` returned, relative to the directory being copied ("." for itself)."""
+    rel = relative(name)
+    return posixpath.relpath("/" + rel, "/" + src.path) if src.path else rel
 
 
 # -- both ends behind one SSH login -----------------------------------------
@@ -433,4 +449,4 @@ def _sha256(side: _Side, rel: str) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["PARTIAL_SUFFIX", "CopyResult", "Place", "copy"]
+__all__ = ["PARTIAL_SUFFIX", "CopyResult", "Guard", "Place", "copy"]

@@ -62,15 +62,20 @@ class CybershuttleHandler(APIHandler):
     with it): GET needs "read" on resource "cybershuttle", POST needs `post_action`.
     """
 
-    #: "write" changes the catalog or a resource; "execute" runs code (replays, runs, loads).
+    #: "write" changes the catalog or a resource; "execute" runs code (replays, runs, loads, starts);
+    #: `permissions` says what each reaches.
     post_action = "write"
+    #: Per-method actions where one route's methods differ (POST starts a process, DELETE stops it).
+    method_actions: dict[str, str] = {}
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         user = self.current_user
         if user is None:
             return  # @authenticated refuses it with 403
-        action = "read" if self.request.method in ("GET", "HEAD") else self.post_action
+        from .permissions import action_for
+
+        action = action_for(self, self.request.method or "GET")
         if not await ensure_async(self.authorizer.is_authorized(self, user, action, AUTH_RESOURCE)):
             raise HTTPError(403, f"user {user.username!r} is not allowed to {action} Cybershuttle resources "
                                  "on this server: ask its administrator")

@@ -7,7 +7,9 @@ import tornado.web
 
 from cybershuttle import storage
 from cybershuttle.errors import UsageError
+from cybershuttle.storage.mounting import DEFAULT_DIR
 
+from . import permissions
 from .base import CybershuttleHandler, Route
 
 
@@ -56,6 +58,12 @@ class StorageMountHandler(CybershuttleHandler):
         directory = body.get("directory") or None
         if directory and not runtime:
             directory = self.server_path(directory, "directory")
+        # The mount point (DIRECTORY/NAME) must not be where files run code (see permissions).
+        point = f"{directory or DEFAULT_DIR}/{name}"
+        where = permissions.lexical(point) if runtime else permissions.resolved_local(point)
+        owner = (await self.call(storage.get, name)).owner
+        permissions.check(where, "mounting", f"storage {name!r} (owner {owner})",
+                          f"cybershuttle storage mount {name} DIR")
         self.write_json((await self.call(storage.mount, name, directory, runtime=runtime)).to_dict())
 
 
@@ -85,8 +93,12 @@ class StorageCopyHandler(CybershuttleHandler):
                 raise UsageError(f'"{side}" must be a storage path NAME:/path (for example home:/data/a.csv), '
                                  f"got {value!r}")
             storage.split(value)  # a bad storage name is refused before anything is read
+        target = storage.split(body["dst"])[0]
+        owner = (await self.call(storage.get, target)).owner
+        guard = permissions.write_guard("copying", f"storage {target!r}", owner,
+                                        f"cybershuttle storage cp {body['src']} {body['dst']}")
         result = await self.call(storage.copy, body["src"], body["dst"], recursive=bool(body.get("recursive")),
-                                 checksum=bool(body.get("checksum")))
+                                 checksum=bool(body.get("checksum")), guard=guard)
         self.write_json(result.to_dict())
 
 

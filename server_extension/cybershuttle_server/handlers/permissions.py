@@ -1,0 +1,102 @@
+"""What each permission of the API reaches, and where REST writes may land.
+
+Jupyter's Authorizer is asked for `read` (GET), `write` (changes) or `execute` (anything
+that runs code: template and model runs, session loads, application loads, starting a
+kernel or a process, registering a resource, whose checks run a login shell on it). A
+user given `write` but not `execute` must not be able to make code run by writing files
+either: a copy or a mount into `~/.ssh` (authorized_keys), `~/.ipython/profile_*/startup`,
+`~/.jupyter`, `~/.bashrc`, a git hook, an `.envrc`, or a `jupyter_server_config.py` in
+the directory Jupyter starts in runs the writer's choice at the user's next login, kernel
+or server start.
+
+So every path a REST copy or mount would create is checked where it really lands
+(symlinked directories resolved, on a remote host through its SFTP server): no component
+of it may start with '.' (dot-directories and dot-files, of the home or anywhere; Jupyter's
+own `.ipynb_checkpoints` excepted), and its name may not be one Python or Jupyter loads as
+configuration or code on start. Within that, copies reach registered storages and mounts
+the Jupyter root (the handlers confine the paths they are given). A terminal is not the
+REST API: the refusal says what to run there.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from typing import Any
+
+from cybershuttle.errors import CybershuttleError
+
+READ, WRITE, EXECUTE = "read", "write", "execute"
+
+#: Dot-directories Jupyter itself writes notebook copies into (data, never loaded as code).
+_HARMLESS_DOT = frozenset({".ipynb_checkpoints"})
+#: Names loaded as configuration or code when Python, IPython or Jupyter start in (or import from) a directory.
+_LOADED_ON_START = re.compile(r"(jupyter|ipython|ipython_kernel|ipykernel|jupyter_server|jupyter_notebook|"
+                              r"jupyter_lab)[a-z_]*config\.(py|json)|sitecustomize\.py|usercustomize\.py|.*\.pth",
+                              re.IGNORECASE)
+
+
+class WriteRefused(CybershuttleError):
+    """A REST write that would land where files make code run."""
+
+    http_status = 403
+
+
+def action_for(handler: Any, method: str) -> str:
+    """The permission a request needs: `read` for GET/HEAD, else the handler's action for the method."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return READ
+    return handler.method_actions.get(method, handler.post_action)
+
+
+def write_guard(what: str, entry: str, owner: str, terminal: str) -> Any:
+    """A `storage.copy` guard for a REST write (see the module doc); `entry`/`owner` name what is refused."""
+
+    def guard(storage: Any, path: str) -> None:
+        if storage.protocol == "file":
+            landing = resolved_local(path)
+        elif storage.protocol == "sftp":
+            landing = _resolved_sftp(storage.endpoint, path)
+        else:
+            landing = path  # object stores and rclone remotes: no links, nothing there starts code here
+        check(landing, what, f"{entry} (owner {owner})", terminal)
+
+    return guard
+
+
+def check(path: str, what: str, entry: str, terminal: str) -> None:
+    """Refuse (one line: what, the entry, what to run instead) a write landing at `path`."""
+    bad = [part for part in path.split("/") if part.startswith(".") and part not in (".", "..", *_HARMLESS_DOT)]
+    name = posixpath.basename(path.rstrip("/"))
+    if bad or _LOADED_ON_START.fullmatch(name):
+        why = f"{bad[0]!r} is a dot-file or dot-directory" if bad else f"{name!r} is loaded as code on start"
+        raise WriteRefused(f"{what} into {entry} would write {path}, and {why}: the write permission of the "
+                           f"Cybershuttle API reaches registered storages and the Jupyter root, never where files "
+                           f"run code; if you mean it, run `{terminal}` in a terminal")
+
+
+def lexical(path: str) -> str:
+    """A path on a host this server cannot resolve paths on: normalised, checked as written."""
+    return posixpath.normpath(path)
+
+
+def resolved_local(path: str) -> str:
+    """`path` with its directory's symlinks resolved (the last name is replaced, never followed, by a copy)."""
+    parent, name = os.path.split(os.path.abspath(os.path.expanduser(path)))
+    return os.path.join(os.path.realpath(parent), name)
+
+
+def _resolved_sftp(endpoint: Any, path: str) -> str:
+    """The same on an SFTP server: its realpath of the nearest existing directory, plus the rest."""
+    from cybershuttle import ssh
+
+    client = ssh.connect(endpoint).sftp()
+    head, rest = posixpath.dirname(path) or ".", [posixpath.basename(path)]
+    while True:
+        try:
+            return posixpath.join(client.normalize(head), *reversed(rest))
+        except OSError:
+            if head in ("", ".", "/"):
+                return posixpath.join(head, *reversed(rest))
+            head, tail = posixpath.split(head)
+            rest.append(tail)
