@@ -403,6 +403,27 @@ def enter_command(job_id: str) -> str:
     return f"srun --jobid={shlex.quote(job_id)} --overlap --pty bash -l"
 
 
+def step_command(job_id: str, command: str, workdir: str) -> str:
+    """Runs `command` (a shell string) as one task inside the job's allocation, beside its own steps, with
+    stdin and stdout passed through unbuffered; it takes no GPU and no CPU from the job's own step.
+
+    The "allocation" transport starts its relay so, but carries no kernel bytes over this stdio: measured
+    here, bursts of small writes from the task to srun wait ~44 ms (slurmstepd's Nagle meeting srun's
+    delayed ACK), 10.0 ms median / 48.5 ms p90 per cell against 6.4 / 7.9 ms direct."""
+    return (f"srun --jobid={shlex.quote(job_id)} --overlap --nodes=1 --ntasks=1 --gres=none --unbuffered --quiet "
+            f"--chdir={shlex.quote(workdir)} bash -c {shlex.quote(command)}")
+
+
+def steps_refused(shell: Shell) -> str | None:
+    """None when srun can start a step beside a running job's own (`--overlap`, Slurm 20.11+), else why not."""
+    out = shell.run("srun --help 2>&1", login_shell=True, check=False, timeout=30).stdout
+    if "--jobid" not in out:
+        return "no srun in a login shell"
+    if "--overlap" not in out:
+        return "this srun has no --overlap (Slurm 20.11 or newer starts steps beside a job's own)"
+    return None
+
+
 def pending_count(shell: Shell, partition: str) -> int:
     """How many jobs wait in `partition`."""
     out = shell.run(f"squeue -h -t PD -p {shlex.quote(partition)} -o %i | wc -l", login_shell=True,

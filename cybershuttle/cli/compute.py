@@ -27,6 +27,8 @@ SPEC_ARGS = (
     arg("--key", help="your private key file"), arg("--known-hosts", help="known_hosts file holding its host key"),
     arg("--partition", help="default Slurm partition"), arg("--account", help="Slurm account"),
     arg("--qos", help="Slurm QoS"), arg("--python", help="python3 to run jobs and kernels with"),
+    arg("--transport", help="how runtimes on compute nodes are reached (node-ssh, allocation, ...); "
+                            "default: the one registration detects"),
 )
 
 
@@ -59,7 +61,10 @@ def _show(args: argparse.Namespace) -> None:
     res = compute.get(args.name)
     live = compute.statuses([res])[res.name]
     if args.json:
-        print_json({"name": res.name, "scope": res.scope, "status": live, **res.to_data()})
+        from .. import runtime
+
+        print_json({"name": res.name, "scope": res.scope, "status": live, **res.to_data(),
+                    "transport_in_use": runtime.transports.describe(res)})
         return
     f = res.facts
     print(f"{res.name} ({res.kind}, {res.scope}) on {res.host or 'this machine'}"
@@ -80,6 +85,10 @@ def _show(args: argparse.Namespace) -> None:
         print(f"  disk:      {f['free_disk_mb']} MB free in {f.get('home')}")
     from .. import runtime
 
+    t = runtime.transports.describe(res)
+    why = "set by the resource" if t["set_by_resource"] else f"detected; allowed: {', '.join(t['allowed']) or 'none'}"
+    print(f"  transport: " + (f"{t['transport']}: {t['summary']} ({why})" if t["transport"] else f"none ({why})"))
+
     for rt in [r for r in runtime.list_all() if r.resource == res.name and r.state in runtime.LIVE_STATES]:
         transport = "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "UNENCRYPTED"
         print(f"  runtime:   {rt.name} ({rt.state.lower()}, job {rt.job_id}, {transport})")
@@ -94,7 +103,7 @@ def _register(args: argparse.Namespace) -> int:
     from .. import compute
 
     spec = {k: getattr(args, k) for k in ("name", "kind", "host", "port", "user", "key", "known_hosts", "partition",
-                                         "account", "qos", "python") if getattr(args, k) is not None}
+                                         "account", "qos", "python", "transport") if getattr(args, k) is not None}
     result = compute.validate_and_register(spec, public=args.public)
     return _report([result], args.json)
 

@@ -55,6 +55,7 @@ class Resource:
     facts: dict[str, Any] = field(default_factory=dict)
     scope: str = "private"
     conda: dict[str, Any] = field(default_factory=dict)  # the site's conda channels (see compute/condaenv.py)
+    transport: str | None = None  # how runtimes on compute nodes are reached (None: the detected one)
 
     @property
     def remote(self) -> bool:
@@ -306,13 +307,19 @@ def _parse_spec(spec: dict[str, Any]) -> Resource:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ResourceSpecError(f"resource {name!r}: port must be a number from 1 to 65535, got {port!r}")
     values: dict[str, Any] = {"name": name, "kind": kind, "host": host or None, "port": port}
-    for key in ("user", "partition", "account", "qos", "python"):
+    for key in ("user", "partition", "account", "qos", "python", "transport"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ResourceSpecError(f"resource {name!r}: {key} must be a non-empty string, got {value!r}")
         if value is not None and key != "python":
             names.validate(value, f"{key} of resource {name!r}")
         values[key] = value
+    if values["transport"] is not None:
+        from ..runtime import transports
+
+        if values["transport"] not in transports.installed():
+            raise ResourceSpecError(f"resource {name!r}: transport must be one of {', '.join(transports.installed())}, "
+                                    f"got {values['transport']!r}")
     if spec.get("conda") is not None:
         from .condaenv import validate_settings
 
@@ -351,6 +358,9 @@ def _inspect(resource: Resource, prompter: ssh.Prompter | None) -> tuple[list[Ch
                         f"{python} ({facts.get('python_version')})" if python else
                         "no python3 on PATH in a login shell (needed to run jobs and kernels)"))
     checks += sched.inspect(shell, facts)
+    from ..runtime import transports  # the runtime layer's registry, asked only here
+
+    checks += transports.detect(resource, shell, facts)
     checks.append(Check("lmod", bool(facts.get("lmod")), False,
                         f"Lmod {facts['lmod']}" if facts.get("lmod") else "no Lmod (module files cannot be loaded)"))
     conda = facts.get("conda")

@@ -167,8 +167,12 @@ def status(name: str) -> dict[str, Any]:
     job = compute.status(rt.job_id)
     if rt.state in LIVE_STATES and job.final:
         rt = _mark(rt, "DEAD", _ended_message(job))
+    try:
+        via = f" (transport {transports.name_for(rt, compute.get(rt.resource))})"
+    except CybershuttleError:
+        via = ""
     return {**rt.to_dict(), "job": job.to_dict(),
-            "transport": "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "unencrypted"}
+            "transport": ("CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "unencrypted") + via}
 
 
 def gone_reason(name: str) -> str | None:
@@ -195,14 +199,11 @@ def connection_info(name: str) -> dict[str, Any]:
     res = compute.get(rt.resource)
     forwards: list[Forward] = []
     if res.remote:
-        endpoint = kernel_endpoint(rt, res)
-
-        def open_channel(host: str, port: int):
-            return ssh.connect(endpoint).open_tunnel(host, port)
-
+        transport = transports.for_runtime(rt, res)  # login host, node over SSH, or a relay in the allocation
+        transport.start()
         local_ports = {}
         for port_name in PORTS:
-            fwd = forwarder().add(rt.remote_host, int(rt.remote_ports[port_name]), open_channel)
+            fwd = forwarder().add(rt.remote_host, int(rt.remote_ports[port_name]), transport.open_channel)
             forwards.append(fwd)
             local_ports[port_name] = fwd.local_port
     else:
@@ -311,6 +312,7 @@ def _close_local(name: str) -> None:
     if cached:
         for fwd in cached[0]:
             forwarder().remove(fwd)
+    transports.close(name)
 
 
 def _read_ports(job: compute.Job, res: compute.Resource) -> str:
@@ -393,3 +395,4 @@ from . import tunnels  # noqa: E402
 from .processes import start_subprocess, stop_subprocess  # noqa: E402
 from .transfer import copy  # noqa: E402
 from .terminal import terminal_command  # noqa: E402
+from . import transports  # noqa: E402

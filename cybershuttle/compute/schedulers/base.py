@@ -195,6 +195,15 @@ class Scheduler(ABC):
         """A shell command printing the node the job runs on; None: the resource's host itself."""
         return None
 
+    def step_command(self, job: Job, command: str) -> str | None:
+        """A shell command running `command` (a shell string) inside the job's allocation, on its node, with
+        stdin/stdout passed through (the "allocation" transport starts its relay so); None: not possible."""
+        return None
+
+    def steps_refused(self, shell: Shell) -> str | None:
+        """Registration: None when `step_command` works on this resource, else why not (one line)."""
+        return f"the {self.name} scheduler starts nothing inside a job's allocation"
+
     def nodes(self, shell: Shell) -> list[str]:
         """Names of the compute nodes jobs may land on (node transports probe them at registration)."""
         return []

@@ -139,3 +139,9 @@ class SlurmScheduler(Scheduler):
 
     def enter_command(self, job: Job) -> str:
         return slurm.enter_command(job.native_id)
+
+    def step_command(self, job: Job, command: str) -> str | None:
+        return slurm.step_command(job.native_id, command, job.jobdir)
+
+    def steps_refused(self, shell: Shell) -> str | None:
+        return slurm.steps_refused(shell)

@@ -1,0 +1,198 @@
+"""Transports: how a runtime's kernel is reached, found through the entry-point group `cybershuttle.transports`.
+
+Each entry point names a `Transport` subclass (see `base` for the contract).
+Cybershuttle's own pyproject.toml declares three:
+
+    [project.entry-points."cybershuttle.transports"]
+    login = ...        # the kernel runs on the resource's host: forwards over the pooled SSH connection
+    node-ssh = ...     # a compute node reached by SSH through a relay on the login node
+    allocation = ...   # a relay started inside the job's allocation (sites that forbid SSH to nodes)
+
+Registration asks every node transport whether the resource allows it
+(`detect`, kept in `facts["transports"]`); a runtime whose kernel landed on a
+compute node uses the resource's `transport:` setting when it has one, else
+the allowed transport of lowest `preference`. A kernel on the resource's own
+host needs no node transport ("login"), unless the setting says otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from ...errors import CybershuttleError
+from .base import Transport
+
+if TYPE_CHECKING:
+    from ...compute.resources import Check, Resource
+    from ...compute.shell import Shell
+
+GROUP = "cybershuttle.transports"
+LOGIN = "login"
+log = logging.getLogger(__name__)
+
+
+class TransportError(CybershuttleError):
+    """A transport that is unknown, cannot be loaded, or that the resource does not allow."""
+
+    http_status = 502
+
+
+@lru_cache(maxsize=None)
+def _entry_points() -> tuple[dict[str, type[Transport]], dict[str, str]]:
+    found: dict[str, type[Transport]] = {}
+    broken: dict[str, str] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda ep: (not ep.value.startswith("cybershuttle."), ep.name)):
+        if ep.name in found:
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # one broken plug-in must not take the other transports down
+            broken[ep.name] = f"{ep.value}: {exc}"
+            log.debug("transport %s cannot be loaded", ep.name, exc_info=True)
+            continue
+        if isinstance(cls, type) and issubclass(cls, Transport):
+            found[ep.name] = cls
+        else:
+            broken[ep.name] = f"{ep.value} is not a Transport subclass"
+    return found, broken
+
+
+def installed() -> dict[str, type[Transport]]:
+    """Every loadable transport class by its entry-point name, lowest preference first."""
+    found = _entry_points()[0]
+    return dict(sorted(found.items(), key=lambda item: (item[1].preference, item[0])))
+
+
+def get(name: str) -> type[Transport]:
+    found, broken = _entry_points()
+    if name in found:
+        return found[name]
+    if name in broken:
+        raise TransportError(f"transport {name!r} cannot be loaded ({broken[name]}): reinstall cybershuttle "
+                             "or the distribution that provides it")
+    raise TransportError(f"no transport named {name!r} (installed: {', '.join(installed()) or 'none'}): "
+                         f"install the distribution that provides it")
+
+
+def node_transports() -> list[str]:
+    """The installed transports that reach compute nodes, in order of preference."""
+    return [name for name, cls in installed().items() if cls.for_nodes]
+
+
+def detect(res: Resource, shell: Shell, facts: dict[str, Any]) -> list[Check]:
+    """Registration: which node transports `res` allows (into `facts["transports"]`), as one check.
+
+    The check is required only when the resource's `transport:` setting names a
+    transport that is not allowed (a setting that cannot work is not saved).
+    """
+    from dataclasses import replace
+
+    from ...compute import schedulers
+    from ...compute.resources import Check
+
+    if res.transport is not None:
+        get(res.transport)  # an unknown name is refused before anything else is said
+    probe = replace(res, facts=facts)
+    if not schedulers.for_resource(res).runs_on_nodes:
+        facts["transports"] = [LOGIN]  # jobs run on the resource's own host
+        if res.transport in (None, LOGIN):
+            return []
+        why = get(res.transport).allowed(probe, shell) or "its jobs run on the resource's own host"
+        return [Check("transport", False, True, f"transport {res.transport} is not allowed on {res.name}: {why}; "
+                                                f"allowed: {LOGIN}")]
+    allowed: list[str] = []
+    refused: dict[str, str] = {}
+    for name in node_transports():
+        try:
+            why = get(name).allowed(probe, shell)
+        except CybershuttleError as exc:
+            why = str(exc)
+        if why is None:
+            allowed.append(name)
+        else:
+            refused[name] = why
+    facts["transports"] = allowed
+    use = res.transport or (allowed[0] if allowed else None)
+    parts = [f"runtimes on compute nodes use {use}" + (" (set by the resource)" if res.transport else "")
+             if use else "no transport reaches the compute nodes (kernels can run on the login host only)"]
+    parts += [f"{name}: not allowed ({why})" for name, why in refused.items()]
+    if res.transport is not None and res.transport not in allowed and res.transport != LOGIN:
+        return [Check("transport", False, True, f"transport {res.transport} is not allowed on {res.name}: "
+                                                f"{refused.get(res.transport, 'it does not reach nodes')}; "
+                                                f"allowed: {', '.join(allowed) or 'none'}")]
+    return [Check("transport", bool(allowed) or res.transport == LOGIN, False, "; ".join(parts))]
+
+
+def chosen(res: Resource) -> str | None:
+    """The transport runtimes of `res` use on compute nodes (None: none is allowed)."""
+    if res.transport:
+        return res.transport
+    allowed = res.facts.get("transports")
+    if allowed is None:  # registered before transports were detected: the first installed one
+        allowed = node_transports()
+    return next((name for name in allowed if name != LOGIN), None)
+
+
+def describe(res: Resource) -> dict[str, Any]:
+    """What `compute show` says: the transport runtimes use, why, and which the resource allows."""
+    from ...compute import schedulers
+
+    on_nodes = schedulers.for_resource(res).runs_on_nodes
+    name = chosen(res) if on_nodes or res.transport else LOGIN
+    summary = ""
+    if name is not None:
+        try:
+            summary = get(name).summary
+        except TransportError as exc:
+            summary = str(exc)
+    return {"transport": name, "summary": summary, "set_by_resource": bool(res.transport),
+            "allowed": list(res.facts.get("transports", [])), "on_nodes": on_nodes}
+
+
+def name_for(rt: Any, res: Resource) -> str:
+    """Which transport reaches runtime `rt`'s kernel."""
+    if res.transport:
+        return res.transport
+    if not rt.node or rt.node in (res.facts.get("hostname"), res.host, "localhost"):
+        return LOGIN
+    name = chosen(res)
+    if name is None:
+        raise TransportError(f"runtime {rt.name} runs on node {rt.node} (job {rt.job_id}), but {res.name} allows no "
+                             f"transport to its compute nodes: re-register {res.name} to detect them again")
+    return name
+
+
+_cache: dict[str, Transport] = {}
+_cache_lock = threading.Lock()
+
+
+def for_runtime(rt: Any, res: Resource) -> Transport:
+    """The transport instance reaching runtime `rt` in this process (one per runtime and job)."""
+    name = name_for(rt, res)
+    key = rt.name
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and cached.name == name and cached.rt.job_id == rt.job_id:
+            return cached
+    cls = get(name)
+    transport = cls(res, rt)
+    with _cache_lock:
+        old, _cache[key] = _cache.get(key), transport
+    if old is not None:
+        old.close()
+    return transport
+
+
+def close(runtime_name: str) -> None:
+    """Release the transport this process holds for `runtime_name` (stop, restart, re-request)."""
+    with _cache_lock:
+        transport = _cache.pop(runtime_name, None)
+    if transport is not None:
+        transport.close()
+
+
+__all__ = ["GROUP", "LOGIN", "Transport", "TransportError", "chosen", "close", "describe", "detect", "for_runtime", "get",
+           "installed", "name_for", "node_transports"]

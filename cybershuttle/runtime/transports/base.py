@@ -1,0 +1,62 @@
+"""The `Transport` contract: how a runtime's kernel is reached on the host it runs on.
+
+A kernel binds 127.0.0.1 on its own host. When that host is the resource's
+(login) host, the pooled SSH connection forwards to it directly ("login").
+When Slurm put it on a compute node, a transport carries the connections
+there: SSH to the node through the login node ("node-ssh"), or, on sites that
+forbid SSH to nodes, a relay started inside the job's allocation ("allocation").
+
+A transport is a class registered in the entry-point group
+`cybershuttle.transports` (see `cybershuttle.runtime.transports`). One
+instance serves one runtime in one process; it may hold connections, which
+`close()` releases.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ...compute.resources import Resource
+    from ...compute.shell import Shell
+
+
+class Transport(ABC):
+    """Reaches one runtime's kernel host. Subclass it and register the class in `cybershuttle.transports`."""
+
+    #: the entry-point name; a resource's `transport:` setting names it
+    name: ClassVar[str] = ""
+    #: one line for `compute show` (what the runtimes' connections go through)
+    summary: ClassVar[str] = ""
+    #: among the transports a resource allows, the lowest preference is used
+    preference: ClassVar[int] = 100
+    #: whether it reaches a compute node (False: the resource's own host only)
+    for_nodes: ClassVar[bool] = True
+
+    def __init__(self, res: Resource, rt: Any) -> None:
+        self.res = res
+        self.rt = rt  # runtime.Runtime
+
+    @classmethod
+    def allowed(cls, res: Resource, shell: Shell) -> str | None:
+        """At registration: None when runtimes on `res` can use this transport, else why not (one line).
+
+        `shell` runs commands on the resource's host; `res.facts` already holds
+        what the scheduler found (partitions, nodes).
+        """
+        return None
+
+    def start(self) -> None:
+        """Get ready for the first channel (may take a moment: a relay to start); called before forwarding."""
+
+    @abstractmethod
+    def open_channel(self, host: str, port: int) -> Any:
+        """A byte stream to `host:port` as seen on the kernel's host (a paramiko.Channel, or anything with
+        fileno/setblocking/recv/send/sendall/close/closed): what `forward.Forwarder.add` forwards to."""
+
+    @abstractmethod
+    def shell(self) -> Shell:
+        """A `compute.shell.Shell` whose commands run on the kernel's host."""
+
+    def close(self) -> None:
+        """Release what this instance holds (relays, node connections)."""

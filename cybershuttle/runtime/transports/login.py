@@ -1,0 +1,26 @@
+"""The "login" transport: the kernel runs on the resource's own host (an SSH workstation, a one-node
+cluster, this machine), so its ports are forwarded with `direct-tcpip` over the pooled SSH connection."""
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ... import ssh
+from .base import Transport
+
+
+class LoginTransport(Transport):
+    name = "login"
+    summary = "the kernel's host is the resource's own: ports forwarded over the SSH connection to it"
+    preference = 0
+    for_nodes = False
+
+    def open_channel(self, host: str, port: int) -> Any:
+        if not self.res.remote:
+            sock = socket.create_connection((host, port), timeout=ssh.CONNECT_TIMEOUT_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        return ssh.connect(self.res.endpoint).open_tunnel(host, port)
+
+    def shell(self):
+        return self.res.shell()

@@ -1,0 +1,248 @@
+"""Transports: how a runtime's kernel is reached (issue 14 point 3 and the registry).
+
+The "allocation" transport needs nothing on the node but the job: a relay started inside
+the job's allocation (`srun --overlap --jobid J`) through the login SSH session. These
+tests run it for real, on the login node's Slurm partition and on the compute nodes
+(partition `$CS_TEST_NODE_PARTITION`), with node SSH on or off (`CS_NODE_SSH` of
+`cluster.sh start`).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from cybershuttle.errors import CybershuttleError
+
+
+def _env() -> dict[str, str]:
+    from conftest import CLUSTER_SH
+
+    out = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True, check=True).stdout
+    return dict(shlex.split(line)[1].split("=", 1) for line in out.splitlines() if line.startswith("export "))
+
+
+def _register(cluster, name: str, partition: str, **extra):
+    from cybershuttle import compute
+
+    spec = dict(name=name, kind="slurm", host=cluster.host, port=cluster.port, user=cluster.user, key=cluster.key,
+                known_hosts=cluster.known_hosts, partition=partition, **extra)
+    return compute.validate_and_register(spec, replace_existing=True)
+
+
+def _cells(kc, count: int) -> list[float]:
+    for _ in range(5):
+        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
+    times = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+def _output(kc, code: str) -> str:
+    out: list[str] = []
+
+    def hook(msg):
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+
+    reply = kc.execute_interactive(code, timeout=60, output_hook=hook)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(out)
+
+
+def _steps(job_native: str) -> list[str]:
+    """The job's running steps started by srun (the relay is one; not the batch or extern step)."""
+    out = subprocess.run(["squeue", "-h", "-s", "-j", job_native, "-o", "%i"], capture_output=True, text=True)
+    return [s for s in out.stdout.split() if s.rpartition(".")[2].isdigit()]
+
+
+@pytest.fixture
+def alloc_runtime(cluster):
+    """A runtime on the login node's partition reached through the allocation transport (the setting forces it)."""
+    from cybershuttle import runtime
+
+    reg = _register(cluster, "alloc", cluster.partition, transport="allocation")
+    assert reg.saved, reg.to_dict()
+    runtime.request("viaalloc", "alloc")
+    rt = runtime.wait("viaalloc", timeout=180)
+    yield rt
+    runtime.stop("viaalloc")
+
+
+def test_transports_are_registered_like_schedulers_and_ordered_by_preference():
+    from cybershuttle.runtime import transports
+
+    assert list(transports.installed())[:3] == ["login", "node-ssh", "allocation"]
+    assert transports.node_transports()[:2] == ["node-ssh", "allocation"]
+    with pytest.raises(transports.TransportError, match="no transport named 'carrier-pigeon'.*installed: login"):
+        transports.get("carrier-pigeon")
+
+
+def test_a_transport_setting_that_names_nothing_installed_is_refused(cluster):
+    from cybershuttle.compute.resources import ResourceSpecError
+
+    with pytest.raises(ResourceSpecError, match=r"transport must be one of login, node-ssh, allocation.*'scp'"):
+        _register(cluster, "badtransport", cluster.partition, transport="scp")
+
+
+def test_a_transport_the_site_does_not_allow_is_refused_at_registration(cluster):
+    """A workstation has no job allocation to start a relay in: asking for that transport fails
+    registration with the reason, and nothing is saved."""
+    from cybershuttle import compute
+
+    spec = dict(name="ws", kind="ssh", host=cluster.host, port=cluster.port, user=cluster.user, key=cluster.key,
+                known_hosts=cluster.known_hosts, transport="allocation")
+    reg = compute.validate_and_register(spec)
+    check = next(c for c in reg.checks if c.name == "transport")
+    assert not reg.saved and not check.ok and check.required
+    assert check.detail == ("transport allocation is not allowed on ws: the process scheduler starts nothing inside "
+                            "a job's allocation; allowed: login")
+
+
+def test_registration_detects_the_allowed_transports_and_compute_show_names_the_one_in_use(cluster, cli):
+    env = _env()
+    reg = _register(cluster, "nodes", env["CS_TEST_NODE_PARTITION"])
+    assert reg.saved, reg.to_dict()
+    allowed = reg.resource.facts["transports"]
+    expected = ["node-ssh", "allocation"] if env["CS_TEST_NODE_SSH"] == "1" else ["allocation"]
+    assert allowed == expected, reg.to_dict()
+    shown = cli("compute", "show", "nodes")
+    assert shown.code == 0, shown.err
+    summary = {"node-ssh": "SSH to the compute node", "allocation": "a relay inside the job's allocation"}[expected[0]]
+    line = next(ln for ln in shown.out.splitlines() if ln.strip().startswith("transport:"))
+    assert line.strip().startswith(f"transport: {expected[0]}: {summary}"), line
+    assert f"(detected; allowed: {', '.join(expected)})" in line
+    data = json.loads(cli("compute", "show", "nodes", "--json").out)
+    assert data["transport_in_use"]["transport"] == expected[0] and data["transport"] is None
+
+    # The resource setting overrides what was detected, and show says so.
+    assert _register(cluster, "nodes", env["CS_TEST_NODE_PARTITION"], transport="allocation").saved
+    line = next(ln for ln in cli("compute", "show", "nodes").out.splitlines() if "transport:" in ln)
+    assert line.strip() == ("transport: allocation: a relay inside the job's allocation, started through the "
+                            "scheduler (no SSH to the node) (set by the resource)")
+
+
+def test_a_kernel_through_the_allocation_relay_runs_in_the_job_and_answers_at_direct_speed(alloc_runtime):
+    """The same kernel, reached once through the relay in its allocation and once directly over the
+    login transport: the relay adds no stall (no Nagle/delayed-ACK wait on its connections)."""
+    from cybershuttle import compute, runtime
+
+    rt = alloc_runtime
+    job = compute.get_job(rt.job_id)
+    assert runtime.status(rt.name)["transport"] == "CurveZMQ-encrypted, forwarded over SSH (transport allocation)"
+    kc = runtime.client(rt.name)
+    try:
+        assert _output(kc, "import os; print(os.environ['SLURM_JOB_ID'])").strip() == job.native_id
+        relayed = _cells(kc, 60)
+    finally:
+        kc.stop_channels()
+    assert len(_steps(job.native_id)) == 1  # the relay's step
+    # The same kernel over the login transport, for comparison in the same run.
+    from cybershuttle.runtime import transports
+    from cybershuttle.runtime.forward import forwarder
+
+    login = transports.get("login")(compute.get(rt.resource), rt)
+    info = {**runtime.connection_info(rt.name)}
+    forwards = [forwarder().add("127.0.0.1", rt.remote_ports[p], login.open_channel) for p in runtime.PORTS]
+    info.update({p: f.local_port for p, f in zip(runtime.PORTS, forwards)})
+    from jupyter_client.blocking import BlockingKernelClient
+
+    direct = BlockingKernelClient()
+    direct.load_connection_info(info)
+    direct.start_channels()
+    try:
+        direct.wait_for_ready(timeout=60)
+        plain = _cells(direct, 60)
+    finally:
+        direct.stop_channels()
+        for fwd in forwards:
+            forwarder().remove(fwd)
+    ordered = sorted(relayed)
+    assert statistics.median(relayed) <= statistics.median(plain) * 1.3 + 0.002, (relayed, plain)
+    assert ordered[int(len(ordered) * 0.9)] < 0.040, ordered  # no 40 ms ACK stalls in the tail
+
+
+def test_the_relay_takes_no_token_from_a_command_line_and_refuses_a_wrong_one(alloc_runtime, cluster):
+    """Another user on the cluster who finds the relay's port gets nothing without the token (tried as
+    the second test user, for real), and the token is not in any process's arguments."""
+    from cybershuttle import compute, runtime
+    from cybershuttle.runtime import transports
+
+    rt = alloc_runtime
+    runtime.connection_info(rt.name)
+    relay = transports.for_runtime(rt, compute.get(rt.resource))
+    assert relay._port and relay._token
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert relay._token not in ps
+    probe = (f"import socket; s=socket.create_connection(('127.0.0.1', {relay._port})); "
+             f"s.sendall(b'{'0' * 64} 127.0.0.1 {rt.remote_ports['shell_port']}\\n'); s.settimeout(5); "
+             "print('answer', repr(s.recv(100)))")
+    out = subprocess.run(["runuser", "-u", cluster.other_user, "--", "/usr/bin/python3", "-c", probe],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "answer b''", out  # closed without a byte
+    # The right token for a port that is not on the node's loopback is refused the same way.
+    with socket.create_connection(("127.0.0.1", relay._port)) as s:
+        s.sendall(f"{relay._token} 10.0.0.1 22\n".encode())
+        s.settimeout(5)
+        assert s.recv(100) == b""
+
+
+def test_a_shell_from_the_transport_runs_inside_the_allocation(alloc_runtime):
+    from cybershuttle import compute
+    from cybershuttle.runtime import transports
+
+    rt = alloc_runtime
+    shell = transports.for_runtime(rt, compute.get(rt.resource)).shell()
+    result = shell.run("echo job=$SLURM_JOB_ID; cat", stdin=b"through the step\n", timeout=60)
+    assert result.stdout.splitlines() == [f"job={compute.get_job(rt.job_id).native_id}", "through the step"]
+    with pytest.raises(CybershuttleError, match="inside job .*exited with 3"):
+        shell.run("exit 3", timeout=60)
+
+
+def test_a_dropped_relay_is_started_again_and_the_kernel_keeps_its_state(alloc_runtime):
+    """The relay's step ends (scancel of that step, as when the login connection drops): the next
+    cell starts a new relay with a new token, and the kernel's variables are still there."""
+    from cybershuttle import compute, runtime
+    from cybershuttle.runtime import transports
+
+    rt = alloc_runtime
+    kc = runtime.client(rt.name)
+    try:
+        _output(kc, "kept = 41")
+        relay = transports.for_runtime(rt, compute.get(rt.resource))
+        old_token = relay._token
+        native = compute.get_job(rt.job_id).native_id
+        steps = _steps(native)
+        assert len(steps) == 1, steps
+        subprocess.run(["scancel", steps[0]], check=True)
+        deadline = time.monotonic() + 20
+        while relay._relay is not None and not relay._relay.exit_status_ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _output(kc, "print(kept + 1)").strip() == "42"
+        assert relay._token != old_token
+    finally:
+        kc.stop_channels()
+
+
+def test_stopping_the_runtime_ends_the_relay_step(cluster):
+    from cybershuttle import compute, runtime
+
+    assert _register(cluster, "alloc", cluster.partition, transport="allocation").saved
+    runtime.request("shortlived", "alloc")
+    rt = runtime.wait("shortlived", timeout=180)
+    native = compute.get_job(rt.job_id).native_id
+    runtime.connection_info("shortlived")
+    assert len(_steps(native)) == 1
+    runtime.stop("shortlived")
+    deadline = time.monotonic() + 20
+    while _steps(native) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _steps(native) == []
