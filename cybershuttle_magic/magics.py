@@ -208,6 +208,8 @@ class CybershuttleMagics(Magics):
         p.add_argument("--cpus", type=int)
         p.add_argument("--memory", help="MB, or 4G")
         p.add_argument("--gpus", type=int)
+        p.add_argument("--nodes", type=int, help="nodes (Slurm): the kernel runs on the first; its parallel steps use all")
+        p.add_argument("--tasks-per-node", "--tasks_per_node", dest="tasks_per_node", type=int)
         p.add_argument("--walltime", help="minutes")
         p.add_argument("--queue", "--partition", dest="partition")
         p.add_argument("--group", "--account", dest="account", help="Slurm account (the old platform's group)")
@@ -218,7 +220,7 @@ class CybershuttleMagics(Magics):
             raise MagicUsageError(f"%request_runtime {args.name}: say where with --resource R or --use R:PARTITION")
         plan = plans.plan(args.name, resource=args.resource, use=args.use, cpus=args.cpus, memory=args.memory,
                           gpus=args.gpus, walltime=args.walltime, partition=args.partition, account=args.account,
-                          setup_file=args.file)
+                          setup_file=args.file, nodes=args.nodes, tasks_per_node=args.tasks_per_node)
         if args.dry_run:
             print("\n".join(plans.describe(plan)))
             return

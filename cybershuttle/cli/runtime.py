@@ -21,6 +21,8 @@ _TIMEOUT = arg("--timeout", type=float, default=600.0, help="seconds to wait for
             arg("--use", help="R:PARTITION[,R2:P2...]: the choice that can start soonest is used"),
             arg("--cpus", type=int), arg("--memory", help="MB, or a size such as 4G"), arg("--gpus", type=int),
             arg("--walltime", help="minutes, or a Slurm time such as 1:30:00"), arg("--partition"),
+            arg("--nodes", type=int, help="nodes (Slurm): the kernel runs on the first; its parallel steps use all"),
+            arg("--tasks-per-node", type=int, help="tasks on each node for the kernel's parallel steps (Slurm)"),
             arg("--account", help="Slurm account"), arg("--setup-file", help="a cybershuttle.yml to build on the resource"),
             arg("--dry-run", action="store_true", help="print what would be asked for; submit nothing"),
             arg("--no-wait", action="store_true", help="return once submitted"), _TIMEOUT)
@@ -29,7 +31,7 @@ def _request(args: argparse.Namespace) -> None:
 
     plan = plans.plan(args.name, resource=args.resource, use=args.use, cpus=args.cpus, memory=args.memory,
                       gpus=args.gpus, walltime=args.walltime, partition=args.partition, account=args.account,
-                      setup_file=args.setup_file)
+                      setup_file=args.setup_file, nodes=args.nodes, tasks_per_node=args.tasks_per_node)
     if args.dry_run:
         print("\n".join(plans.describe(plan)))
         return

@@ -78,6 +78,7 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
             memory: str | int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, resources_kind: str | None = None,
             setup_file: str | None = None, name: str | None = None, workdir: str | None = None,
+            nodes: int | None = None, tasks_per_node: int | None = None,
             extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None, array: str | None = None) -> Job:
     """Check everything, then submit `command` on `resource`; returns the recorded job.
 
@@ -88,6 +89,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     through a command line. The job's script sees its directory as
     `$CYBERSHUTTLE_JOB_DIR`. `array` (schedulers with arrays: Slurm) makes it one
     job array, e.g. "0-19" or "0-19%2"; each task sees `$SLURM_ARRAY_TASK_ID`.
+    `nodes`/`tasks_per_node` (Slurm) ask for several nodes: `command` runs on the
+    first, and a parallel step in it starts that many tasks on each.
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
@@ -105,7 +108,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
 
         setup = setupfile.load(setup_file)
     req = request.resolve(res, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime, partition=partition,
-                          account=account, qos=qos, resources=resources_kind, setup=setup)
+                          account=account, qos=qos, resources=resources_kind, setup=setup, nodes=nodes,
+                          tasks_per_node=tasks_per_node)
     env = environment.from_setup(res, setup, extra_pip)
     shell = res.shell()
     env = environment.check(res, shell, env, setup)

@@ -32,6 +32,8 @@ class Request:
     account: str | None = None
     qos: str | None = None
     notes: list[str] = field(default_factory=list)  # what was adjusted or taken from where
+    nodes: int = 1
+    tasks_per_node: int | None = None  # None: one task in all (single-node requests)
 
     @property
     def walltime_s(self) -> int | None:
@@ -43,14 +45,19 @@ class Request:
     def summary(self, resource: Resource) -> str:
         where = f"{resource.name}:{self.partition}" if self.partition else resource.name
         wall = f"{(self.walltime_s or 0) // 60} Minutes" if self.walltime else "no time limit"
-        return (f"[{where}, {wall}, 1 Node(s), {self.cpus} CPU(s), {self.gpus} GPU(s), "
+        tasks = f", {self.tasks_per_node} task(s) per node" if self.tasks_per_node else ""
+        return (f"[{where}, {wall}, {self.nodes} Node(s){tasks}, {self.cpus} CPU(s), {self.gpus} GPU(s), "
                 f"{self.memory_mb or 0} MB RAM]")
 
 
 def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | None = None, gpus: int | None = None,
             walltime: str | int | None = None, partition: str | None = None, account: str | None = None,
-            qos: str | None = None, resources: str | None = None, setup: SetupFile | None = None) -> Request:
-    """The request to submit on `resource`, or RequestError saying what cannot be met."""
+            qos: str | None = None, resources: str | None = None, setup: SetupFile | None = None,
+            nodes: int | None = None, tasks_per_node: int | None = None) -> Request:
+    """The request to submit on `resource`, or RequestError saying what cannot be met.
+
+    `nodes` > 1 or `tasks_per_node` (Slurm) ask for a multi-node allocation; `cpus` is then per task.
+    """
     notes: list[str] = []
     for what, value in (("--partition", partition), ("--account", account), ("--qos", qos)):
         if value is not None:  # they go into the job script's header, one line each
@@ -59,6 +66,12 @@ def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | 
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0 or
                                   (what == "cpus" and value == 0)):
             raise RequestError(f"--{what} must be a whole number{' >= 1' if what == 'cpus' else ' >= 0'}, got {value!r}")
+    for what, value in (("nodes", nodes), ("tasks-per-node", tasks_per_node)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise RequestError(f"--{what} must be a whole number >= 1, got {value!r}")
+    nodes = nodes or 1
+    if nodes > 1 and tasks_per_node is None:
+        tasks_per_node = 1
     memory_mb = parse_memory(memory) if memory is not None else None
     if resources is not None:
         if resources.upper() not in ("CPU", "GPU"):
@@ -102,13 +115,20 @@ def resolve(resource: Resource, *, cpus: int | None = None, memory: str | int | 
             known = ", ".join(p["name"] for p in resource.partitions) or "none"
             raise RequestError(f"{resource.name} has no partition {partition!r} (partitions: {known})")
         if info is not None:
-            _within(resource.name, f"partition {partition}", cpus, memory_mb, gpus,
+            if info.get("nodes") is not None and nodes > info["nodes"]:
+                raise RequestError(f"{nodes} nodes requested but partition {partition} on {resource.name} has "
+                                   f"{info['nodes']}")
+            _within(resource.name, f"partition {partition}", cpus * (tasks_per_node or 1), memory_mb, gpus,
                     info.get("cpus_per_node"), info.get("memory_mb_per_node"), info.get("gpus_per_node", 0))
             limit = info.get("max_time_min")
             if wall is not None and limit is not None and walltime_seconds(wall) > limit * 60:
                 raise RequestError(f"walltime {wall} is longer than partition {partition}'s limit of {limit} minutes "
                                    f"on {resource.name}")
-        return Request(cpus, memory_mb, gpus, wall, partition, account or resource.account, qos or resource.qos, notes)
+        return Request(cpus, memory_mb, gpus, wall, partition, account or resource.account, qos or resource.qos, notes,
+                       nodes, tasks_per_node)
+    if nodes > 1 or (tasks_per_node or 1) > 1:
+        raise RequestError(f"{resource.name} is a {resource.kind} resource, one machine: --nodes/--tasks-per-node "
+                           "only apply to Slurm resources")
     if partition or account or qos:
         raise RequestError(f"{resource.name} is a {resource.kind} resource: --partition/--account/--qos only apply "
                            "to Slurm resources")

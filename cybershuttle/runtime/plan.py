@@ -22,7 +22,8 @@ class Plan:
 
 def plan(name: str, *, resource: str | None = None, use: str | None = None, cpus: int | None = None,
          memory: str | int | None = None, gpus: int | None = None, walltime: str | int | None = None,
-         partition: str | None = None, account: str | None = None, setup_file: str | None = None) -> Plan:
+         partition: str | None = None, account: str | None = None, setup_file: str | None = None,
+         nodes: int | None = None, tasks_per_node: int | None = None) -> Plan:
     """Resolve a request; `use` is `R:PARTITION[,R2:P2...]`, of which the one that can start soonest is taken."""
     if use:
         resource, partition = compute.soonest(use, partition)
@@ -31,7 +32,7 @@ def plan(name: str, *, resource: str | None = None, use: str | None = None, cpus
     setup = setupfile.load(setup_file) if setup_file else None
     res = compute.get(resource)
     req = requests.resolve(res, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime, partition=partition,
-                           account=account, setup=setup)
+                           account=account, setup=setup, nodes=nodes, tasks_per_node=tasks_per_node)
     return Plan(name, res, req, setup, setup_file)
 
 
@@ -41,7 +42,8 @@ def request_planned(p: Plan) -> tuple[Any, bool]:
 
     req = p.request
     return request(p.name, p.resource.name, cpus=req.cpus, memory=req.memory_mb, gpus=req.gpus,
-                   walltime=req.walltime, partition=req.partition, account=req.account, setup_file=p.setup_file)
+                   walltime=req.walltime, partition=req.partition, account=req.account, setup_file=p.setup_file,
+                   nodes=req.nodes, tasks_per_node=req.tasks_per_node)
 
 
 def report(p: Plan, rt: Any, reattached: bool) -> list[str]:

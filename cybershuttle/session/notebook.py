@@ -352,7 +352,7 @@ def _datasets(name: str) -> list[str]:
 def _request_kwargs(rt: dict[str, Any]) -> dict[str, Any]:
     req = rt.get("request") or {}
     kwargs: dict[str, Any] = {}
-    for key in ("cpus", "walltime", "partition", "account", "qos"):
+    for key in ("cpus", "walltime", "partition", "account", "qos", "nodes", "tasks_per_node"):
         if req.get(key):
             kwargs[key] = req[key]
     if req.get("memory_mb"):
