@@ -17,7 +17,15 @@ import pexpect
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from rest_api import SERVER_CONFIG, call
 from siteusers import Site, site, site_env  # noqa: F401  (fixture)
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture
+def jp_server_config():
+    return SERVER_CONFIG
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -283,6 +291,20 @@ def test_another_users_template_notebook_runs_only_once_trusted_and_sweeps_are_r
                            "--replace").code == 0
     refused = bob.cli("template", "run", "--name", "tune")
     assert refused.code == 1 and "its notebook changed since you trusted it" in refused.err
+
+
+async def test_a_template_run_through_rest_is_refused_in_one_line_saying_what_to_run(site, jp_fetch, monkeypatch):
+    # The server runs as root, a third real user of the site catalog: alice's notebook is not its own.
+    log = _log(site)
+    _template(site, log)
+    monkeypatch.setenv("CYBERSHUTTLE_SITE_CATALOG", site.url)
+    code, body = await call(jp_fetch, "templates/tune/runs", "POST", json_body={"wait": True})
+    assert code == 403, body
+    assert body["error"].startswith("template 'tune' of csuser: you have not trusted its notebook;")
+    assert "`cybershuttle trust add template tune`" in body["error"] and "\n" not in body["error"]
+    code, body = await call(jp_fetch, "templates/tune/runs")
+    assert code == 200 and body["items"] == []  # refused before anything was recorded or run
+    assert _ran(log) == []
 
 
 # -- public resources ------------------------------------------------------------------------
