@@ -76,9 +76,11 @@ class Runtime:
 def request(name: str, resource: str, *, cpus: int | None = None, memory: str | int | None = None,
             gpus: int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, setup_file: str | None = None,
-            encrypt: bool = True) -> tuple[Runtime, bool]:
+            nodes: int | None = None, tasks_per_node: int | None = None, encrypt: bool = True) -> tuple[Runtime, bool]:
     """Start runtime `name` on `resource`, or re-attach to it if it is still running.
 
+    `nodes` > 1 (with `tasks_per_node`) asks for a multi-node allocation: the kernel runs
+    on its first node, and a parallel step launched from the kernel uses every node.
     Returns the runtime and whether it was re-attached (no new job). `encrypt`
     exists for the latency benchmark's comparison; leave it on.
     """
@@ -103,6 +105,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
                   "kernel_name": "", **curve, **{port: 0 for port in PORTS}}
     job = compute.execute(_KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
                           partition=partition, account=account, qos=qos, setup_file=setup_file,
+                          nodes=nodes, tasks_per_node=tasks_per_node,
                           name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT,),
                           files={"connection.json": json.dumps(connection).encode()})
     _write_secrets(name, {"key": key, **curve})

@@ -81,7 +81,10 @@ class SlurmScheduler(Scheduler):
     def submit(self, shell: Shell, job: Submission) -> str:
         req = job.request
         directives = [f"--job-name={job.name}", f"--output={job.jobdir}/output.log", f"--chdir={job.workdir}",
-                      "--nodes=1", "--ntasks=1", f"--cpus-per-task={req.cpus}"]
+                      f"--nodes={req.nodes}",
+                      # the batch script (a runtime's kernel) runs on the first node; srun in it uses all
+                      f"--ntasks-per-node={req.tasks_per_node}" if req.tasks_per_node else "--ntasks=1",
+                      f"--cpus-per-task={req.cpus}"]
         optional = {"--partition": req.partition, "--mem": req.memory_mb and f"{req.memory_mb}M",
                     "--time": req.walltime, "--gres": req.gpus and f"gpu:{req.gpus}", "--account": req.account,
                     "--qos": req.qos, "--array": job.array}
