@@ -6,6 +6,7 @@
 #   cluster.sh status   one line per service; exit 0 only if all of them run
 #   cluster.sh stop     (root) stop the daemons that `start` started (by their pid files)
 #   cluster.sh exec NODE CMD...  (root) run CMD inside compute node NODE (tests/cluster/nodes.sh)
+#   cluster.sh node-ssh on|off   (root) let users SSH to the nodes (with a job there), or not
 #
 # What `start` gives you, all on 127.0.0.1 and all on one machine:
 #   * an OpenSSH server on port $CS_TEST_PORT (2222) that accepts key logins for two
@@ -800,8 +801,9 @@ case ${1:-} in
     status) cmd_status ;;
     env) cmd_env ;;
     exec) shift; cmd_exec "$@" ;;
+    node-ssh) shift; cmd_node_ssh "$@" ;;
     *)
-        echo "usage: $0 start|stop|status|env|exec NODE CMD..." >&2
+        echo "usage: $0 start|stop|status|env|exec NODE CMD...|node-ssh on|off" >&2
         exit 2
         ;;
 esac

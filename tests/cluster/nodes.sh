@@ -21,7 +21,7 @@
 # and puts the nodes in partition `nodes`; `nodes` makes `debug` (and `short`) the two nodes.
 #
 # Variables read: CS_NODE_NET (first three octets of the bridge's /24, default 10.77.14),
-# CS_NODE_SSH (1 = nodes run sshd, 0 = a site that forbids SSH to compute nodes),
+# CS_NODE_SSH (on = nodes run sshd, off = a site that forbids SSH to compute nodes; 1/0 too),
 # CS_NODES_LAYOUT (split|nodes).  The last two are remembered in $NODES_DIR/settings, so a
 # plain `start` keeps what the previous one chose.
 #
@@ -53,9 +53,16 @@ GPU_COUNT=2
 # Settings remembered from the previous start unless given now.
 # shellcheck disable=SC1090
 [[ -r $NODE_SETTINGS ]] && source "$NODE_SETTINGS"
-NODE_SSH=${CS_NODE_SSH:-${SAVED_NODE_SSH:-1}}
+# on/off as 1/0.
+node_ssh_flag() {
+    case $1 in
+        1 | on | yes) echo 1 ;;
+        0 | off | no) echo 0 ;;
+        *) die "node SSH must be 'on' (nodes run sshd) or 'off' (a site without SSH to nodes), not '$1'" ;;
+    esac
+}
+NODE_SSH=$(node_ssh_flag "${CS_NODE_SSH:-${SAVED_NODE_SSH:-1}}")
 NODES_LAYOUT=${CS_NODES_LAYOUT:-${SAVED_NODES_LAYOUT:-split}}
-[[ $NODE_SSH =~ ^[01]$ ]] || die "CS_NODE_SSH must be 1 (nodes run sshd) or 0 (no SSH to nodes), not '$NODE_SSH'"
 [[ $NODES_LAYOUT =~ ^(split|nodes)$ ]] ||
     die "CS_NODES_LAYOUT must be 'split' (debug on the login node, nodes in 'nodes') or 'nodes' (debug = node1+node2), not '$NODES_LAYOUT'"
 
@@ -293,21 +300,33 @@ ensure_node_slurmd() {
 
 # ----------------------------------------------------------------------------- commands
 
-ensure_nodes() {
-    local node
+save_node_settings() {
     printf 'SAVED_NODE_SSH=%s\nSAVED_NODES_LAYOUT=%s\n' "$NODE_SSH" "$NODES_LAYOUT" |
         write_file "$NODE_SETTINGS" 0644 root:root
+}
+
+# sshd on every node, or on none (CS_NODE_SSH / `cluster.sh node-ssh on|off`).
+ensure_node_ssh() {
+    local node
     install -d -m 0755 "$NODES_DIR/sbin"
     ln -sfn /usr/sbin/sshd "$NODE_SSHD"
     write_node_pam
     for node in "${NODES[@]}"; do
-        ensure_node_slurmd "$node"
         if ((NODE_SSH)); then
             ensure_node_sshd "$node"
         else
             stop_daemon "$node sshd" "$(node_sshd_pid "$node")" "$NODE_PAM_SERVICE"
         fi
     done
+}
+
+ensure_nodes() {
+    local node
+    save_node_settings
+    for node in "${NODES[@]}"; do
+        ensure_node_slurmd "$node"
+    done
+    ensure_node_ssh
     for node in "${NODES[@]}"; do
         wait_for 60 node_ready_in_slurm "$node" ||
             die "node '$node' is not idle: $(sinfo -h -N -n "$node" -o '%T %E' 2>&1 | head -n1)" \
@@ -337,7 +356,7 @@ nodes_status() {
     local node
     for node in "${NODES[@]}"; do
         printf '%s %s slurmd\n' "$node-slurmd" "$(node_slurmd_pid "$node")"
-        ((NODE_SSH)) && printf '%s %s %s\n' "$node-sshd" "$(node_sshd_pid "$node")" "$NODE_PAM_SERVICE"
+        if ((NODE_SSH)); then printf '%s %s %s\n' "$node-sshd" "$(node_sshd_pid "$node")" "$NODE_PAM_SERVICE"; fi
     done
 }
 
@@ -349,9 +368,22 @@ nodes_env() {
         CS_TEST_NODE_ADDRS "$(for n in "${NODES[@]}"; do printf '%s ' "$(node_addr "$n")"; done | sed 's/ $//')" \
         CS_TEST_NODE_LOGIN_ADDR "$NODE_LOGIN_ADDR" \
         CS_TEST_NODE_PARTITION "$part" \
-        CS_TEST_NODE_SSH "$NODE_SSH" \
+        CS_TEST_NODE_SSH "$( ((NODE_SSH)) && echo on || echo off)" \
         CS_TEST_GPU_NODE "$GPU_NODE" \
         CS_TEST_GPU_TYPE "$GPU_TYPE"
+}
+
+# cluster.sh node-ssh on|off: start or stop the nodes' sshd without a full start (remembered).
+cmd_node_ssh() {
+    need_root node-ssh
+    [[ $# -eq 1 ]] || die "usage: cluster.sh node-ssh on|off"
+    NODE_SSH=$(node_ssh_flag "$1")
+    take_lock
+    [[ -r $ENV_FILE ]] || die "no test cluster in $STATE: run 'sudo bash tests/cluster/cluster.sh start' first"
+    save_node_settings
+    ensure_node_ssh
+    write_env_file
+    say "SSH to the nodes is $1"
 }
 
 # cluster.sh exec NODE CMD...: a command inside NODE (its network, its hostname), as root.
