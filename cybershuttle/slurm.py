@@ -389,7 +389,9 @@ def node_names(shell: Shell) -> list[str]:
 
 
 def node_command(job_id: str) -> str:
-    return f"squeue -h -j {shlex.quote(job_id)} -o %N 2>/dev/null"
+    # %B: the node running the batch script, where a runtime's kernel is; for a multi-node job %N
+    # lists them all ("node[1-2]"). "n/a" while pending: no node yet.
+    return f"squeue -h -j {shlex.quote(job_id)} -o %B 2>/dev/null | grep -vx n/a"
 
 
 def position_command(job_id: str, partition: str | None) -> str:

@@ -279,3 +279,26 @@ def test_cli_and_magic_take_nodes_and_tasks_per_node(cli, nodes_resource):
         ip.run_line_magic("request_runtime", f"wide --resource {nodes_resource} --nodes 2 --tasks-per-node 3 --dry-run")
     assert "2 Node(s), 3 task(s) per node" in cap.stdout
 
+
+
+def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(nodes_resource):
+    """`runtime.request(..., nodes=2, tasks_per_node=N)`: the kernel runs on the allocation's first
+    node and `srun hostname` in a cell prints both nodes."""
+    from cybershuttle import runtime
+
+    rt, _ = runtime.request("twonodes", nodes_resource, nodes=2, tasks_per_node=2, walltime=10)
+    try:
+        runtime.wait("twonodes", timeout=300)
+        kc = runtime.client("twonodes")
+        out: list[str] = []
+        code = ("import os, socket, subprocess\n"
+                "print('kernel', socket.gethostname(), os.environ['SLURMD_NODENAME'])\n"
+                "print(subprocess.run(['srun', 'hostname'], capture_output=True, text=True).stdout)")
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda m: out.append(m["content"].get("text", "")))
+        kc.stop_channels()
+        assert reply["content"]["status"] == "ok", reply["content"]
+        text = "".join(out).split()
+        assert text[:3] == ["kernel", "node1", "node1"], text
+        assert sorted(text[3:]) == ["node1", "node1", "node2", "node2"], text
+    finally:
+        runtime.stop("twonodes")
