@@ -4,14 +4,20 @@ template runs leave the REST worker threads free. Against the real loopback sshd
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from rest_api import SERVER_CONFIG, call
 
-from cybershuttle import ssh
+from cybershuttle import compute, ssh
 from cybershuttle.errors import OutputTooLargeError, RemoteCommandError, SSHError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -232,4 +238,81 @@ def test_command_output_beyond_the_cap_is_refused_with_what_to_do(cluster, ssh_p
                       check=False)
     assert result.stdout == "a" * 1000 and len(result.stderr) == 2**20 and result.stderr.endswith("200000\nLAST\n")
     assert conn.run("echo still usable").stdout == "still usable\n"
+
+
+# -- job logs: only the new bytes -------------------------------------------------
+@pytest.fixture
+def server_process(tmp_path):
+    """A real `jupyter server` in its own process (with this test's Cybershuttle home), so its memory is its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = os.urandom(8).hex()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "server", "--no-browser", "--allow-root",
+                             f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={tmp_path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/cybershuttle/api/v1/"
+
+    def get(path: str) -> tuple[dict, float]:
+        start = time.monotonic()
+        request = urllib.request.Request(base + path, headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read()), time.monotonic() - start
+
+    for _ in range(150):
+        try:
+            get("states")
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield proc.pid, get
+    proc.terminate()
+    proc.wait(10)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def test_a_3_gb_job_log_through_the_logs_route_does_not_grow_the_servers_memory(registered, server_process):
+    pid, get = server_process
+    job = compute.execute("echo first-line", "testcluster", cpus=1, walltime=2)
+    assert compute.wait(job.id, timeout=120).state == "COMPLETED"
+    shell = compute.get("testcluster").shell()
+    log = job.log_path
+    # 3 GiB in an instant: a sparse file (the job's own log, grown as the user), with a line at its end.
+    shell.run(f"truncate -s {3 * 2**30} {log} && echo the-end >> {log}", timeout=30)
+    size = 3 * 2**30 + len("the-end\n")
+    get(f"jobs/{job.id}")  # the server has done its imports and SSH set-up before its peak is read
+    before = _peak_rss_mb(pid)
+
+    first, took = get(f"jobs/{job.id}/logs")
+    assert first["log"].startswith("first-line\n") and len(first["log"]) == 2**20 and took < 10
+    assert (first["offset"], first["next_offset"], first["size"], first["more"]) == (0, 2**20, size, True)
+    nxt, _ = get(f"jobs/{job.id}/logs?offset={first['next_offset']}&limit=100")
+    assert (nxt["offset"], nxt["next_offset"], nxt["log"]) == (2**20, 2**20 + 100, "\0" * 100)
+    end, took = get(f"jobs/{job.id}/logs?offset=-8")
+    assert (end["log"], end["offset"], end["next_offset"], end["more"]) == ("the-end\n", size - 8, size, False)
+    assert took < 10  # tail seeks: nothing before the end is read
+    # A follower asks from next_offset and gets exactly what was written since.
+    shell.run(f"echo one-more >> {log}", timeout=30)
+    more, _ = get(f"jobs/{job.id}/logs?offset={end['next_offset']}")
+    assert (more["log"], more["size"], more["more"]) == ("one-more\n", size + 9, False)
+    none, _ = get(f"jobs/{job.id}/logs?offset={more['next_offset']}")
+    assert none["log"] == "" and none["next_offset"] == size + 9
+    # A character cut by a piece's end comes whole in the next piece.
+    shell.run(f"printf 'x\\303\\251y' >> {log}", timeout=30)
+    cut, _ = get(f"jobs/{job.id}/logs?offset={size + 9}&limit=2")
+    assert (cut["log"], cut["next_offset"], cut["more"]) == ("x", size + 10, True)
+    whole, _ = get(f"jobs/{job.id}/logs?offset={cut['next_offset']}&limit=2")
+    assert (whole["log"], whole["next_offset"]) == ("\u00e9", size + 12)
+
+    grew = _peak_rss_mb(pid) - before
+    print(f"server peak memory: {before:.0f} MB before, grew by {grew:.0f} MB")
+    assert grew < 150, f"the server's peak memory grew by {grew:.0f} MB reading a piece of a 3 GB log"
+    shell.run(f"rm -f {log}", timeout=30)
 

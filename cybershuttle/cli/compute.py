@@ -212,8 +212,13 @@ def _logs(args: argparse.Namespace) -> int:
 
     if args.follow:
         return _job_exit(compute.follow(args.job, _write_stdout))
-    _write_stdout(compute.logs(args.job))
-    return 0
+    offset = 0
+    while True:  # in pieces: a log of gigabytes never sits in memory whole
+        piece = compute.read_log(args.job, offset, 8 * 2**20)
+        _write_stdout(piece.data)
+        offset = piece.next_offset
+        if not piece.more:
+            return 0
 
 
 @group.verb("cancel", "cancel a job", "cybershuttle compute cancel testcluster.42", JOB)

@@ -14,8 +14,8 @@ jobs on a resource), `states` (the one job/runtime state vocabulary), `usage`.
 from __future__ import annotations
 
 from . import schedulers, states
-from .job import (Job, cancel, enter_command, execute, follow, logs, queue_place, refresh, scheduler, status, wait,
-                  watch)
+from .job import (Job, LogPiece, cancel, enter_command, execute, follow, logs, queue_place, read_log, refresh,
+                  scheduler, status, wait, watch)
 from .job import get as get_job
 from .job import list_jobs as jobs
 from .request import Request, RequestError
@@ -25,8 +25,8 @@ from .resources import list_all as list  # noqa: A001 - `cybershuttle compute li
 from .usage import usage
 
 __all__ = [
-    "Check", "Job", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel", "configure",
-    "enter_command", "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs", "queue_place",
-    "refresh", "register_local", "scheduler", "schedulers", "soonest", "states", "status", "statuses", "usage",
-    "validate_and_register", "wait", "watch",
+    "Check", "Job", "LogPiece", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel",
+    "configure", "enter_command", "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs",
+    "queue_place", "read_log", "refresh", "register_local", "scheduler", "schedulers", "soonest", "states", "status",
+    "statuses", "usage", "validate_and_register", "wait", "watch",
 ]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import names, profile
-from ..errors import CybershuttleError, NotFoundError, SSHError
+from ..errors import CybershuttleError, NotFoundError, OutputTooLargeError, SSHError
 from ..registry import catalog, dump_record, load_record
 from . import environment, request, resources, schedulers, states
 from .resources import Resource
@@ -33,6 +33,9 @@ KIND = "job"
 #: the active job states (compute/states.py is their one definition)
 ACTIVE_STATES = frozenset(s.value for s in states.JobState if s.active)
 RECONNECT_TRIES = 5
+LOG_PIECE = 2**20  # bytes of a log read at once unless the caller asks for another amount
+LOG_WHOLE_MAX = 64 * 2**20  # `logs()` (a whole log in memory) refuses longer ones
+LOG_READ_TIMEOUT_S = 120
 _ARRAY_SPEC = re.compile(r"\d+(-\d+(:\d+)?)?(,\d+(-\d+(:\d+)?)?)*(%\d+)?")
 
 
@@ -182,11 +185,67 @@ def status(job_id: str) -> Job:
 
 
 def logs(job_id: str) -> bytes:
-    """Everything the job has written so far."""
+    """Everything the job has written so far (up to LOG_WHOLE_MAX bytes; a longer log is read with `read_log`)."""
+    piece = read_log(job_id, 0, LOG_WHOLE_MAX)
+    if piece.more:
+        raise OutputTooLargeError(f"the log of job {job_id} is {piece.size} bytes, more than is read at once: read it "
+                                  f"in pieces (compute.read_log, `cybershuttle compute logs {job_id}`)")
+    return piece.data
+
+
+@dataclass(frozen=True)
+class LogPiece:
+    """`data`: the bytes of a job's log from byte `offset`; `size`: the log's size when they were read."""
+
+    offset: int
+    size: int
+    data: bytes
+
+    @property
+    def next_offset(self) -> int:
+        return self.offset + len(self.data)
+
+    @property
+    def more(self) -> bool:
+        """Whether the log goes on after this piece (ask again from `next_offset`)."""
+        return self.next_offset < self.size
+
+
+def read_log(job_id: str, offset: int = 0, limit: int = LOG_PIECE) -> LogPiece:
+    """At most `limit` bytes of the job's log from byte `offset` (negative: that many bytes before its end).
+
+    Only those bytes are read, on the resource and here, however long the log
+    is: following a log asks again from the piece's `next_offset`.
+    """
+    if limit < 1:
+        raise CybershuttleError(f"a log piece must be at least 1 byte, not {limit}")
     job = get(job_id)
-    shell = resources.get(job.resource).shell()
     q = shlex.quote(job.log_path)
-    return shell.run(f"if [ -e {q} ]; then cat {q}; fi", timeout=120).stdout.encode()
+    # One command: the size first (wc reads it from the inode, not the bytes), then the piece (tail seeks).
+    command = (f"if [ -e {q} ]; then S=$(wc -c < {q}); else S=0; fi; O={int(offset)}; "
+               "if [ $O -lt 0 ]; then O=$((S + O)); [ $O -ge 0 ] || O=0; fi; echo \"$S $O\"; "
+               f"if [ $S -gt $O ]; then tail -c +$((O + 1)) {q} | head -c {int(limit)}; fi")
+    shell = resources.get(job.resource).shell()
+    for attempt in range(2):
+        out = bytearray()
+
+        def keep(data: bytes) -> None:
+            if len(out) + len(data) > limit + 64:  # the header line, then at most `limit` bytes
+                raise OutputTooLargeError(f"reading the log of job {job_id} returned more than {limit} bytes")
+            out.extend(data)
+
+        try:
+            shell.stream(command + " 2>/dev/null", keep, timeout=LOG_READ_TIMEOUT_S)
+            break
+        except SSHError:
+            if attempt:
+                raise
+    header, _, data = bytes(out).partition(b"\n")
+    try:
+        size, start = (int(word) for word in header.split())
+    except ValueError:
+        raise CybershuttleError(f"cannot read the log of job {job_id} on {job.resource}: got {header[:80]!r}") from None
+    return LogPiece(start, max(size, start + len(data)), data)
 
 
 # -- acting ----------------------------------------------------------------

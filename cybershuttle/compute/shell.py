@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import threading
 from typing import Callable, Protocol
 
 from .. import ssh
@@ -23,7 +24,8 @@ class Shell(Protocol):
     def run(self, command: str, *, check: bool = True, timeout: float | None = None,
             stdin: bytes | None = None, login_shell: bool = False) -> ssh.Result: ...
 
-    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int: ...
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False,
+               timeout: float | None = None) -> int: ...
 
 
 class LocalShell:
@@ -42,13 +44,28 @@ class LocalShell:
                             proc.stderr.decode(errors="replace"))
         return result.check(self.label) if check else result
 
-    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False,
+               timeout: float | None = None) -> int:
         argv = ["bash", "-lc" if login_shell else "-c", command]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as proc:
             assert proc.stdout is not None
-            while chunk := proc.stdout.read1(65536):
-                sink(chunk)
-            return proc.wait()
+            expired = threading.Event()
+            timer = threading.Timer(timeout, lambda: (expired.set(), proc.kill())) if timeout is not None else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                while chunk := proc.stdout.read1(65536):
+                    sink(chunk)
+                code = proc.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                if proc.poll() is None:  # the sink refused more: stop the command, not only the reading
+                    proc.kill()
+            if expired.is_set():
+                raise RemoteCommandError(f"{self.label}: {command!r} did not finish within {timeout} s")
+            return code
 
 
 class RemoteShell:
@@ -72,8 +89,9 @@ class RemoteShell:
             ssh.pool.drop(self.endpoint)
             return self.connection().run(command, check=check, timeout=timeout, stdin=stdin, login_shell=login_shell)
 
-    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
-        return self.connection().stream(command, sink, login_shell=login_shell)
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False,
+               timeout: float | None = None) -> int:
+        return self.connection().stream(command, sink, login_shell=login_shell, timeout=timeout)
 
 
 def line_sink(on_line: Callable[[str], None]) -> Callable[[bytes], None]:

@@ -12,6 +12,8 @@ from cybershuttle.errors import CybershuttleError
 
 from .base import CybershuttleHandler, Route, refuse_prompts
 
+#: The most of a job's log one request carries (a browser's view of a log is a page, not gigabytes).
+LOG_PIECE = 2**20
 #: Form fields of the registration form that are not resource fields.
 _FORM_ALIASES = {"key_file": "key"}
 _FORM_FLAGS = ("public", "check_only")
@@ -115,11 +117,26 @@ class JobHandler(CybershuttleHandler):
 class JobLogsHandler(CybershuttleHandler):
     @tornado.web.authenticated
     async def get(self, job_id: str) -> None:
-        """What the job wrote so far; ?offset=N returns only what follows byte N."""
-        offset = self.int_argument("offset", 0) or 0
-        data = await self.call(compute.logs, job_id)
-        self.write_json({"id": job_id, "size": len(data), "offset": offset,
-                         "log": data[offset:].decode(errors="replace")})
+        """A piece of what the job wrote: ?offset=N (negative: N bytes before the end), ?limit= bytes (at most
+        and by default LOG_PIECE). Only that piece is read, however long the log: a follower asks again from
+        `next_offset`; `more` says the log goes on; `size` is the whole log's."""
+        offset = self.int_argument("offset", 0, minimum=-(2**62)) or 0
+        limit = min(self.int_argument("limit", LOG_PIECE, minimum=1) or LOG_PIECE, LOG_PIECE)
+        piece = await self.call(compute.read_log, job_id, offset, limit)
+        # A character cut by the piece's end waits for the next piece, so followers never see it mangled.
+        used = (whole_characters(piece.data) if piece.more else 0) or len(piece.data)
+        self.write_json({"id": job_id, "size": piece.size, "offset": piece.offset, "next_offset": piece.offset + used,
+                         "more": piece.offset + used < piece.size, "log": piece.data[:used].decode(errors="replace")})
+
+
+def whole_characters(data: bytes) -> int:
+    """How many leading bytes of `data` (UTF-8) end where a character ends."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: where the last character starts
+            length = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if length > back else len(data)
+    return len(data)
 
 
 class JobCancelHandler(CybershuttleHandler):
@@ -197,7 +214,8 @@ ROUTES = [
     Route("compute/{name}", ComputeItemHandler, ("GET",), "one resource, its live status and runtimes"),
     Route("jobs", JobsHandler, ("GET",), "jobs with live states (?resource=, ?active=1)"),
     Route("jobs/{id}", JobHandler, ("GET",), "one job with its live state"),
-    Route("jobs/{id}/logs", JobLogsHandler, ("GET",), "the job's output so far (?offset=bytes)"),
+    Route("jobs/{id}/logs", JobLogsHandler, ("GET",), "a piece of the job's output (?offset=bytes, negative from the "
+                                                      "end; ?limit=bytes, at most 1 MiB; next_offset, more)"),
     Route("jobs/{id}/cancel", JobCancelHandler, ("POST",), "cancel a job"),
     Route("runtimes", RuntimesHandler, ("GET",), "runtimes"),
     Route("runtimes/{name}", RuntimeHandler, ("GET",), "one runtime with its job's live state"),
