@@ -120,8 +120,8 @@ def require(kind: str, entry: Any) -> None:
         if grant.ask(review, pin):
             _save(review)
             return
-        raise UntrustedError(f"you did not trust the {review.what} of {kind} {review.name!r} of {owner}: "
-                             "nothing of it was run")
+        raise UntrustedError(f"you did not trust the {review.what} of {kind} {review.name!r} of {owner}: nothing "
+                             f"of it was run (`cybershuttle trust add {kind} {review.name}` trusts it)")
     raise UntrustedError(_refusal(review, pin))
 
 

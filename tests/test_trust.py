@@ -378,6 +378,27 @@ def test_another_users_resource_is_reached_only_once_its_interpreter_host_and_ho
     assert alice.cli("module", "avail", "--resource", "shared-hpc", "--json").code == 0  # her own
 
 
+def test_the_provisioner_starts_no_kernel_on_another_users_untrusted_resource(site):
+    keys = _keys(site)
+    made = site.csuser.cli("compute", "import", str(_resources_file(site, keys["csuser"])), "--public")
+    assert made.code == 0, made.err + made.out
+    bob = site.csother
+    assert bob.cli("compute", "configure", "shared-hpc", "--user", "csother", "--key", str(keys["csother"])).code == 0
+    kernels = bob.cs_home / "jupyter"
+    started = bob.python(
+        "from jupyter_client.manager import KernelManager\n"
+        "from cybershuttle.runtime import provisioner\n"
+        "provisioner.install_kernelspec('shared-hpc', name='cs-shared', cpus=1)\n"
+        "km = KernelManager(kernel_name='cs-shared')\n"
+        "try:\n    km.start_kernel()\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+        "else:\n    print('STARTED')\n    km.shutdown_kernel(now=True)\n", env={"JUPYTER_DATA_DIR": str(kernels)})
+    assert started.code == 0, started.err
+    assert started.out.startswith("UntrustedError compute 'shared-hpc' of csuser: you have not trusted its "
+                                  "interpreter, host and host key;"), started.out + started.err
+    assert "`cybershuttle trust add compute shared-hpc`" in started.out
+    assert json.loads(bob.cli("runtime", "list", "--json").out) == []  # nothing half-made
+
+
 # -- bad input -------------------------------------------------------------------------------
 def test_trusting_an_unknown_kind_or_entry_is_one_line(cli, cs_home):
     r = cli("trust", "add", "storage", "x")
