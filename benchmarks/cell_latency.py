@@ -6,10 +6,15 @@
   M  the same kind of runtime reached through a local kernel after `%switch_runtime`
      (the magic path, which unavoidably crosses two kernels).
   P0 P without CurveZMQ encryption, to show what encryption costs.
+  N  P's kernel on a compute node (the cluster's node partition), reached through the login
+     node by each node transport (`measure_node(transport)`): node-ssh is SSH to the node
+     through our relay on the login node; allocation (A) a relay started inside the job.
 
 Prints median and p90 of each and ends with
-`ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median>`.
-Goals: ratio <= 1.15, p90_ratio <= 1.3, magic_ratio <= 1.15.
+`ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median> node_ratio=<N/L median>
+node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>` (N and A each
+with its own L, measured in alternating blocks, both kernels up). Goals: ratio and the node ratios <= 1.15,
+the p90 ratios <= 1.3, magic_ratio <= 1.15.
 
     python benchmarks/cell_latency.py [--cells 200]
 """
@@ -22,11 +27,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import isolated_home, register_cluster  # noqa: E402
+from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
 
 
-def measure(kc, cells: int) -> list[float]:
-    for _ in range(10):  # warm up: first messages set up the connections
+def measure(kc, cells: int, warm: int = 10) -> list[float]:
+    for _ in range(warm):  # warm up: first messages set up the connections
         kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
     times = []
     for _ in range(cells):
@@ -42,14 +47,89 @@ def stats(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.9) - 1] * 1000
 
 
+class Kernel:
+    """A kernel started from kernelspec `kernel_name` and a client on it (a context manager)."""
+
+    def __init__(self, kernel_name: str) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.km = KernelManager(kernel_name=kernel_name)
+
+    def __enter__(self):
+        self.km.start_kernel()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=300)
+        return self.kc
+
+    def __exit__(self, *exc) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+
+def run_kernel(kernel_name: str, cells: int, setup: list[str] | None = None) -> tuple[float, float]:
+    """(median, p90) in ms of `cells` trivial cells in a kernel started from kernelspec `kernel_name`."""
+    with Kernel(kernel_name) as kc:
+        try:
+            for code in setup or []:
+                reply = kc.execute_interactive(code, timeout=300, output_hook=lambda m: None)
+                assert reply["content"]["status"] == "ok", reply["content"]
+            return stats(measure(kc, cells))
+        finally:
+            if setup:
+                kc.execute_interactive("%stop_runtime mbench", timeout=60, output_hook=lambda m: None)
+
+
+def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((median, p90) through `transport` to a kernel on a compute node, (median, p90) of a local kernel), in ms.
+
+    The two are measured in alternating blocks of 10 cells, both kernels running: on a shared machine
+    the load changes from minute to minute, and each block of one is compared with the other's next to it.
+    """
+    from cybershuttle import compute
+    from cybershuttle.runtime import provisioner
+
+    c = cluster_env()
+    name = f"bench-{transport}"
+    result = compute.validate_and_register(dict(
+        name=name, kind="slurm", host=c["CS_TEST_HOST"], port=int(c["CS_TEST_PORT"]), user=c["CS_TEST_USER"],
+        key=c["CS_TEST_KEY"], known_hosts=c["CS_TEST_KNOWN_HOSTS"], transport=transport), replace_existing=True)
+    if not result.saved:
+        sys.exit(f"cannot register the cluster with transport {transport}: {result.to_dict()}")
+    provisioner.install_kernelspec(name, name=f"cybershuttle-{name}", partition=c["CS_TEST_NODE_PARTITION"])
+    node_times: list[float] = []
+    local_times: list[float] = []
+    with Kernel(f"cybershuttle-{name}") as node, Kernel("python3") as local:
+        measure(node, 0)
+        measure(local, 0)  # warm-up only
+        for _ in range(max(1, cells // 10)):
+            node_times += measure(node, 10, warm=0)
+            local_times += measure(local, 10, warm=0)
+    return stats(node_times), stats(local_times)
+
+
+def node_figures(cells: int) -> str:
+    """Measure every node transport; prints each and returns `node_ratio=... alloc_node_ratio=...`."""
+    figures = []
+    for transport, prefix in (("node-ssh", "node"), ("allocation", "alloc_node")):
+        (n_med, n_p90), (l_med, l_p90) = measure_node(transport, cells)
+        print(f"N ({transport}): median={n_med:.2f} ms  p90={n_p90:.2f} ms; local kernel in alternating blocks: "
+              f"median={l_med:.2f} ms  p90={l_p90:.2f} ms", flush=True)
+        figures.append(f"{prefix}_ratio={n_med / l_med:.2f} {prefix}_p90_ratio={n_p90 / l_p90:.2f}")
+    return " ".join(figures)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cells", type=int, default=200)
-    cells = parser.parse_args().cells
+    parser.add_argument("--node-only", action="store_true", help="measure only N (and its local baseline)")
+    args = parser.parse_args()
+    cells = args.cells
     isolated_home()
     register_cluster()
-    from jupyter_client.manager import KernelManager
-
+    if args.node_only:
+        print(node_figures(cells))
+        return
     from cybershuttle.runtime import provisioner
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
@@ -62,27 +142,15 @@ def main() -> None:
         ("M", "python3", ["import cybershuttle_magic",
                           "%request_runtime mbench --resource bench-ssh\n%switch_runtime mbench"]),
     ):
-        km = KernelManager(kernel_name=kernel_name)
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=300)
-        try:
-            for code in setup or []:
-                reply = kc.execute_interactive(code, timeout=300, output_hook=lambda m: None)
-                assert reply["content"]["status"] == "ok", reply["content"]
-            results[label] = stats(measure(kc, cells))
-            if setup:
-                kc.execute_interactive("%stop_runtime mbench", timeout=60, output_hook=lambda m: None)
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=False)
+        results[label] = run_kernel(kernel_name, cells, setup)
         print(f"{label}: median={results[label][0]:.2f} ms  p90={results[label][1]:.2f} ms", flush=True)
+    nodes = node_figures(cells)
     (l_med, l_p90), (p_med, p_p90), (m_med, _) = results["L"], results["P"], results["M"]
     p0_med, p0_p90 = results["P0"]
     print(f"cells={cells}; P and M are CurveZMQ-encrypted, P0 is P without encryption: "
           f"encrypted/plain median {p_med / p0_med:.2f}, p90 {p_p90 / p0_p90:.2f}")
-    print(f"ratio={p_med / l_med:.2f} p90_ratio={p_p90 / l_p90:.2f} magic_ratio={m_med / (l_med + p_med):.2f}")
+    print(f"ratio={p_med / l_med:.2f} p90_ratio={p_p90 / l_p90:.2f} magic_ratio={m_med / (l_med + p_med):.2f} "
+          f"{nodes}")
 
 
 if __name__ == "__main__":
