@@ -253,10 +253,13 @@ def server_process(tmp_path):
                              f"--ServerApp.root_dir={tmp_path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/cybershuttle/api/v1/"
 
-    def get(path: str) -> tuple[dict, float]:
+    def get(path: str, body: dict | None = None, timeout: float = 60) -> tuple[dict, float]:
+        """GET `path` (POST `body` when given): (the JSON answer, seconds taken)."""
         start = time.monotonic()
-        request = urllib.request.Request(base + path, headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read()), time.monotonic() - start
 
     for _ in range(150):
@@ -315,4 +318,54 @@ def test_a_3_gb_job_log_through_the_logs_route_does_not_grow_the_servers_memory(
     print(f"server peak memory: {before:.0f} MB before, grew by {grew:.0f} MB")
     assert grew < 150, f"the server's peak memory grew by {grew:.0f} MB reading a piece of a 3 GB log"
     shell.run(f"rm -f {log}", timeout=30)
+
+
+# -- long template runs leave the REST workers free ----------------------------------
+@pytest.fixture
+def napping(tmp_path):
+    """A template whose run sleeps `seconds`."""
+    import nbformat
+
+    from cybershuttle import template
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("seconds = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
+    path = tmp_path / "nap.ipynb"
+    nbformat.write(nb, path)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[[parameters]]\nname = "seconds"\ntype = "int"\ndefault = 1\n')
+    template.add("nap", notebook=str(path), spec=str(spec))
+    return "nap"
+
+
+async def test_long_template_runs_do_not_occupy_the_rest_worker_threads(jp_fetch, napping, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cybershuttle_server.handlers import base
+
+    workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cybershuttle-api-test")
+    monkeypatch.setattr(base, "_EXECUTOR", workers)  # two workers, three runs: a run holding one would starve the rest
+    try:
+        ids = []
+        for _ in range(3):
+            start = time.monotonic()
+            code, body = await call(jp_fetch, f"templates/{napping}/runs", "POST", json_body={"inputs": {"seconds": 20}})
+            assert code == 202 and body["status"] == "RUNNING" and time.monotonic() - start < 10, body
+            ids.append(body["id"])
+        for _ in range(3):
+            start = time.monotonic()
+            code, body = await call(jp_fetch, f"templates/{napping}/runs")
+            assert code == 200 and time.monotonic() - start < 3.0
+            assert {r["id"]: r["status"] for r in body["items"]} == {i: "RUNNING" for i in ids}
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            code, body = await call(jp_fetch, f"templates/{napping}/runs")
+            if all(r["status"] != "RUNNING" for r in body["items"]):
+                break
+            await asyncio.sleep(1)
+        assert [r["status"] for r in body["items"]] == ["COMPLETED"] * 3, body
+    finally:
+        workers.shutdown(wait=False)
 
