@@ -10,6 +10,7 @@ later `load` resumes where this one stopped.
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import time
 import urllib.error
@@ -133,7 +134,9 @@ def _copy(read: Callable[[int], bytes], partial: Path, have: int, total: int | N
           progress: Progress | None) -> int:
     """Append what `read` yields to `partial` (truncated to `have` first); returns the size."""
     partial.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "r+b" if partial.exists() else "wb") as out:
+    # The downloads directory is the user's private one; still, a link there is never written through.
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "r+b") as out:
         out.truncate(have)
         out.seek(have)
         done = have

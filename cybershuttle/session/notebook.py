@@ -264,13 +264,12 @@ def _write_notebook(path: Path, nb: dict[str, Any]) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    # Keep the user's notebook mode; write whole then rename.
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    tmp = path.with_name(f".{path.name}.cs-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    # Keep the user's notebook mode; write whole then rename, through a partial file made exclusively
+    # (a restore into a shared directory never writes through a name someone planted there).
+    from ..storage.partial import write_whole
+
+    mode = path.stat().st_mode & 0o777 if path.exists() and not path.is_symlink() else 0o644
+    write_whole(str(path), data, mode)
 
 
 def _source(cell: dict[str, Any]) -> str:

@@ -11,9 +11,9 @@ and alice's next copy writes through it. So a partial file is
 - renamed into place when complete: a rename replaces the target's name, it never writes
   through whatever the target was;
 - resumed, when an earlier copy left one, only if it is ours (our uid, a regular file with
-  one link, opened without following links) and its bytes equal the source's first bytes
-  (SHA-256 of both). Anything else is removed when ours, left alone when not, and the copy
-  starts afresh.
+  one link, opened without following links, not locked by a copy still writing it) and its
+  bytes equal the source's first bytes (SHA-256 of both). Anything else is removed when ours,
+  left alone when not, and the copy starts afresh.
 
 `safe_dir` says whether a directory's names can be changed by others (writable by group or
 others, without the sticky bit): only where they cannot do path-based writers (scp, sftp
@@ -21,6 +21,7 @@ reget/reput) get the name of a partial file.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import posixpath
@@ -102,6 +103,11 @@ def local(target: str, size: int, prefix: Prefix | None, names: list[str] | None
         if not (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1):
             f.close()
             continue  # someone else's, or a hard link to another file: never written
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue  # another copy of ours is writing it right now
         if prefix is not None and 0 < st.st_size <= size and _sha256_of(f, st.st_size) == prefix(st.st_size):
             f.seek(st.st_size)
             return Partial(path, f, st.st_size)
@@ -114,6 +120,7 @@ def local(target: str, size: int, prefix: Prefix | None, names: list[str] | None
         except FileExistsError:
             continue
         os.fchmod(fd, 0o600)  # whatever the umask
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while it is written: not a leftover to others
         return Partial(path, os.fdopen(fd, "wb"), 0)
 
 
@@ -185,6 +192,18 @@ def umask_mode() -> int:
     except OSError:
         pass
     return 0o644
+
+
+def write_whole(path: str, data: bytes, mode: int) -> None:
+    """Write a small file whole (a restored notebook): a fresh partial file beside it, given `mode`,
+    renamed over `path`, so a name planted at `path` or beside it is replaced, never written through."""
+    part = local(path, len(data), None, names=[])
+    try:
+        part.file.write(data)
+        part.commit(path, mode)
+    except BaseException:
+        part.discard()
+        raise
 
 
 def generic(fs: Any, target: str) -> Partial:
