@@ -155,6 +155,12 @@ async def test_write_only_copies_never_land_where_files_run_code(jp_fetch, home,
     assert not (home / "work").exists()
     assert (home / ".ssh" / "authorized_keys").read_text() == keys and (home / ".bashrc").read_text() == "# mine\n"
     assert not list(home.rglob("*cybershuttle-partial*"))
+    # nor can it copy keys out of a dot-directory to where it could read them (a link is followed to see)
+    for src in ("home:/.ssh/authorized_keys", "home:/linked/authorized_keys"):
+        code, body = await call(jp_fetch, "storage/copy", "POST", json_body={"src": src, "dst": "lab:/k"})
+        assert code == 403 and f"would read {home}/.ssh/authorized_keys, and '.ssh' is a dot-file" in body["error"]
+        assert "copying out of storage 'home' (owner " in body["error"]
+    assert not (payload / "k").exists()
     # within the storage, away from dot-directories, a write-only user copies as before
     code, body = await call(jp_fetch, "storage/copy", "POST", json_body={"src": "lab:/a.csv", "dst": "home:/work/"})
     assert code == 200 and (home / "work" / "a.csv").read_text() == "x\n2\n", body

@@ -53,26 +53,43 @@ def write_guard(what: str, entry: str, owner: str, terminal: str) -> Any:
     """A `storage.copy` guard for a REST write (see the module doc); `entry`/`owner` name what is refused."""
 
     def guard(storage: Any, path: str) -> None:
-        if storage.protocol == "file":
-            landing = resolved_local(path)
-        elif storage.protocol == "sftp":
-            landing = _resolved_sftp(storage.endpoint, path)
-        else:
-            landing = path  # object stores and rclone remotes: no links, nothing there starts code here
-        check(landing, what, f"{entry} (owner {owner})", terminal)
+        check(_landing(storage, path, follow_last=False), what, f"{entry} (owner {owner})", terminal)
 
     return guard
 
 
-def check(path: str, what: str, entry: str, terminal: str) -> None:
-    """Refuse (one line: what, the entry, what to run instead) a write landing at `path`."""
+def check_source(spec: str, terminal: str) -> None:
+    """Refuse copying out of dot-files and dot-directories (`~/.ssh/id_ed25519` into a storage others read):
+    `write` does not grant reading what holds keys and tokens."""
+    from cybershuttle import storage
+
+    name, rel = storage.split(spec)
+    found = storage.get(name)
+    full = storage.fs(name)._join(rel)
+    check(_landing(found, full, follow_last=True), "copying", f"storage {name!r} (owner {found.owner})",
+          terminal, reading=True)
+
+
+def check(path: str, what: str, entry: str, terminal: str, reading: bool = False) -> None:
+    """Refuse (one line: what, the entry, what to run instead) a write landing at `path` (or a read of it)."""
     bad = [part for part in path.split("/") if part.startswith(".") and part not in (".", "..", *_HARMLESS_DOT)]
     name = posixpath.basename(path.rstrip("/"))
-    if bad or _LOADED_ON_START.fullmatch(name):
+    if bad or (not reading and _LOADED_ON_START.fullmatch(name)):
         why = f"{bad[0]!r} is a dot-file or dot-directory" if bad else f"{name!r} is loaded as code on start"
-        raise WriteRefused(f"{what} into {entry} would write {path}, and {why}: the write permission of the "
-                           f"Cybershuttle API reaches registered storages and the Jupyter root, never where files "
-                           f"run code; if you mean it, run `{terminal}` in a terminal")
+        where = f"{what} out of {entry} would read {path}" if reading else f"{what} into {entry} would write {path}"
+        raise WriteRefused(f"{where}, and {why}: the write permission of the Cybershuttle API reaches registered "
+                           f"storages and the Jupyter root, never where files hold keys or run code; if you mean "
+                           f"it, run `{terminal}` in a terminal")
+
+
+def _landing(storage: Any, path: str, follow_last: bool) -> str:
+    """Where `path` of `storage` really is: symlinks resolved here or on the SFTP server (the last name too
+    when it is read; a copy replaces a target's name, never writes through it)."""
+    if storage.protocol == "file":
+        return os.path.realpath(os.path.expanduser(path)) if follow_last else resolved_local(path)
+    if storage.protocol == "sftp":
+        return _resolved_sftp(storage.endpoint, path, follow_last)
+    return path  # object stores and rclone remotes: no links, and nothing there starts code here
 
 
 def lexical(path: str) -> str:
@@ -86,12 +103,12 @@ def resolved_local(path: str) -> str:
     return os.path.join(os.path.realpath(parent), name)
 
 
-def _resolved_sftp(endpoint: Any, path: str) -> str:
+def _resolved_sftp(endpoint: Any, path: str, follow_last: bool = False) -> str:
     """The same on an SFTP server: its realpath of the nearest existing directory, plus the rest."""
     from cybershuttle import ssh
 
     client = ssh.connect(endpoint).sftp()
-    head, rest = posixpath.dirname(path) or ".", [posixpath.basename(path)]
+    head, rest = (path, []) if follow_last else (posixpath.dirname(path) or ".", [posixpath.basename(path)])
     while True:
         try:
             return posixpath.join(client.normalize(head), *reversed(rest))

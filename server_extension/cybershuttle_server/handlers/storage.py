@@ -95,8 +95,9 @@ class StorageCopyHandler(CybershuttleHandler):
             storage.split(value)  # a bad storage name is refused before anything is read
         target = storage.split(body["dst"])[0]
         owner = (await self.call(storage.get, target)).owner
-        guard = permissions.write_guard("copying", f"storage {target!r}", owner,
-                                        f"cybershuttle storage cp {body['src']} {body['dst']}")
+        terminal = f"cybershuttle storage cp {'-r ' if body.get('recursive') else ''}{body['src']} {body['dst']}"
+        await self.call(permissions.check_source, body["src"], terminal)
+        guard = permissions.write_guard("copying", f"storage {target!r}", owner, terminal)
         result = await self.call(storage.copy, body["src"], body["dst"], recursive=bool(body.get("recursive")),
                                  checksum=bool(body.get("checksum")), guard=guard)
         self.write_json(result.to_dict())
