@@ -228,11 +228,11 @@ def kernel_endpoint(rt: Runtime, res: compute.Resource) -> ssh.Endpoint:
     `node_ssh_port`), carried by our relay on the login node (`relay.py`: the
     login sshd's own direct-tcpip costs ~40 ms a cell to Nagle and delayed ACKs).
     """
-    login = res.endpoint
     if not rt.node or rt.node in (res.facts.get("hostname"), res.host, "localhost"):
-        return login
-    port = int(res.facts.get("node_ssh_port") or 22)
-    return ssh.Endpoint(rt.node, port, login.user, login.key, login.known_hosts, via=login, hop="relay")
+        return res.endpoint
+    from .transports.node_ssh import node_endpoint
+
+    return node_endpoint(res, rt.node)
 
 
 def client(name: str):

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import compute
-from ..compute.shell import RemoteShell, Shell
+from ..compute.shell import Shell
 from ..errors import CybershuttleError
 from . import tunnels
 
@@ -70,10 +70,10 @@ def stop_subprocess(name: str) -> dict[str, Any]:
 
 
 def _shell(rt: Any) -> Shell:
-    """A shell on the host the kernel runs on (its compute node, reached through the login node)."""
-    from . import kernel_endpoint
+    """A shell on the host the kernel runs on (its compute node, reached by the runtime's transport)."""
+    from . import transports
 
     res = compute.get(rt.resource)
     if not res.remote:
         return res.shell()
-    return RemoteShell(kernel_endpoint(rt, res))
+    return transports.for_runtime(rt, res).shell()

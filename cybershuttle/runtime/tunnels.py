@@ -1,13 +1,14 @@
 """Ports of a runtime's host reached from this machine (a subprocess's web page, TensorBoard, ...).
 
-Each remote port gets a 127.0.0.1 port here, forwarded over the pooled SSH
-transport by the same in-process forwarder as the kernel's ports.
+Each remote port gets a 127.0.0.1 port here, forwarded by the same in-process
+forwarder as the kernel's ports, through the runtime's transport (the login
+host's SSH connection, SSH to its compute node, or a relay in its allocation).
 """
 from __future__ import annotations
 
 import threading
 
-from .. import compute, ssh
+from .. import compute
 from ..errors import CybershuttleError
 from .forward import Forward, forwarder
 
@@ -17,7 +18,7 @@ _lock = threading.Lock()
 
 def open_tunnels(name: str, ports: list[int]) -> dict[int, int]:
     """Forward `ports` of runtime `name`'s host; returns {remote port: local port}."""
-    from . import get, kernel_endpoint
+    from . import get, transports
 
     for port in ports:
         if not 0 < port < 65536:
@@ -33,8 +34,9 @@ def open_tunnels(name: str, ports: list[int]) -> dict[int, int]:
             elif not res.remote:
                 mapping[port] = port  # the runtime runs on this machine
             else:
-                endpoint = kernel_endpoint(rt, res)
-                fwd = forwarder().add(rt.remote_host, port, lambda h, p: ssh.connect(endpoint).open_tunnel(h, p))
+                # asked per connection: the runtime's transport may have been closed and reopened meanwhile
+                fwd = forwarder().add(rt.remote_host, port,
+                                      lambda h, p: transports.for_runtime(rt, res).open_channel(h, p))
                 mine[port] = fwd
                 mapping[port] = fwd.local_port
     return mapping

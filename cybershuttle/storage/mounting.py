@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import names, profile
-from ..compute.shell import LocalShell, RemoteShell, Shell
+from ..compute.shell import LocalShell, Shell
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog
 from .catalog import Storage, StorageError, get
@@ -132,19 +132,22 @@ def _where(storage: Storage, runtime: str | None) -> tuple[Shell, str | None, bo
         raise StorageError(f"storage {storage.name!r} is on this machine, which runtime {runtime!r} on "
                            f"{res.name} cannot reach: copy the files there with `cybershuttle storage cp "
                            f"{storage.name}:/... STORAGE_ON_{res.name}:/...`, or mount it here without a runtime")
-    endpoint = runtimes.kernel_endpoint(rt, res)
+    # the kernel's host: the resource's own, or the compute node its job runs on (reached by its transport);
+    # a cluster's nodes share its filesystem, so data on the resource is data on the node too
+    shell = runtimes.transports.for_runtime(rt, res).shell()
+    where = f"node {rt.node}" if rt.node and runtimes.transports.name_for(rt, res) != "login" else res.endpoint.label
     same = storage.protocol == "sftp" and (
         storage.resource == res.name
         or (storage.host == res.endpoint.host and (storage.port or 22) == res.endpoint.port))
-    return RemoteShell(endpoint), f"{res.name} ({endpoint.label})", same
+    return shell, f"{res.name} ({where})", same
 
 
 def _target_path(shell: Shell, base: str, name: str) -> str:
     if base.startswith("~"):
-        home = shell.run("printf %s \"$HOME\"").stdout if isinstance(shell, RemoteShell) else str(Path.home())
+        home = shell.run("printf %s \"$HOME\"").stdout if not isinstance(shell, LocalShell) else str(Path.home())
         base = home + base[1:]
     if not base.startswith("/"):
-        if isinstance(shell, RemoteShell):
+        if not isinstance(shell, LocalShell):
             raise StorageError(f"give an absolute directory (or one under ~) on the runtime's host, not {base!r}")
         base = os.path.abspath(base)
     return base.rstrip("/") + "/" + name
@@ -234,7 +237,7 @@ def _shell_for(record: Mount) -> Shell:
 
     try:
         rt = runtimes.get(record.runtime)
-        return RemoteShell(runtimes.kernel_endpoint(rt, compute.get(rt.resource)))
+        return runtimes.transports.for_runtime(rt, compute.get(rt.resource)).shell()
     except CybershuttleError as exc:
         raise StorageError(f"cannot reach runtime {record.runtime!r} to unmount {record.path}: {exc}") from exc
 
