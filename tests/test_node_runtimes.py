@@ -21,6 +21,7 @@ import pytest
 from cybershuttle import compute, runtime
 
 from conftest import CLUSTER_SH, run_ok
+from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401  (a fixture used below)
 from test_terminal import _type_and_read, jupyter_server  # noqa: F401  (jupyter_server: a fixture used below)
 
 NODES = ("node1", "node2")
@@ -219,3 +220,43 @@ def test_template_runs_sweeps_and_model_runs_land_on_the_nodes(nodecluster, tmp_
         where = shell.run(f"sacct -n -X -P -j {shlex.quote(native)} -o NodeList", check=False).stdout.split()
         assert where and all(w.startswith("node") for w in where), (job_id, where)
     assert Path(tmp_path / "out" / "outputs.jsonl").read_text().count("\n") == 1
+
+
+def test_a_kernel_on_a_node_stays_private_from_another_user_with_a_job_on_the_same_node(
+        on_node, cluster, zmq_for_other_user):  # noqa: F811
+    """The privacy test of issue 9 on a node: the second test user holds a job on the kernel's node, so
+    pam_slurm_adopt lets them SSH there, and tries the kernel's ports from the node itself."""
+    from cybershuttle import ssh
+
+    kc = runtime.client("nrt")
+    secret = f"TOPSECRET-{uuid.uuid4().hex}"
+    other = ssh.Pool()
+    login = cluster.endpoint(user=cluster.other_user, key=cluster.other_key)
+    theirs = other.connect(login).run(
+        f"sbatch --parsable -p {shlex.quote(_cluster_env().get('CS_TEST_NODE_PARTITION', 'nodes'))} "
+        f"-w {on_node.node} -t 5 --wrap 'sleep 240'", login_shell=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while other.connect(login).run(f"squeue -h -j {theirs} -o %T", login_shell=True).stdout.strip() != "RUNNING":
+            assert time.monotonic() < deadline, "the second user's job did not start"
+            time.sleep(0.5)
+        node = other.connect(cluster.endpoint(host=on_node.node, port=22, user=cluster.other_user,
+                                              key=cluster.other_key, via=login, hop="relay"))
+        assert node.run("hostname").stdout.strip() == on_node.node  # they are on the kernel's node
+        ports = ",".join(str(on_node.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port",
+                                                                 "control_port", "hb_port"))
+        printer = _print_secret_for(kc, secret, 4)
+        snooped = node.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
+                           f"127.0.0.1 {ports} {secret} 3", timeout=60).stdout
+        printer.join(60)
+        assert "leaked=False" in snooped, snooped
+        assert node.run("test -e /tmp/pwned", check=False).exit_code != 0  # their execute_request never ran
+        secrets = runtime._read_secrets("nrt")
+        shown = node.run("ps -eo args", check=False).stdout + other.connect(login).run("ps -eo args").stdout
+        assert secrets["key"] not in shown and secrets["curve_secretkey"] not in shown
+        out = _output(kc, f"print({secret!r})")
+        assert secret in out  # the owner, with the keys, still reads it
+    finally:
+        kc.stop_channels()
+        other.connect(login).run(f"scancel {theirs}", login_shell=True, check=False)
+        other.close_all()
