@@ -154,3 +154,21 @@ def test_a_restored_notebook_replaces_a_planted_link_instead_of_writing_through_
     _write_bytes(shared / "nb.ipynb", b'{"cells": []}\n')
     assert mine.read_text() == "root's own\n"
     assert not (shared / "nb.ipynb").is_symlink() and (shared / "nb.ipynb").read_bytes() == b'{"cells": []}\n'
+
+
+def test_a_setup_file_and_collected_outputs_in_a_shared_directory_replace_planted_links(tmp_path, shared):
+    from cybershuttle.application.setup_edit import _replace
+    from cybershuttle.storage.partial import copy_local
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("root's own\n")
+    tmp_path.chmod(0o755)
+    for name in (".cybershuttle.yml.cybershuttle-tmp", "cybershuttle.yml", "out.csv"):
+        as_user("csother", "ln", "-s", str(mine), str(shared / name))
+    _replace(shared / "cybershuttle.yml", "modules: [gcc]\n")
+    source = tmp_path / "result.csv"
+    source.write_text("x\n1\n")
+    copy_local(str(source), str(shared / "out.csv"))
+    assert mine.read_text() == "root's own\n"
+    assert (shared / "cybershuttle.yml").read_text() == "modules: [gcc]\n"
+    assert not (shared / "out.csv").is_symlink() and (shared / "out.csv").read_text() == "x\n1\n"

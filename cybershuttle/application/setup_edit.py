@@ -222,8 +222,9 @@ def _loads(text: str) -> Any:
 
 
 def _replace(file: Path, text: str) -> None:
-    mode = file.stat().st_mode & 0o777 if file.exists() else 0o644
-    tmp = file.with_name(f".{file.name}.cybershuttle-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, mode)
-    os.replace(tmp, file)
+    # Through an exclusive partial file, renamed: a setup file in a shared project directory is never
+    # written through a name someone planted there (the old fixed temporary name could be).
+    from ..storage.partial import write_whole
+
+    mode = file.stat().st_mode & 0o777 if file.exists() and not file.is_symlink() else 0o644
+    write_whole(str(file), text.encode("utf-8"), mode)

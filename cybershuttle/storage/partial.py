@@ -206,6 +206,19 @@ def write_whole(path: str, data: bytes, mode: int) -> None:
         raise
 
 
+def copy_local(source: str, path: str) -> None:
+    """Copy a local file to `path` the same way (a template's outputs collected into a shared directory)."""
+    part = local(path, 0, None, names=[])
+    try:
+        with open(source, "rb") as src:
+            while block := src.read(_CHUNK):
+                part.file.write(block)
+        part.commit(path, umask_mode())
+    except BaseException:
+        part.discard()
+        raise
+
+
 def generic(fs: Any, target: str) -> Partial:
     """A partial file on a storage without symlinks (object stores, rclone remotes): a random name, no resume."""
     path = f"{target}{SUFFIX}.{secrets.token_hex(6)}"
