@@ -135,3 +135,66 @@ def test_a_job_that_dies_on_its_node_before_the_kernel_starts_is_one_line_naming
     assert message.startswith("runtime 'dies' did not start on node node"), message
     assert f"job {rt.job_id} ended FAILED" in message, message
     assert runtime.get("dies").state == "DEAD"
+
+
+def _register_nodes(name: str, cluster, known_hosts: str) -> str:
+    from cybershuttle import compute
+
+    result = compute.validate_and_register(dict(
+        name=name, kind="slurm", host=cluster.host, port=cluster.port, user=cluster.user, key=cluster.key,
+        known_hosts=known_hosts, partition=_node_partition(), transport="node-ssh"))
+    assert result.saved, result.to_dict()
+    return name
+
+
+def test_a_runtime_on_a_node_whose_host_key_is_unknown_is_refused_with_the_line_that_trusts_it(
+        registered, cluster, tmp_path):
+    from cybershuttle import runtime
+    from cybershuttle.errors import HostKeyError
+
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(ln for ln in open(cluster.known_hosts) if ln.startswith(f"[{cluster.host}]")))
+    _register_nodes("strict", cluster, str(known))
+    rt, _ = runtime.request("keyed", "strict")
+    try:
+        rt = runtime.wait("keyed", timeout=180)
+        with pytest.raises(HostKeyError) as info:
+            runtime.client("keyed")
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith(f"runtime keyed (job {rt.job_id}) on node {rt.node}: the host key of node "
+                                  f"{rt.node} (seen through {cluster.host}: ssh-ed25519 SHA256:"), message
+        subprocess.run(message.split("trust it with: ", 1)[1], shell=True, check=True)
+        kc = runtime.client("keyed")
+        out: list[str] = []
+        kc.execute_interactive("import socket; print(socket.gethostname())",
+                               output_hook=lambda m: out.append(m["content"].get("text", "")), timeout=60)
+        kc.stop_channels()
+        assert "".join(out).strip() == rt.node
+    finally:
+        runtime.stop("keyed")
+
+
+def test_a_runtime_whose_node_does_not_resolve_says_so_at_once(registered, cluster):
+    from dataclasses import replace
+
+    from cybershuttle import runtime
+    from cybershuttle.errors import SSHError
+    from cybershuttle.registry import catalog
+
+    _register_nodes("vanishing", cluster, cluster.known_hosts)
+    runtime.request("lost", "vanishing")
+    try:
+        rt = runtime.wait("lost", timeout=180)
+        # as when Slurm names a node the login host cannot resolve (NodeName without NodeAddr or DNS)
+        gone = replace(rt, node="node-not-in-dns")
+        catalog().private.update(runtime.KIND, "lost", lambda _: runtime._to_data(gone))
+        start = time.monotonic()
+        with pytest.raises(SSHError) as info:
+            runtime.connection_info("lost")
+        assert time.monotonic() - start < 10
+        assert str(info.value) == (f"runtime lost (job {rt.job_id}) on node node-not-in-dns: cannot reach "
+                                   f"node-not-in-dns:22 from {cluster.host}: node-not-in-dns does not resolve "
+                                   "(Name or service not known)")
+    finally:
+        runtime.stop("lost")
