@@ -105,6 +105,7 @@ class _Side:
         self.fs = StorageFileSystem(self.storage)
         self.what = what
         self._leftovers: dict[str, list[Any]] = {}
+        self._safe: dict[str, bool] = {}
 
     def leftovers(self, directory: str, list_them: Callable[[str], list[Any]]) -> list[Any]:
         """Possible partial files in a target directory, listed once per copy (a tree of many files
@@ -112,6 +113,12 @@ class _Side:
         if directory not in self._leftovers:
             self._leftovers[directory] = list_them(directory)
         return self._leftovers[directory]
+
+    def safe_dir(self, directory: str, ask: Callable[[str], bool]) -> bool:
+        """Whether only we can change names in a target directory (`partial.safe_dir`), asked once per copy."""
+        if directory not in self._safe:
+            self._safe[directory] = ask(directory)
+        return self._safe[directory]
 
     def show(self, rel: str) -> str:
         return f"{self.label}/{rel}" if self.label else "/" + rel
@@ -302,14 +309,22 @@ def _partial_for(src: _Side, src_rel: str, dst: _Side, dst_rel: str, size: int) 
 
     if dst.storage.protocol == "file":
         parent = os.path.dirname(full) or "."
-        directory = os.stat(parent)
+
+        def local_safe(d: str) -> bool:
+            st = os.stat(d)
+            return partials.safe_dir(st.st_mode, st.st_uid, os.geteuid())
+
         return (partials.local(full, size, source_prefix, dst.leftovers(parent, partials.leftovers)),
-                partials.safe_dir(directory.st_mode, directory.st_uid, os.geteuid()))
+                dst.safe_dir(parent, local_safe))
     if dst.storage.protocol == "sftp":
         client = ssh.connect(dst.storage.endpoint).sftp()
         parent = posixpath.dirname(full) or "."
-        directory = client.stat(parent)
-        safe = partials.safe_dir(directory.st_mode or 0, directory.st_uid or 0, client.stat(".").st_uid)
+
+        def remote_safe(d: str) -> bool:
+            st = client.stat(d)
+            return partials.safe_dir(st.st_mode or 0, st.st_uid or 0, client.stat(".").st_uid)
+
+        safe = dst.safe_dir(parent, remote_safe)
         entries = dst.leftovers(parent, lambda d: partials.sftp_leftovers(client, d))
         return partials.sftp(client, full, size, source_prefix,
                              lambda path, n: _prefix_sha256(dst.storage, path, n, dst.fs), resume=safe,
