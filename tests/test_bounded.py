@@ -369,3 +369,66 @@ async def test_long_template_runs_do_not_occupy_the_rest_worker_threads(jp_fetch
     finally:
         workers.shutdown(wait=False)
 
+
+# -- template results come back streamed --------------------------------------------
+def test_a_remote_runs_100_mb_of_results_come_back_without_growing_the_servers_memory(registered, server_process,
+                                                                                      tmp_path):
+    import nbformat
+
+    from cybershuttle import template
+
+    pid, get = server_process
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("megabytes = 1")
+    params.metadata["tags"] = ["parameters"]
+    digest = nbformat.v4.new_code_cell(
+        "import hashlib, os\ndata = os.urandom(megabytes * 2**20)\nopen('big.bin', 'wb').write(data)\n"
+        "digest = hashlib.sha256(data).hexdigest()\ndigest")
+    digest.metadata["tags"] = ["output"]
+    nb.cells = [params, digest]
+    nbformat.write(nb, tmp_path / "big.ipynb")
+    template.add("big", notebook=str(tmp_path / "big.ipynb"))
+    small, _ = get("templates/big/runs", {"inputs": {"megabytes": 1}, "resource": "workstation", "output": "small",
+                                           "wait": True}, timeout=300)
+    assert small["status"] == "COMPLETED", small  # the kernel and the server's code paths are warm now
+    before = _peak_rss_mb(pid)
+
+    run, _ = get("templates/big/runs", {"inputs": {"megabytes": 100}, "resource": "workstation", "output": "large",
+                                         "wait": True}, timeout=300)
+    assert run["status"] == "COMPLETED", run
+    import hashlib
+
+    arrived = tmp_path / "large" / "big.bin"
+    assert arrived.stat().st_size == 100 * 2**20
+    assert hashlib.sha256(arrived.read_bytes()).hexdigest() == run["outputs"]["digest"].strip("'")
+    grew = _peak_rss_mb(pid) - before
+    print(f"server peak memory: {before:.0f} MB before, grew by {grew:.0f} MB")
+    assert grew < 50, f"the server's peak memory grew by {grew:.0f} MB fetching 100 MB of results"
+
+
+async def test_an_output_too_large_for_a_runs_record_stays_in_its_notebook_and_collect_reads_it(jp_fetch, tmp_path):
+    import nbformat
+
+    from cybershuttle import template
+    from cybershuttle.template.results import rows
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 10")
+    params.metadata["tags"] = ["parameters"]
+    shown = nbformat.v4.new_code_cell("text = 'x' * n\ntext")
+    shown.metadata["tags"] = ["output"]
+    nb.cells = [params, shown]
+    nbformat.write(nb, tmp_path / "text.ipynb")
+    template.add("text", notebook=str(tmp_path / "text.ipynb"))
+    for n in (10, 2**20):
+        code, run = await call(jp_fetch, "templates/text/runs", "POST", json_body={"inputs": {"n": n}, "wait": True})
+        assert code == 201 and run["status"] == "COMPLETED", run
+    code, body = await call(jp_fetch, "templates/text/runs")
+    small, large = (r["outputs"]["text"] for r in body["items"])
+    assert small == "x" * 10
+    assert large == {"cybershuttle_large_output": {"bytes": 2**20 + 2, "in": "executed.ipynb"}}
+    assert len(json.dumps(body)) < 10_000  # the list stays small however large the outputs
+    target = Path(template.collect("text", "text", tmp_path / "collected"))
+    values = [json.loads(p.read_text()) for p in sorted(target.glob("*/text"), key=lambda p: p.stat().st_size)]
+    assert values == ["x" * 10, "x" * 2**20]
+    assert [len(row["text"]) for row in rows("text")] == [10, 2**20]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CybershuttleError, UsageError
-from .run import runs
+from .run import output_value, runs
 
 FORMATS = ("csv", "json", "parquet")
 _FIXED = ("run", "sweep", "point", "state", "run_time_s", "error")
@@ -33,7 +33,7 @@ def rows(name: str, sweep: str | None = None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"run": r.id, "sweep": r.sweep, "point": r.point}
         row.update({k: r.parameters.get(k) for k in params})
         row["state"] = r.status
-        row.update({out_col[k]: r.outputs.get(k) for k in outputs})
+        row.update({out_col[k]: output_value(r, k) if k in r.outputs else None for k in outputs})
         row["run_time_s"] = r.run_time
         row["error"] = r.error
         table.append(row)

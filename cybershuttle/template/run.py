@@ -23,10 +23,11 @@ import shlex
 import shutil
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import compute, names, profile, trust
 from ..compute import states
@@ -40,12 +41,20 @@ from . import spec as spec_file
 if TYPE_CHECKING:
     import nbformat
 
+    from ..compute.shell import Shell
+
 KIND = "template-run"
 EXECUTED = "executed.ipynb"
 ACTIVE = states.ACTIVE  # a run's status is a job state (compute/states.py)
 #: a sweep point whose array task ended (walltime, cancelled, node lost) before the point finished
 NOT_RUN = states.RunState.NOT_RUN.value
 _SETUP_TAG = "cybershuttle-setup"
+#: A named output larger than this (as JSON) stays in the executed notebook; the run's record (the
+#: catalog, REST lists, events) says where it is, and collect/results read it from there.
+OUTPUT_KEEP_BYTES = 64 * 2**10
+LARGE_OUTPUT = "cybershuttle_large_output"
+#: Results coming back from a resource pass through a file holding at most this much in memory.
+SPOOL_BYTES = 8 * 2**20
 _PLACEHOLDER = re.compile(r"\{\{\s*([^\s{}]+)\s*\}\}")
 
 
@@ -174,8 +183,9 @@ def collect(name: str, output_name: str, to: str | Path | None = None) -> str:
         if output_name in r.outputs:
             dest = names.confine(target, f"{r.id}/{output_name}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(json.dumps(r.outputs[output_name], default=str) + "\n")
-            row.update(value=r.outputs[output_name], file=str(dest))
+            value = output_value(r, output_name)
+            dest.write_text(json.dumps(value, default=str) + "\n")
+            row.update(value=value, file=str(dest))
             found += 1
         elif src is not None and src.is_file():
             dest = names.confine(target, f"{r.id}/{output_name}")
@@ -254,7 +264,7 @@ def finish(record: Run, template_nb: nbformat.NotebookNode, error: str | None) -
         executed.cells = [c for c in executed.cells if _SETUP_TAG not in c.metadata.get("tags", [])]
         nbtools.restore_pre_run(executed, template_nb)
         nbformat.write(executed, executed_path)
-        outputs = nbtools.named_outputs(executed)
+        outputs = {k: _kept(v) for k, v in nbtools.named_outputs(executed).items()}
         error = nbtools.executed_error(executed) or error  # the cell's own error says most
     elif error is None:
         error = f"the run left no {EXECUTED}"
@@ -268,15 +278,48 @@ def finish(record: Run, template_nb: nbformat.NotebookNode, error: str | None) -
                    run_time=run_time)
 
 
+def output_value(record: Run, name: str) -> Any:
+    """Output `name` of a run: from its record, or (a value too large to keep there) from its executed notebook."""
+    import nbformat
+
+    value = record.outputs[name]
+    if not (isinstance(value, dict) and LARGE_OUTPUT in value):
+        return value
+    path = Path(record.output) / EXECUTED
+    try:
+        return nbtools.named_outputs(nbformat.read(path, as_version=4))[name]
+    except (OSError, ValueError, KeyError):
+        raise NotFoundError(f"output {name!r} of run {record.id} was too large for its record and is no longer in "
+                            f"{path}: run the template again") from None
+
+
+def _kept(value: Any) -> Any:
+    """`value` itself, or where it is when it is too large for a run's record."""
+    size = len(json.dumps(value, default=str))
+    return value if size <= OUTPUT_KEEP_BYTES else {LARGE_OUTPUT: {"bytes": size, "in": EXECUTED}}
+
+
 def new_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def extract(data: bytes, into: Path) -> None:
-    """Unpack a tar stream, refusing members that would land outside `into`."""
+def extract(data: bytes | IO[bytes], into: Path) -> None:
+    """Unpack a tar stream (bytes or a file), refusing members that would land outside `into`."""
     into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(data) if isinstance(data, bytes) else data) as tar:
         tar.extractall(into, filter="data")
+
+
+def fetch_tree(shell: Shell, command: str, into: Path, accept: tuple[int, ...] = (0,)) -> int:
+    """Run `command` (it writes a tar stream) on `shell` and unpack what it sent into `into` when it
+    exits with a code in `accept`; returns the code. The stream passes through a spooled file (at
+    most SPOOL_BYTES in memory, the rest on disk), so results of any size come back."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        code = shell.stream(command, spool.write)
+        if code in accept and spool.tell():
+            spool.seek(0)
+            extract(spool, into)  # type: ignore[arg-type] - a spooled file reads like a binary file
+    return code
 
 
 def pack(files: dict[str, bytes]) -> bytes:
@@ -321,10 +364,7 @@ def _run_remote(res: compute.Resource, nb: nbformat.NotebookNode, values: dict[s
     try:
         _papermill(nb, local / EXECUTED, values, _kernelspec(res, setup_file), None, start_timeout=600)
     finally:
-        chunks: list[bytes] = []
-        code = shell.stream(f"tar -C {q} -cf - . 2>/dev/null", chunks.append)
-        if code == 0:
-            extract(b"".join(chunks), local)
+        if fetch_tree(shell, f"tar -C {q} -cf - . 2>/dev/null", local) == 0:
             shell.run(f"rm -rf {q}", check=False, timeout=60)
 
 

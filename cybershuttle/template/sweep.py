@@ -42,7 +42,7 @@ from ..registry import catalog, dump_record, load_record
 from . import arrays, packing
 from . import catalog as templates
 from . import spec as spec_file
-from .run import NOT_RUN, Run, extract, finish, local_dir, new_id, pack, render_inputs, runs, save
+from .run import NOT_RUN, Run, fetch_tree, finish, local_dir, new_id, pack, render_inputs, runs, save
 from .spec import InputError, read_document
 
 KIND = "template-sweep"
@@ -493,12 +493,9 @@ def _fetch(job: compute.Job, ended: list[Run]) -> None:
     """Copy the ended points' directories back in one stream."""
     shell = compute.scheduler(job).resource.shell()
     members = " ".join(shlex.quote(f"runs/{r.point}") for r in ended)
-    chunks: list[bytes] = []
-    code = shell.stream(f"tar -C {shlex.quote(job.jobdir)} -cf - {members} 2>/dev/null", chunks.append)
-    if code not in (0, 1, 2) or not chunks:  # 2: some directory never existed (a task that did not start)
-        return
     with tempfile.TemporaryDirectory() as tmp:
-        extract(b"".join(chunks), Path(tmp))
+        # 2: some directory never existed (a task that did not start)
+        fetch_tree(shell, f"tar -C {shlex.quote(job.jobdir)} -cf - {members} 2>/dev/null", Path(tmp), (0, 1, 2))
         for r in ended:
             src = Path(tmp) / "runs" / str(r.point)
             if not src.is_dir():
