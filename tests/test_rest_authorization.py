@@ -199,6 +199,11 @@ async def test_write_only_mounts_stay_out_of_dot_directories(jp_fetch, home, pay
     assert code == 403 and "'.ssh' is a dot-file or dot-directory" in body["error"], body
     assert not (home / ".ipython").exists() and not (home / ".jupyter").exists()
     assert sorted(os.listdir(home / ".ssh")) == ["authorized_keys"]
+    # nor mount a storage whose files are a dot-directory (writable through the mount in the Jupyter root)
+    await blocking(storage.register, "keys", str(home / "linked"))
+    code, body = await call(jp_fetch, "storage/keys/mount", "POST", json_body={"directory": "mounts"})
+    assert code == 403 and f"would write {home}/.ssh, and '.ssh' is a dot-file" in body["error"], body
+    assert not (home / "mounts").exists()
     code, body = await call(jp_fetch, "storage/lab/mount", "POST", json_body={"directory": "mounts"})
     assert code == 200 and Path(home / "mounts" / "lab").is_symlink(), body
     code, body = await call(jp_fetch, "storage/lab/umount", "POST")

@@ -70,6 +70,16 @@ def check_source(spec: str, terminal: str) -> None:
           terminal, reading=True)
 
 
+def check_mounted_root(name: str, terminal: str) -> None:
+    """Refuse mounting a storage whose files are in a dot-directory (its root, links followed): a mount in
+    the Jupyter root would open them to writes the mount point check cannot see."""
+    from cybershuttle import storage
+
+    found = storage.get(name)
+    root = storage.fs(name)._join("")
+    check(_landing(found, root, follow_last=True), "mounting", f"storage {name!r} (owner {found.owner})", terminal)
+
+
 def check(path: str, what: str, entry: str, terminal: str, reading: bool = False) -> None:
     """Refuse (one line: what, the entry, what to run instead) a write landing at `path` (or a read of it)."""
     bad = [part for part in path.split("/") if part.startswith(".") and part not in (".", "..", *_HARMLESS_DOT)]

@@ -62,8 +62,9 @@ class StorageMountHandler(CybershuttleHandler):
         point = f"{directory or DEFAULT_DIR}/{name}"
         where = permissions.lexical(point) if runtime else permissions.resolved_local(point)
         owner = (await self.call(storage.get, name)).owner
-        permissions.check(where, "mounting", f"storage {name!r} (owner {owner})",
-                          f"cybershuttle storage mount {name} DIR")
+        terminal = f"cybershuttle storage mount {name} DIR"
+        permissions.check(where, "mounting", f"storage {name!r} (owner {owner})", terminal)
+        await self.call(permissions.check_mounted_root, name, terminal)
         self.write_json((await self.call(storage.mount, name, directory, runtime=runtime)).to_dict())
 
 
