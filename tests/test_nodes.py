@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLUSTER_SH
+from conftest import CLUSTER_SH, run_ok
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
 REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))
@@ -212,9 +212,8 @@ def test_nodes_are_big_enough_for_the_real_setup_files(cluster, partition, regis
 # ----------------------------------------------------------------------------- multi-node requests
 
 
-@pytest.fixture
-def nodes_resource(cluster, partition, tmp_path):
-    """A Slurm resource whose default partition holds node1 and node2."""
+def _register_nodes_resource(cluster, partition, tmp_path, transport: str | None = None) -> str:
+    """A Slurm resource whose default partition holds node1 and node2 (reached by `transport`)."""
     from cybershuttle import compute
 
     path = tmp_path / "nodes.yml"
@@ -227,10 +226,23 @@ def nodes_resource(cluster, partition, tmp_path):
     key: {cluster.key}
     known_hosts: {cluster.known_hosts}
     partition: {partition}
-""")
+""" + (f"    transport: {transport}\n" if transport else ""))
     results = compute.import_file(path)
     assert [r.saved for r in results] == [True], [r.to_dict() for r in results]
     return "nodescluster"
+
+
+@pytest.fixture
+def nodes_resource(cluster, partition, tmp_path):
+    return _register_nodes_resource(cluster, partition, tmp_path)
+
+
+@pytest.fixture(params=["node-ssh", "allocation"])
+def node_runtimes(request, cluster, partition, tmp_path, nodes_env):
+    """The nodes' resource with each way a kernel on a node is reached (SSH to the node; a relay in the job)."""
+    if request.param == "node-ssh" and nodes_env.get("CS_TEST_NODE_SSH") == "off":
+        pytest.skip("the cluster runs without SSH to its nodes (cluster.sh node-ssh off)")
+    return _register_nodes_resource(cluster, partition, tmp_path, request.param)
 
 
 def test_a_job_over_two_nodes_runs_its_tasks_on_both(nodes_resource):
@@ -281,12 +293,12 @@ def test_cli_and_magic_take_nodes_and_tasks_per_node(cli, nodes_resource):
 
 
 
-def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(nodes_resource):
+def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(node_runtimes):
     """`runtime.request(..., nodes=2, tasks_per_node=N)`: the kernel runs on the allocation's first
     node and `srun hostname` in a cell prints both nodes."""
     from cybershuttle import runtime
 
-    rt, _ = runtime.request("twonodes", nodes_resource, nodes=2, tasks_per_node=2, walltime=10)
+    rt, _ = runtime.request("twonodes", node_runtimes, nodes=2, tasks_per_node=2, walltime=10)
     try:
         runtime.wait("twonodes", timeout=300)
         kc = runtime.client("twonodes")
@@ -302,3 +314,83 @@ def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(nodes_resource):
         assert sorted(text[3:]) == ["node1", "node1", "node2", "node2"], text
     finally:
         runtime.stop("twonodes")
+
+
+# ----------------------------------------------------------------------------- runtimes on nodes
+
+
+def node_runtimes_transport(resource: str, name: str) -> str:
+    from cybershuttle import compute, runtime
+    from cybershuttle.runtime import transports
+
+    return transports.name_for(runtime.get(name), compute.get(resource))
+
+
+def _cell_text(kc, code: str) -> str:
+    out: list[str] = []
+    run_ok(kc, code, hook=lambda m: out.append(m["content"].get("text", "")))
+    return "".join(out)
+
+
+def test_a_notebook_reattaches_to_its_runtime_on_a_node(node_runtimes, tmp_path):
+    from test_magics import run_notebook, text_of
+
+    request = f"%request_runtime keepn --resource {node_runtimes}\n%switch_runtime keepn"
+    first = run_notebook(tmp_path, "import cybershuttle_magic", request,
+                         "import os, socket\nmarker = 41\nprint(os.environ['SLURMD_NODENAME'], socket.gethostname())")
+    node, hostname = text_of(first.cells[2]).split()
+    assert node in ("node1", "node2") and hostname == node  # on a compute node, never the login node
+    second = run_notebook(tmp_path, "import cybershuttle_magic", request, "print(marker + 1)", "%stop_runtime keepn")
+    assert "Re-attached to runtime keepn" in text_of(second.cells[1])
+    assert text_of(second.cells[2]).strip() == "42"  # the same kernel on the same node
+
+
+@pytest.mark.parametrize("how", ["scancel", "walltime"])
+def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, local_kernel, how):
+    from cybershuttle import compute, runtime
+
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    walltime = " --walltime 1" if how == "walltime" else ""
+    run_ok(kc, f"%request_runtime doomedn --resource {node_runtimes}{walltime}\n%switch_runtime doomedn")
+    assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
+    msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
+    if how == "scancel":
+        time.sleep(3)
+        compute.cancel(runtime.get("doomedn").job_id)
+    start = time.monotonic()
+    reply = kc.get_shell_msg(timeout=180)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "RuntimeLost"
+    assert time.monotonic() - start < 150
+    while (msg := kc.get_iopub_msg(timeout=10))["msg_type"] != "error":
+        pass
+    assert "runtime doomedn is gone" in "".join(msg["content"]["traceback"])
+    assert ("CANCELLED" if how == "scancel" else "TIMEOUT") in "".join(msg["content"]["traceback"])
+    assert runtime.get("doomedn").state == "DEAD"
+
+
+def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(node_runtimes, local_kernel):
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, f"%request_runtime dropn --resource {node_runtimes}\n%switch_runtime dropn")
+    assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
+    out: list[str] = []
+    msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
+    time.sleep(2)
+    # The network drops: every SSH session of the test user is cut, to the login node and to the
+    # nodes (the node sshd's sessions are named after its program); the kernel keeps running.
+    cut = [subprocess.run(["pkill", "-f", f"^{prog}: csuser"], capture_output=True).returncode
+           for prog in ("sshd-csnode", "sshd")]  # the node's first: cutting the login's ends the relay's
+    assert cut[1] == 0 and (cut[0] == 0 or node_runtimes_transport(node_runtimes, "dropn") != "node-ssh"), cut
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
+    assert "".join(out).strip() == "result after the drop"
+    run_ok(kc, "%stop_runtime dropn")
