@@ -140,7 +140,7 @@ def _credential(args: argparse.Namespace) -> None:
             raise UsageError(f"you have no credential setting for {args.name!r}: "
                              f"`cybershuttle dataset credential {args.name} --env VAR`")
     else:
-        here = credentials.host_of(ds.api["url_template"].replace("{", "").replace("}", ""))
+        here = credentials.approvable(ds.api["url_template"])
         setting = credentials.save(args.name, args.env, header=args.header or ds.api.get("auth_header"),
                                    hosts=[here, *args.approve_host])
     if args.json:

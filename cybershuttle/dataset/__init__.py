@@ -33,8 +33,6 @@ Progress = Callable[[int, "int | None"], None]
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\[\]<>, ]{0,63}")
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
-_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _REQUEST_TIMEOUT_S = 60.0
 
 
@@ -75,6 +73,7 @@ def register(name: str, location: str, *, after_download_command: str | None = N
                              "drop --after-download-command")
         data["api"] = _api_spec(location, auth_header, auth_env)
         data["locations"] = [location.strip()]
+        host = credentials.approvable(data["api"]["url_template"]) if auth_env else ""  # checked before saving
     else:
         if after_download_command is not None and not after_download_command.strip():
             raise UsageError("the after-download command is empty: give a command such as 'tar -xz', or leave it out")
@@ -83,8 +82,7 @@ def register(name: str, location: str, *, after_download_command: str | None = N
     ds = _from_entry(catalog().add(KIND, name, data, public=public))
     if api and auth_env:
         # The registering user's own setting: their variable and header, to the URL's host only.
-        credentials.save(name, auth_env, header=data["api"]["auth_header"],
-                         hosts=[credentials.host_of(data["api"]["url_template"])])
+        credentials.save(name, auth_env, header=data["api"]["auth_header"], hosts=[host])
     return ds
 
 
@@ -258,9 +256,9 @@ def _api_spec(location: str, auth_header: str | None, auth_env: str | None) -> d
     if loc.kind != "url":
         raise LocationError(f"an API dataset needs an http(s) URL template, not {location!r}")
     params = locations.template_fields(location)
-    if auth_header and not _HEADER.fullmatch(auth_header):
+    if auth_header and not credentials.HEADER.fullmatch(auth_header):
         raise UsageError(f"{auth_header!r} is not a valid HTTP header name (for example Authorization, X-API-Key)")
-    if auth_env and not _ENV_VAR.fullmatch(auth_env):
+    if auth_env and not credentials.ENV_VAR.fullmatch(auth_env):
         raise UsageError(f"{auth_env!r} is not a valid environment variable name (for example MY_API_TOKEN)")
     if auth_header and not auth_env:
         raise UsageError(f"name the environment variable holding the {auth_header} value with --auth-env VAR "

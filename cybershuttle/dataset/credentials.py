@@ -26,8 +26,9 @@ from .. import profile
 from ..errors import CybershuttleError, UsageError
 
 _FILE = "credentials.json"
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
-_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+#: What a header name and an environment variable's name may be (the dataset's registration checks them too).
+HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -64,6 +65,16 @@ def host_of(url: str) -> str:
     return f"{host}:{port}"
 
 
+def approvable(url: str) -> str:
+    """`host:port` of an API dataset's URL template, which a credential setting can approve; a host
+    that is itself a {parameter} cannot be."""
+    host = host_of(url)
+    if not _HOST.fullmatch(host):
+        raise UsageError(f"the host of {url!r} is not fixed ({host}): an API dataset that carries a credential "
+                         "needs a fixed host, so the credential's destination can be approved")
+    return host
+
+
 def get(dataset: str) -> Setting | None:
     """Your setting for `dataset`, or None."""
     raw = _load().get(dataset)
@@ -77,10 +88,10 @@ def list_all() -> list[Setting]:
 def save(dataset: str, env: str, *, header: str | None = None, hosts: list[str] | None = None) -> Setting:
     """Set where your credential for `dataset` comes from and which hosts may receive it
     (`hosts` added to those approved before)."""
-    if not _ENV_VAR.fullmatch(env or ""):
+    if not ENV_VAR.fullmatch(env or ""):
         raise UsageError(f"{env!r} is not a valid environment variable name (for example MY_API_TOKEN)")
     header = header or "Authorization"
-    if not _HEADER.fullmatch(header):
+    if not HEADER.fullmatch(header):
         raise UsageError(f"{header!r} is not a valid HTTP header name (for example Authorization, X-API-Key)")
     approved: list[str] = []
     for host in hosts or []:
