@@ -485,8 +485,10 @@ export const SECTIONS: SectionSpec[] = [
           {
             label: 'Logs',
             run: async (item, ctx) => {
-              const logs = await ctx.api.get(`jobs/${seg(String(item.id))}/logs`);
-              ctx.show(`Logs of job ${item.id}`, pre(typeof logs === 'string' ? logs : [logs.stdout, logs.stderr, logs.text, logs.log].filter(Boolean).join('\n')));
+              // The log's last MiB: the route serves a log in pieces, and its end says most.
+              const logs = await ctx.api.get(`jobs/${seg(String(item.id))}/logs?offset=-1048576`);
+              const cut = typeof logs === 'object' && logs.offset > 0 ? ` (its last ${logs.size - logs.offset} of ${logs.size} bytes)` : '';
+              ctx.show(`Logs of job ${item.id}${cut}`, pre(typeof logs === 'string' ? logs : [logs.stdout, logs.stderr, logs.text, logs.log].filter(Boolean).join('\n')));
             }
           },
           {

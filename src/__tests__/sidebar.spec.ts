@@ -96,6 +96,24 @@ describe('Sidebar', () => {
     sidebar.onEvent('not json');
   });
 
+  it("shows a job log's last MiB, saying how much of it that is", async () => {
+    const jobs = [{ id: '17', name: 'train', resource: 'cluster', state: 'RUNNING' }];
+    const size = 3 * 2 ** 30;
+    const { sidebar, calls } = build({
+      'GET jobs': () => ({ items: jobs, total: 1 }),
+      'GET jobs/17/logs': () => ({ id: '17', size, offset: size - 2 ** 20, next_offset: size, more: false, log: 'the-end\n' })
+    }, { sections: ['compute'] });
+    await sidebar.list('jobs')!.load();
+    const logs = [...sidebar.node.querySelectorAll<HTMLButtonElement>('[data-list="jobs"] [data-key="17"] button')]
+      .find(b => b.textContent === 'Logs')!;
+    logs.click();
+    await flush();
+    expect(calls.map(c => c.path)).toContain('jobs/17/logs?offset=-1048576');
+    const detail = sidebar.node.querySelector('[data-section="compute"] .cs-Section-detail')!.textContent;
+    expect(detail).toContain(`Logs of job 17 (its last 1048576 of ${size} bytes)`);
+    expect(detail).toContain('the-end');
+  });
+
   it("shows a starting runtime's environment set-up from its events, then drops it when ready", async () => {
     const runtimes = [{ name: 'conda', resource: 'hpc', state: 'REQUESTED' }];
     const { sidebar } = build({ 'GET runtimes': () => ({ items: runtimes, total: runtimes.length }) }, { sections: ['compute'] });
