@@ -52,8 +52,13 @@ def action_for(handler: Any, method: str) -> str:
 def write_guard(what: str, entry: str, owner: str, terminal: str) -> Any:
     """A `storage.copy` guard for a REST write (see the module doc); `entry`/`owner` name what is refused."""
 
+    parents: dict[str, str] = {}  # a tree of many files into few directories resolves each directory once
+
     def guard(storage: Any, path: str) -> None:
-        check(_landing(storage, path, follow_last=False), what, f"{entry} (owner {owner})", terminal)
+        parent, name = posixpath.split(path)
+        if parent not in parents:
+            parents[parent] = _landing(storage, parent or ".", follow_last=True)
+        check(posixpath.join(parents[parent], name), what, f"{entry} (owner {owner})", terminal)
 
     return guard
 
