@@ -8,7 +8,14 @@ algorithm would hold each one back for ~40 ms.
 
 When the SSH connection drops, the forwarded connections close; ZeroMQ
 reconnects by itself, and the next accepted connection opens its channel on
-a fresh transport from the pool.
+a fresh transport from the pool. Reconnects to a port where nothing listens
+(a kernel starting, restarting or gone) are expected: the server refuses the
+channel and the client's connection is closed, quietly. paramiko would log
+every such refusal as an ERROR ("Secsh channel N open FAILED: Connection
+refused"), dozens per runtime start and stop: those records are dropped, and
+every caller of `ssh.Connection.open_tunnel` gets the refusal as an SSHError.
+A refusal for any other reason (forwarding prohibited by the server) is a real
+failure and is logged once per forward.
 """
 from __future__ import annotations
 
@@ -20,9 +27,34 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import paramiko
+from paramiko.common import OPEN_FAILED_CONNECT_FAILED
 
 log = logging.getLogger(__name__)
 _CHUNK = 256 * 1024
+
+
+class _QuietRefusals(logging.Filter):
+    """Drops paramiko's log record of a channel whose connection the server's side found refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("Secsh channel") and msg.endswith(" open FAILED: Connection refused: Connect failed"))
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
+
+
+def refused(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) says nothing listens on the forwarded port."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        if isinstance(exc, paramiko.ChannelException) and exc.code == OPEN_FAILED_CONNECT_FAILED:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 @dataclass
@@ -35,6 +67,7 @@ class Forward:
     open_channel: Callable[[str, int], paramiko.Channel]
     listener: socket.socket
     pairs: list[tuple[socket.socket, paramiko.Channel]] = field(default_factory=list)
+    warned: bool = False  # a real failure (not a refusal) was logged once already
 
 
 class Forwarder:
@@ -46,6 +79,7 @@ class Forwarder:
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, ("wakeup", None))
         self._pending: list[Callable[[], None]] = []
+        self._by_port: dict[int, Forward] = {}
         self._thread = threading.Thread(target=self._loop, name="cybershuttle-forwarder", daemon=True)
         self._thread.start()
 
@@ -58,7 +92,27 @@ class Forwarder:
         listener.setblocking(False)
         fwd = Forward(listener.getsockname()[1], remote_host, remote_port, open_channel, listener)
         self._call(lambda: self._selector.register(listener, selectors.EVENT_READ, ("accept", fwd)))
+        with self._lock:
+            self._by_port[fwd.local_port] = fwd
         return fwd
+
+    def probe(self, local_port: int) -> bool | None:
+        """Whether something listens at the remote end of the forward on `local_port`.
+
+        One channel opened and closed (a round trip over the SSH connection, no
+        remote process): True when it opens, False when the server says the
+        connection was refused, None when that cannot be told (no such forward,
+        the SSH connection is down).
+        """
+        with self._lock:
+            fwd = self._by_port.get(local_port)
+        if fwd is None:
+            return None
+        try:
+            fwd.open_channel(fwd.remote_host, fwd.remote_port).close()
+        except Exception as exc:
+            return False if refused(exc) else None
+        return True
 
     def remove(self, fwd: Forward) -> None:
         """Stop listening and close every connection of `fwd`."""
@@ -68,6 +122,8 @@ class Forwarder:
                 self._forget(sock)
             fwd.pairs.clear()
 
+        with self._lock:
+            self._by_port.pop(fwd.local_port, None)
         self._call(close)
 
     # -- the loop ------------------------------------------------------------
@@ -113,8 +169,12 @@ class Forwarder:
         try:
             chan = fwd.open_channel(fwd.remote_host, fwd.remote_port)
         except Exception as exc:
-            # Expected while a kernel restarts or after it exited; ZeroMQ retries on its own.
-            log.debug("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
+            # A refusal is expected while a kernel starts, restarts or after it exited; ZeroMQ retries on its own.
+            if refused(exc) or fwd.warned:
+                log.debug("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
+            else:
+                fwd.warned = True
+                log.warning("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
             client.close()
             return
         client.setblocking(False)

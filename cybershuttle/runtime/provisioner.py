@@ -19,6 +19,8 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Float, Integer, Unicode
 
 PROVISIONER_NAME = "cybershuttle-provisioner"
+#: how long a job may take to end after its kernel exited by itself before it is cancelled
+_EXIT_GRACE_S = 5.0
 _REQUEST_KEYS = ("cpus", "memory", "gpus", "walltime", "partition", "account", "qos", "setup_file")
 
 
@@ -43,6 +45,7 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     runtime_name: str | None = None
     _alive_checked_at: float = 0.0
     _exit_code: int | None = None
+    _stopping: bool = False  # a shutdown request was sent: the kernel is about to exit
 
     @property
     def has_process(self) -> bool:
@@ -64,15 +67,30 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         await asyncio.to_thread(runtime.request, self.runtime_name, resource, encrypt=self.encrypt, **options)
         await asyncio.to_thread(runtime.wait, self.runtime_name, self.timeout)
         self._exit_code = None
+        self._stopping = False
         info = await asyncio.to_thread(runtime.connection_info, self.runtime_name)
         info["key"] = info["key"].encode()  # KernelManager compares it with its session key (bytes)
         self.connection_info = info
         return self.connection_info
 
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
+
     async def poll(self) -> int | None:
         if self.runtime_name is None or self._exit_code is not None:
             return self._exit_code
-        if time.monotonic() - self._alive_checked_at < 5:  # the restarter polls often; SSH is not free
+        if self._stopping:
+            # KernelManager polls every 0.1 s until the kernel has exited. Once it has, the server
+            # refuses a channel to its heartbeat port: one SSH round trip, no remote process.
+            from .forward import forwarder
+
+            listening = await asyncio.to_thread(forwarder().probe, int(self.connection_info.get("hb_port", 0)))
+            if listening is False:
+                self._exit_code = 0
+                return self._exit_code
+            if listening or time.monotonic() - self._alive_checked_at < 0.5:
+                return None
+        elif time.monotonic() - self._alive_checked_at < 5:  # the restarter polls often; SSH is not free
             return None
         self._alive_checked_at = time.monotonic()
         from .. import runtime
@@ -101,12 +119,20 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         await self.terminate(restart)
 
     async def terminate(self, restart: bool = False) -> None:
-        from .. import runtime
+        from .. import compute, runtime
         from ..errors import CybershuttleError
 
         if self.runtime_name is None:
             return
         try:
+            if self._exit_code is not None:
+                # The kernel exited by itself (a shutdown request): its job ends within moments. Cancelling it
+                # meanwhile would only race that exit, so wait for it briefly; `stop` then finds nothing to cancel.
+                try:
+                    job_id = (await asyncio.to_thread(runtime.get, self.runtime_name)).job_id
+                    await asyncio.to_thread(compute.wait, job_id, _EXIT_GRACE_S)
+                except CybershuttleError:
+                    pass  # `stop` below says what is wrong
             await asyncio.to_thread(runtime.stop, self.runtime_name)
         except CybershuttleError as exc:
             self.log.warning("stopping runtime %s: %s", self.runtime_name, exc)
