@@ -112,7 +112,7 @@ def _run_on(model: Model, payloads: list[bytes], suffix: str, resource: str,
         steps.append(f"( {command} )" + (f" < {inp}" if stdin else " < /dev/null") + (f" > {out}" if stdout else ""))
     job = run_job(model, "\n".join(steps), resource, walltime=walltime, setup_file=setup_file, files=files)
     if job.state != "COMPLETED" or job.exit_code:
-        log = compute.logs(job.id).decode(errors="replace").strip()[-800:]
+        log = compute.read_log(job.id, -800).data.decode(errors="replace").strip()
         raise RemoteCommandError(f"model {model.name!r}: job {job.id} on {resource} ended {job.state} "
                                  f"(exit {job.exit_code}): {log}")
     reads = "; ".join(f"cat {shlex.quote(job.jobdir + f'/batch-{n:04d}.out')}; printf '\\0'"

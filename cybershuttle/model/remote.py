@@ -47,7 +47,7 @@ def run(model: Model, items: list[Item], *, batch_size: int | None, output: str 
     start = time.perf_counter()
     job = run_job(model, command, resource, walltime=walltime, setup_file=setup_file, files=files)
     if job.state != "COMPLETED" or job.exit_code:
-        log = compute.logs(job.id).decode(errors="replace").strip()
+        log = compute.read_log(job.id, -2**20).data.decode(errors="replace").strip()  # its last MiB
         if remote_runner.NO_TORCH_MARK in log:
             reason = log[log.index(remote_runner.NO_TORCH_MARK) + len(remote_runner.NO_TORCH_MARK):].splitlines()[0]
             raise CybershuttleError(

@@ -331,7 +331,7 @@ def _read_ports(job: compute.Job, res: compute.Resource) -> str:
 def _ended_message(job: compute.Job) -> str:
     tail = ""
     try:
-        out = compute.logs(job.id).decode(errors="replace").strip().splitlines()
+        out = compute.read_log(job.id, -2**20).data.decode(errors="replace").strip().splitlines()  # its last MiB
         # The conda environment's builder says in one line what failed (compute/envbuilder.py).
         failed = [ln[len("cybershuttle: error: "):] for ln in out if ln.startswith("cybershuttle: error: ")]
         if failed:
