@@ -88,8 +88,8 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             if listening is False:
                 self._exit_code = 0
                 return self._exit_code
-            if listening or time.monotonic() - self._alive_checked_at < 0.5:
-                return None
+            if time.monotonic() - self._alive_checked_at < 0.5:  # else ask the scheduler too: a transport
+                return None  # whose channels open before reaching the kernel cannot tell by refusing
         elif time.monotonic() - self._alive_checked_at < 5:  # the restarter polls often; SSH is not free
             return None
         self._alive_checked_at = time.monotonic()
