@@ -331,13 +331,15 @@ def queue_place(job: Job) -> schedulers.QueuePlace:
 
 
 def watch(job: Job, ready: str, timeout: float | None,
-          progress: Callable[[str], None] | None = None) -> schedulers.Watch:
+          progress: Callable[[str], None] | None = None,
+          on_node: Callable[[str], None] | None = None) -> schedulers.Watch:
     """Wait on the resource until `ready` (a shell command) succeeds, the job ends, or `timeout` passes.
 
     `progress` gets the job's state changes ("job pending, position 2 in the
-    queue") and the environment set-up lines it writes. See Scheduler.watch_script.
+    queue") and the environment set-up lines it writes; `on_node` the node the
+    job runs on, as soon as it runs. See Scheduler.watch_script.
     """
-    return scheduler(job).watch(job, ready, timeout, progress)
+    return scheduler(job).watch(job, ready, timeout, progress, on_node=on_node)
 
 
 # -- helpers ---------------------------------------------------------------

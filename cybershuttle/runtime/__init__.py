@@ -129,7 +129,16 @@ def wait(name: str, timeout: float | None = 600.0, progress: Callable[[str], Non
         raise RuntimeError_(f"runtime {name!r} is {rt.state.lower()}" + (f" ({rt.message})" if rt.message else "")
                             + ": request it again", next_step=("runtime.request", name))
     job = compute.get_job(rt.job_id)
-    seen = compute.watch(job, _read_ports(job, compute.get(job.resource)), timeout, progress)
+    res = compute.get(job.resource)
+    warmed: list[str] = []
+
+    def warm(node: str) -> None:
+        # The kernel needs a moment after its job starts: reach its node meanwhile (relay, SSH handshake).
+        if not warmed and res.remote:
+            warmed.append(node)
+            threading.Thread(target=_warm_transport, args=(replace(rt, node=node), res), daemon=True).start()
+
+    seen = compute.watch(job, _read_ports(job, res), timeout, progress, on_node=warm)
     if seen.ready is None:
         job = compute.status(job.id)
         if job.final or seen.ended:
@@ -316,6 +325,13 @@ def _close_local(name: str) -> None:
         for fwd in cached[0]:
             forwarder().remove(fwd)
     transports.close(name)
+
+
+def _warm_transport(rt: Runtime, res: compute.Resource) -> None:
+    try:
+        transports.for_runtime(rt, res).start()
+    except Exception:  # noqa: BLE001 - only a head start: connection_info connects again and says what failed
+        pass
 
 
 def _read_ports(job: compute.Job, res: compute.Resource) -> str:

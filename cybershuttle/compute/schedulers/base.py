@@ -261,10 +261,12 @@ class Scheduler(ABC):
                 f"{limit}sleep {WATCH_POLL_S}; done")
 
     def watch(self, job: Job, ready: str, timeout: float | None,
-              progress: Callable[[str], None] | None = None, tries: int = 3) -> Watch:
-        """Run `watch_script` on the resource; relay STATE/LOG lines to `progress` as they come."""
+              progress: Callable[[str], None] | None = None, tries: int = 3,
+              on_node: Callable[[str], None] | None = None) -> Watch:
+        """Run `watch_script` on the resource; relay STATE/LOG lines to `progress` as they come,
+        and the job's node to `on_node` as soon as it runs (it may be called again with the same node)."""
         result = Watch()
-        sink = line_sink(lambda text: _read_line(text, result, progress))
+        sink = line_sink(lambda text: _read_line(text, result, progress, on_node))
 
         script = self.watch_script(job, ready, timeout)
         for attempt in range(tries):
@@ -277,7 +279,8 @@ class Scheduler(ABC):
         return result
 
 
-def _read_line(text: str, result: Watch, progress: Callable[[str], None] | None) -> None:
+def _read_line(text: str, result: Watch, progress: Callable[[str], None] | None,
+               on_node: Callable[[str], None] | None = None) -> None:
     word, _, rest = text.partition(" ")
     if word == "STATE" and progress is not None:
         progress(f"job {rest.lower()}")
@@ -287,6 +290,8 @@ def _read_line(text: str, result: Watch, progress: Callable[[str], None] | None)
         result.ready = rest
     elif word == "NODE":
         result.node = rest.strip() or None
+        if result.node and on_node is not None:
+            on_node(result.node)
     elif text == "ENDED":
         result.ended = True
     elif text == "TIMEOUT":
