@@ -467,7 +467,8 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$LOGS/jobcomp.txt
 # Accounting through slurmdbd: gives sacct, with memory/CPU figures from jobacct_gather.
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
+# The login node's bridge address: sacct inside a job on a node reaches slurmdbd too.
+AccountingStorageHost=$NODE_LOGIN_ADDR
 AccountingStoragePort=6819
 JobAcctGatherType=jobacct_gather/linux
 # Sample every second: test jobs are short, and with the default 30 s they finish before
@@ -548,12 +549,12 @@ ensure_accounting() {
 
 ctld_up() { local out; out=$(scontrol ping) && [[ $out == *" is UP"* ]]; }
 
-# The node is usable once slurmd has registered: idle, or busy with test jobs.
+# The node is usable once slurmd has registered: idle, or busy with test jobs.  scontrol, not
+# sinfo: the login node is in no partition once compute nodes take the jobs (tests/cluster/nodes.sh).
 node_ready() {
-    local state
-    state=$(sinfo -h -N -n localhost -o '%T') || return 1
-    state=${state%%$'\n'*}
-    [[ $state =~ ^(idle|mixed|allocated|completing)$ ]]
+    local out
+    out=$(scontrol -o show node localhost) || return 1
+    [[ $out =~ \ State=(IDLE|MIXED|ALLOCATED|COMPLETING)[+\ ] ]]
 }
 
 ensure_slurm_daemons() {

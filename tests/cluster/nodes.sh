@@ -17,8 +17,9 @@
 # Slurm: nodes declare 16 CPUs and 128 GiB (SlurmdParameters=config_overrides: the real
 # setup files ask for that much) and node2 two `a100` GPUs as GRES backed by character
 # devices made here (never opened: only the scheduling and CUDA_VISIBLE_DEVICES are real).
-# Layout (CS_NODES_LAYOUT): `split` keeps the default partition `debug` on the login node
-# and puts the nodes in partition `nodes`; `nodes` makes `debug` (and `short`) the two nodes.
+# Layout (CS_NODES_LAYOUT): `nodes` (the default, as on a real site) makes `debug` and `short`
+# the two nodes, so no job runs on the login node; `split` keeps them on the login node (its
+# slurmd is kept either way).  Partition `nodes` always holds node1 and node2.
 #
 # Variables read: CS_NODE_NET (first three octets of the bridge's /24, default 10.77.14),
 # CS_NODE_SSH (on = nodes run sshd, off = a site that forbids SSH to compute nodes; 1/0 too),
@@ -62,7 +63,7 @@ node_ssh_flag() {
     esac
 }
 NODE_SSH=$(node_ssh_flag "${CS_NODE_SSH:-${SAVED_NODE_SSH:-1}}")
-NODES_LAYOUT=${CS_NODES_LAYOUT:-${SAVED_NODES_LAYOUT:-split}}
+NODES_LAYOUT=${CS_NODES_LAYOUT:-${SAVED_NODES_LAYOUT:-nodes}}
 [[ $NODES_LAYOUT =~ ^(split|nodes)$ ]] ||
     die "CS_NODES_LAYOUT must be 'split' (debug on the login node, nodes in 'nodes') or 'nodes' (debug = node1+node2), not '$NODES_LAYOUT'"
 
@@ -89,6 +90,8 @@ node_uts_ready() { [[ $(nsenter --uts="$(node_uts "$1")" -- hostname 2>/dev/null
 ensure_node_network() {
     local node ns addr host_if node_if uts
     install -d -m 0755 "$NODES_DIR"
+    # Remembered first: a start that fails later still keeps what was asked for.
+    save_node_settings
     if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
         ip link add "$NODE_BRIDGE" type bridge || die "cannot create the bridge $NODE_BRIDGE"
     fi
@@ -322,7 +325,6 @@ ensure_node_ssh() {
 
 ensure_nodes() {
     local node
-    save_node_settings
     for node in "${NODES[@]}"; do
         ensure_node_slurmd "$node"
     done
