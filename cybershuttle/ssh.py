@@ -364,6 +364,10 @@ class Pool:
                                "and your network") from exc
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
+        options = transport.get_security_options()
+        # AES-GCM first (paramiko prefers AES-CTR): one AEAD call per packet instead of AES and a separate
+        # HMAC makes large kernel output ~25% faster (benchmarks/cell_throughput.py); same strength.
+        options.ciphers = tuple(sorted(options.ciphers, key=lambda name: not name.endswith("-gcm@openssh.com")))
         if known:
             # Negotiate a host key type we have on record, so a server that also
             # offers another type is not mistaken for an unknown one.
