@@ -172,3 +172,23 @@ def test_a_setup_file_and_collected_outputs_in_a_shared_directory_replace_plante
     assert mine.read_text() == "root's own\n"
     assert (shared / "cybershuttle.yml").read_text() == "modules: [gcc]\n"
     assert not (shared / "out.csv").is_symlink() and (shared / "out.csv").read_text() == "x\n1\n"
+
+
+def test_a_directory_link_planted_in_a_shared_directory_is_not_followed(site, shared):
+    alice = site.csuser
+    private = alice.cs_home / "private"  # alice's own directory, where bob's link leads
+    private.mkdir()
+    (private / "notes.txt").write_text("alice's notes\n")
+    subprocess.run(["chown", "-R", "csuser:csuser", str(private)], check=True)
+    data = alice.cs_home / "data.txt"
+    data.write_text("results\n")
+    shutil.chown(data, "csuser", "csuser")
+    as_user("csother", "ln", "-s", str(private), str(shared / "results"))
+
+    for args in ([str(data), str(shared / "results" / "notes.txt")], ["-r", str(private), str(shared / "results/")]):
+        r = alice.cli("storage", "cp", *args)
+        assert r.code == 1, r.out
+        line = r.err.strip()
+        assert f"{shared}/results is a symbolic link made by csother, not you" in line and "\n" not in line, line
+    assert (private / "notes.txt").read_text() == "alice's notes\n"
+    assert sorted(os.listdir(private)) == ["notes.txt"]

@@ -160,6 +160,30 @@ def sftp(client: Any, target: str, size: int, prefix: Prefix | None,
         return Partial(path, f, 0, client)
 
 
+def planted_link(directory: str, me: int, lstat: Callable[[str], Any]) -> tuple[str, int] | None:
+    """The first component of `directory` that is a symbolic link made by someone else (not `me`, not
+    root), with its owner's uid: a copy never follows it (it could lead into `me`'s own files)."""
+    path = "/" if directory.startswith("/") else ""
+    for part in [p for p in directory.split("/") if p and p != "."]:
+        path = posixpath.join(path, part) if path else part
+        try:
+            st = lstat(path)
+        except (FileNotFoundError, PermissionError):
+            return None  # what is missing the copy makes itself
+        if stat.S_ISLNK(st.st_mode or 0) and st.st_uid not in (me, 0):
+            return path, st.st_uid
+    return None
+
+
+def owner_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
 def leftovers(directory: str) -> list[str]:
     """Names in a local directory that may be partial files."""
     try:

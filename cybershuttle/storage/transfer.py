@@ -106,6 +106,7 @@ class _Side:
         self.what = what
         self._leftovers: dict[str, list[Any]] = {}
         self._safe: dict[str, bool] = {}
+        self._safe_links: set[str] = set()
 
     def leftovers(self, directory: str, list_them: Callable[[str], list[Any]]) -> list[Any]:
         """Possible partial files in a target directory, listed once per copy (a tree of many files
@@ -113,6 +114,26 @@ class _Side:
         if directory not in self._leftovers:
             self._leftovers[directory] = list_them(directory)
         return self._leftovers[directory]
+
+    def refuse_planted_links(self, rel: str) -> None:
+        """Refuse a target directory reached through a symbolic link another user made (checked once per
+        directory per copy, before anything is made in it)."""
+        directory = self.full(rel)
+        if directory in self._safe_links:
+            return
+        if self.storage.protocol == "file":
+            found = partials.planted_link(directory, os.geteuid(), os.lstat)
+        elif self.storage.protocol == "sftp":
+            client = ssh.connect(self.storage.endpoint).sftp()
+            found = partials.planted_link(directory, client.stat(".").st_uid, client.lstat)
+        else:
+            found = None  # no links there
+        if found is not None:
+            link, uid = found
+            raise StorageError(f"{link} is a symbolic link made by {partials.owner_name(uid)}, not you: a copy "
+                               f"into {self.show(rel)} does not follow it; if you trust where it leads, copy to "
+                               "that directory by its real path")
+        self._safe_links.add(directory)
 
     def safe_dir(self, directory: str, ask: Callable[[str], bool]) -> bool:
         """Whether only we can change names in a target directory (`partial.safe_dir`), asked once per copy."""
@@ -175,6 +196,7 @@ def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = Fals
         _copy_there(src, dst, target, result)
     elif is_dir:
         total = sum(int(v.get("size") or 0) for _, v in files if v.get("type") != "directory")
+        dst.refuse_planted_links(target)
         dst.fs.makedirs(target, exist_ok=True)
         done = 0
         for name, meta in sorted(files):
@@ -183,6 +205,7 @@ def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = Fals
             if sub == ".":
                 continue
             if meta.get("type") == "directory":
+                dst.refuse_planted_links(posixpath.join(target, sub))
                 dst.fs.makedirs(posixpath.join(target, sub), exist_ok=True)
                 continue
             size = int(meta.get("size") or 0)
@@ -231,6 +254,7 @@ def _copy_file(src: _Side, src_rel: str, dst: _Side, dst_rel: str, size: int, ch
     if src.storage.protocol == dst.storage.protocol == "file" and src.full(src_rel) == dst.full(dst_rel):
         raise StorageError(f"{src.show(src_rel)} and {dst.show(dst_rel)} are the same file")
     parent = posixpath.dirname(dst_rel)
+    dst.refuse_planted_links(parent)
     if parent and dst.info(parent) is None:
         dst.fs.makedirs(parent, exist_ok=True)
     part, named_ok = _partial_for(src, src_rel, dst, dst_rel, size)
