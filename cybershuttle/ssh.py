@@ -413,8 +413,10 @@ class Pool:
             if transport.is_authenticated():
                 return
         keys = ", ".join(tried) or "none found (no key given, no agent, no ~/.ssh/id_*)"
+        # A compute node (reached through its login node) lets in only users with a job there, on most sites.
+        node = " (a compute node also refuses users who hold no job on it)" if endpoint.via is not None else ""
         raise SSHError(f"{endpoint.label}: authentication failed; keys tried: {keys}. "
-                       "Check the user name and that the public key is in the server's authorized_keys")
+                       f"Check the user name and that the public key is in the server's authorized_keys{node}")
 
     def _candidate_keys(self, endpoint: Endpoint, prompter: Prompter):
         if endpoint.key:

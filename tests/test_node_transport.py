@@ -198,3 +198,14 @@ def test_a_runtime_whose_node_does_not_resolve_says_so_at_once(registered, clust
                                    "(Name or service not known)")
     finally:
         runtime.stop("lost")
+
+
+def test_a_node_refusing_a_user_without_a_job_there_says_why_it_may(cluster, ssh_pool):
+    login = cluster.endpoint(user=cluster.other_user, key=cluster.other_key)
+    busy = ssh_pool.connect(login).run("squeue -h -u $(id -un) -o %N", login_shell=True).stdout.split()
+    node = next(n for n in ("node1", "node2") if n not in busy)  # the second user holds no job there
+    with pytest.raises(SSHError) as info:
+        ssh_pool.connect(cluster.endpoint(host=node, port=22, user=cluster.other_user, key=cluster.other_key,
+                                          via=login, hop="relay"))
+    assert str(info.value).startswith(f"{cluster.other_user}@{node}:22 via {cluster.host}: authentication failed")
+    assert str(info.value).endswith("(a compute node also refuses users who hold no job on it)")
