@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 POLL_S = 0.2
 #: how often the runtime watch loop looks (it waits for a kernel's ports: sooner is better)
 WATCH_POLL_S = 0.05
+#: a job still pending after this many quick looks is looked at every PENDING_POLL_S instead: a queued
+#: runtime must not start a Python and a scheduler query 20 times a second for as long as it waits
+PENDING_QUICK_LOOKS = 40
+PENDING_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -253,12 +257,16 @@ class Scheduler(ABC):
         limit = f"[ $SECONDS -lt {int(timeout)} ] || {{ echo TIMEOUT; exit 4; }}; " if timeout else ""
         logs = (f"C=$(grep -c '^cybershuttle:' {log} 2>/dev/null || true); C=${{C:-0}}; if [ \"$C\" -gt \"$SEEN\" ]; "
                 f"then grep '^cybershuttle:' {log} | sed -n \"$((SEEN+1)),${{C}}p\" | sed 's/^/LOG /'; SEEN=$C; fi; ")
-        return (f"SECONDS=0; LAST=; SEEN=0; N=-1; POS=; ND=; while true; do N=$((N+1)); "
-                f"if R=$({ready} 2>/dev/null); then {node}echo \"READY $R\"; exit 0; fi; "
+        # While the job waits in the queue it cannot be ready: after PENDING_QUICK_LOOKS looks the loop
+        # stops asking `ready` and slows to PENDING_POLL_S (an idle cluster's job runs within the quick looks).
+        slow = f"[ \"$A\" = PENDING ] && [ $P -ge {PENDING_QUICK_LOOKS} ]"
+        return (f"SECONDS=0; LAST=; SEEN=0; N=-1; P=0; A=; POS=; ND=; while true; do N=$((N+1)); "
+                f"if ! {{ {slow}; }} && R=$({ready} 2>/dev/null); then {node}echo \"READY $R\"; exit 0; fi; "
                 f"S=$({state}); A=$S; {position}if [ \"$S\" != \"$LAST\" ]; then echo \"STATE $S\"; LAST=$S; "
                 f"if [ \"$S\" = RUNNING ]; then {node}:; fi; fi; {logs}"
                 f"if ! printf '%s\\n' \"$A\" | grep -qxE '({words})'; then echo ENDED; exit 3; fi; "
-                f"{limit}sleep {WATCH_POLL_S}; done")
+                f"{limit}if [ \"$A\" = PENDING ]; then P=$((P+1)); else P=0; fi; "
+                f"if {slow}; then sleep {PENDING_POLL_S}; else sleep {WATCH_POLL_S}; fi; done")
 
     def watch(self, job: Job, ready: str, timeout: float | None,
               progress: Callable[[str], None] | None = None, tries: int = 3,
