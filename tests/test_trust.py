@@ -19,6 +19,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from rest_api import SERVER_CONFIG, call
 from siteusers import Site, site, site_env  # noqa: F401  (fixture)
+from test_site_catalog import _keys
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -308,18 +309,6 @@ async def test_a_template_run_through_rest_is_refused_in_one_line_saying_what_to
 
 
 # -- public resources ------------------------------------------------------------------------
-def _keys(site: Site) -> dict[str, Path]:
-    env = site_env()
-    copies = {}
-    for user, key in (("csuser", env["CS_TEST_KEY"]), ("csother", env["CS_TEST_OTHER_KEY"])):
-        target = site.base / user / "id_test"
-        shutil.copy(key, target)
-        shutil.chown(target, user, user)
-        target.chmod(0o600)
-        copies[user] = target
-    return copies
-
-
 def _resources_file(site: Site, key: Path, python: str | None = None) -> Path:
     env = site_env()
     known = site.base / "shared" / "known_hosts"
