@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLUSTER_SH, run_ok
+from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401 - a fixture, used by name
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
 REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))
@@ -394,3 +395,40 @@ def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(no
     assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
     assert "".join(out).strip() == "result after the drop"
     run_ok(kc, "%stop_runtime dropn")
+
+
+def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_resource, cluster, partition,
+                                                                         zmq_for_other_user, held_job):
+    """Issue 9's privacy test on a node: csother holds a job on the kernel's node, logs in there
+    (allowed: pam_slurm_adopt) and subscribes to / injects into the kernel's ports."""
+    import uuid
+
+    from cybershuttle import runtime
+
+    runtime.request("privn", nodes_resource)
+    rt = runtime.wait("privn", timeout=300)
+    kc = runtime.client("privn")
+    secret = f"TOPSECRET-{uuid.uuid4().hex}"
+    Path("/tmp/pwned").unlink(missing_ok=True)
+    try:
+        assert rt.node in ("node1", "node2")
+        held_job(rt.node, user=cluster.other_user)
+        ports = ",".join(str(rt.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port", "control_port",
+                                                           "hb_port"))
+        printer = _print_secret_for(kc, secret, 4)
+        snooped = _to_node(cluster, rt.node, cluster.other_user,
+                           f"hostname; PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
+                           f"127.0.0.1 {ports} {secret} 3")
+        printer.join(60)
+        assert snooped.returncode == 0, snooped.stderr
+        host, result = snooped.stdout.split("\n", 1)
+        assert host == rt.node  # csother really was on the kernel's node
+        assert "leaked=False" in result, result
+        out: list[str] = []
+        kc.execute_interactive(f"print({secret!r})", timeout=30,
+                               output_hook=lambda m: out.append(m["content"].get("text", "")))
+        assert secret in "".join(out)  # the owner's client, with the keys, does receive it
+        assert not Path("/tmp/pwned").exists()  # the injected execute_request never ran
+    finally:
+        kc.stop_channels()
+        runtime.stop("privn")
