@@ -161,6 +161,11 @@ async def test_write_only_copies_never_land_where_files_run_code(jp_fetch, home,
         assert code == 403 and f"would read {home}/.ssh/authorized_keys, and '.ssh' is a dot-file" in body["error"]
         assert "copying out of storage 'home' (owner " in body["error"]
     assert not (payload / "k").exists()
+    # and only between registered storages, inside their roots
+    for dst, message in (("/etc/cron.d/x", "must be a storage path NAME:/path"), ("nosuch:/x", "nosuch"),
+                         ("lab:/../../x", "leaves")):
+        code, body = await call(jp_fetch, "storage/copy", "POST", json_body={"src": "lab:/a.csv", "dst": dst})
+        assert code in (400, 404) and message in body["error"], (dst, body)
     # within the storage, away from dot-directories, a write-only user copies as before
     code, body = await call(jp_fetch, "storage/copy", "POST", json_body={"src": "lab:/a.csv", "dst": "home:/work/"})
     assert code == 200 and (home / "work" / "a.csv").read_text() == "x\n2\n", body
@@ -194,6 +199,8 @@ async def test_write_only_mounts_stay_out_of_dot_directories(jp_fetch, home, pay
         code, body = await call(jp_fetch, "storage/lab/mount", "POST", json_body={"directory": directory})
         assert code == 403 and "mounting into storage 'lab' (owner " in body["error"], (directory, body)
         assert "`cybershuttle storage mount lab DIR`" in body["error"] and "\n" not in body["error"]
+    code, body = await call(jp_fetch, "storage/lab/mount", "POST", json_body={"directory": "../../elsewhere"})
+    assert code == 400 and "leaves" in body["error"], body  # only within the Jupyter root
     code, body = await call(jp_fetch, "storage/lab/mount", "POST",
                             json_body={"directory": "~/.ssh", "runtime": "nosuch"})
     assert code == 403 and "'.ssh' is a dot-file or dot-directory" in body["error"], body
