@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import secrets
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -391,8 +392,8 @@ def _link(path: str, to: str | os.PathLike[str], name: str) -> str:
     if link.exists() and not link.is_symlink():
         raise CybershuttleError(f"{link} already exists and is not a link made by `dataset load`: "
                                 "choose another --to directory or move it away")
-    tmp = directory / f".{name}.link-tmp"
-    tmp.unlink(missing_ok=True)
+    # A random temporary name (a fixed one in a shared --to directory is anyone's to plant or swap).
+    tmp = directory / f".{name}.link-{secrets.token_hex(6)}"
     tmp.symlink_to(path)
     os.replace(tmp, link)
     return str(link)
