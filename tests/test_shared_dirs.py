@@ -192,3 +192,20 @@ def test_a_directory_link_planted_in_a_shared_directory_is_not_followed(site, sh
         assert f"{shared}/results is a symbolic link made by csother, not you" in line and "\n" not in line, line
     assert (private / "notes.txt").read_text() == "alice's notes\n"
     assert sorted(os.listdir(private)) == ["notes.txt"]
+
+
+def test_dataset_load_into_a_shared_directory_replaces_a_planted_link(site, shared):
+    alice = site.csuser
+    data = alice.cs_home / "cifar"
+    data.mkdir()
+    (data / "README").write_text("ten classes\n")
+    precious = alice.cs_home / "precious.txt"
+    precious.write_text("alice's own\n")
+    subprocess.run(["chown", "-R", "csuser:csuser", str(data), str(precious)], check=True)
+    for name in ("cifar", ".cifar.link-tmp"):  # the link's name, and the old fixed temporary name
+        as_user("csother", "ln", "-s", str(precious), str(shared / name))
+    assert alice.cli("dataset", "register", "--name", "cifar", "--location", str(data)).code == 0
+    r = alice.cli("dataset", "load", "cifar", "--to", str(shared))
+    assert r.code == 0, r.err
+    assert os.readlink(shared / "cifar") == str(data) and (shared / "cifar").lstat().st_uid == 1001
+    assert precious.read_text() == "alice's own\n"
