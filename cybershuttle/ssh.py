@@ -126,7 +126,7 @@ class Connection:
         """
         remote = f"bash -lc {shlex.quote(command)}" if login_shell else command
         deadline = None if timeout is None else time.monotonic() + timeout
-        chan = self._session(lambda c: c.exec_command(remote), f"starting {command!r}")
+        chan = self.session(lambda c: c.exec_command(remote), f"starting {command!r}")
         with chan:
             err = bytearray()
             # stderr is drained in a thread so a command writing a lot to both
@@ -175,7 +175,7 @@ class Connection:
             chan.set_combine_stderr(True)
             chan.exec_command(remote)
 
-        chan = self._session(start, f"starting {command!r}")
+        chan = self.session(start, f"starting {command!r}")
         try:
             with chan:
                 chan.shutdown_write()
@@ -191,7 +191,7 @@ class Connection:
         SFTP_TIMEOUT_S for its answer (socket.timeout, an OSError), never forever."""
         with self._lock:
             if self._sftp is None or self._sftp.sock.closed:
-                chan = self._session(lambda c: c.invoke_subsystem("sftp"), "opening SFTP")
+                chan = self.session(lambda c: c.invoke_subsystem("sftp"), "opening SFTP")
                 chan.settimeout(SFTP_TIMEOUT_S)
                 try:
                     self._sftp = paramiko.SFTPClient(chan)
@@ -218,12 +218,13 @@ class Connection:
         self.transport.close()
 
     # -- bounded waiting -----------------------------------------------------
-    def _session(self, start: Callable[[paramiko.Channel], None], doing: str) -> paramiko.Channel:
-        """A session channel on which `start` (an exec or subsystem request) has been answered.
+    def session(self, start: Callable[[paramiko.Channel], None], doing: str) -> paramiko.Channel:
+        """A session channel on which `start` (an exec or subsystem request) has been answered, e.g.
+        `conn.session(lambda c: c.exec_command(cmd), f"starting {cmd!r}")`; SSHError if it is not.
 
         paramiko waits for the server's answer to such a request without a
         limit; a watchdog closes the channel after CONNECT_TIMEOUT_S, which
-        ends that wait.
+        ends that wait. Use it for every channel you exec on.
         """
         try:
             chan = self.transport.open_session(timeout=CONNECT_TIMEOUT_S)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from rest_api import SERVER_CONFIG, call
+from test_terminal import jupyter_server  # noqa: F401 - a real `jupyter server` process (a fixture used below)
 
 from cybershuttle import compute, ssh
 from cybershuttle.errors import OutputTooLargeError, RemoteCommandError, SSHError
@@ -242,16 +240,10 @@ def test_command_output_beyond_the_cap_is_refused_with_what_to_do(cluster, ssh_p
 
 # -- job logs: only the new bytes -------------------------------------------------
 @pytest.fixture
-def server_process(tmp_path):
-    """A real `jupyter server` in its own process (with this test's Cybershuttle home), so its memory is its own."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = os.urandom(8).hex()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "server", "--no-browser", "--allow-root",
-                             f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                             f"--ServerApp.root_dir={tmp_path}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/cybershuttle/api/v1/"
+def server_process(jupyter_server):
+    """A real `jupyter server` in its own process (with this test's Cybershuttle home), so its memory is its own:
+    (its pid, a function calling a route)."""
+    base, token = jupyter_server["url"] + "cybershuttle/api/v1/", jupyter_server["token"]
 
     def get(path: str, body: dict | None = None, timeout: float = 60) -> tuple[dict, float]:
         """GET `path` (POST `body` when given): (the JSON answer, seconds taken)."""
@@ -262,15 +254,7 @@ def server_process(tmp_path):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read()), time.monotonic() - start
 
-    for _ in range(150):
-        try:
-            get("states")
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield proc.pid, get
-    proc.terminate()
-    proc.wait(10)
+    return jupyter_server["pid"], get
 
 
 def _peak_rss_mb(pid: int) -> float:
