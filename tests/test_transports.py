@@ -96,9 +96,10 @@ def alloc_runtime(cluster):
     reg = _register(cluster, "onnodes", env["CS_TEST_NODE_PARTITION"], **setting)
     assert reg.saved, reg.to_dict()
     runtime.request("viaalloc", "onnodes")
-    rt = runtime.wait("viaalloc", timeout=180)
-    yield rt
-    runtime.stop("viaalloc")
+    try:
+        yield runtime.wait("viaalloc", timeout=180)
+    finally:  # also when the wait failed: no job left behind in the queue
+        runtime.stop("viaalloc")
 
 
 def test_transports_are_registered_like_schedulers_and_ordered_by_preference():
@@ -221,11 +222,13 @@ def test_stopping_the_runtime_ends_the_relay_step(cluster):
 
     assert _register(cluster, "alloc", _env()["CS_TEST_NODE_PARTITION"], transport="allocation").saved
     runtime.request("shortlived", "alloc")
-    rt = runtime.wait("shortlived", timeout=180)
-    native = compute.get_job(rt.job_id).native_id
-    runtime.connection_info("shortlived")
-    assert len(_steps(native)) == 1
-    runtime.stop("shortlived")
+    try:
+        rt = runtime.wait("shortlived", timeout=180)
+        native = compute.get_job(rt.job_id).native_id
+        runtime.connection_info("shortlived")
+        assert len(_steps(native)) == 1
+    finally:
+        runtime.stop("shortlived")
     deadline = time.monotonic() + 20
     while _steps(native) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -306,3 +309,12 @@ def test_a_job_that_ended_names_the_job_and_node_when_the_relay_cannot_start(all
     assert message.startswith(f"runtime viaalloc (job {rt.job_id} on node {rt.node}): the relay inside the "
                               "allocation did not start: "), message
     assert "\n" not in message
+    from cybershuttle.runtime.forward import refused
+
+    assert refused(info.value)  # the kernel is gone: the forwarder's reconnects stay quiet, as for a closed port
+    # ZeroMQ reconnects every 100 ms: the next tries fail at once with the same line, asking nothing of Slurm
+    began = time.monotonic()
+    for _ in range(20):
+        with pytest.raises(transports.TransportError, match="did not start"):
+            transport.start()
+    assert time.monotonic() - began < 0.5

@@ -34,12 +34,15 @@ import paramiko
 
 from ... import compute, ssh
 from ...compute import schedulers
-from ...errors import SSHError
+from ...errors import CybershuttleError, SSHError
 from . import TransportError
 from .base import Transport
 
 PROGRAM = (Path(__file__).parent / "allocation_relay.py").read_text()
 START_TIMEOUT_S = 30.0
+#: after a relay failed to start, connections fail at once with the same reason for this long: ZeroMQ
+#: reconnects every 100 ms per port, which must not become a stream of steps asked of the scheduler
+RETRY_AFTER_S = 5.0
 
 
 class AllocationTransport(Transport):
@@ -53,6 +56,7 @@ class AllocationTransport(Transport):
         self._relay: paramiko.Channel | None = None
         self._port = 0
         self._token = ""
+        self._failed: tuple[float, TransportError] | None = None
 
     @classmethod
     def allowed(cls, res: Any, shell: Any) -> str | None:
@@ -81,22 +85,44 @@ class AllocationTransport(Transport):
                     and relay.get_transport().is_active():
                 return
             self._close_relay()
-            python = self.res.python or "python3"
-            command = self._step(f"exec {shlex.quote(python)} -u -c {shlex.quote(PROGRAM)}")
-            token = secrets.token_hex(32)
-            conn = ssh.connect(self.res.endpoint)
+            if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER_S:
+                raise self._failed[1]
             try:
-                chan = conn.transport.open_session(timeout=ssh.CONNECT_TIMEOUT_S)
-                chan.exec_command(command)
-                chan.sendall(f"{token}\n".encode())
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise SSHError(f"{self.res.endpoint.label}: cannot start the relay of {self._where()}: {exc}") from exc
-            port = _read_listen(chan, START_TIMEOUT_S)
-            if port is None:
-                why = _last_line(chan) or "it ended without a word"
-                chan.close()
-                raise TransportError(f"{self._where()}: the relay inside the allocation did not start: {why}")
-            self._relay, self._port, self._token = chan, port, token
+                self._start()
+            except TransportError as exc:
+                self._failed = (time.monotonic(), exc)
+                raise
+            self._failed = None
+
+    def _start(self) -> None:
+        """One try: the relay's step, its token on stdin, its `LISTEN` line back (lock held)."""
+        python = self.res.python or "python3"
+        command = self._step(f"exec {shlex.quote(python)} -u -c {shlex.quote(PROGRAM)}")
+        token = secrets.token_hex(32)
+        conn = ssh.connect(self.res.endpoint)
+        try:
+            chan = conn.transport.open_session(timeout=ssh.CONNECT_TIMEOUT_S)
+            chan.exec_command(command)
+            chan.sendall(f"{token}\n".encode())
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.res.endpoint.label}: cannot start the relay of {self._where()}: {exc}") from exc
+        port = _read_listen(chan, START_TIMEOUT_S)
+        if port is None:
+            why = _last_line(chan) or "it ended without a word"
+            chan.close()
+            error = TransportError(f"{self._where()}: the relay inside the allocation did not start: {why}")
+            if self._job_ended():
+                # The kernel is gone with its job: for the forwarder that is a port where nothing listens
+                # (expected after a stop or a walltime end), not a transport that fails.
+                raise error from ConnectionRefusedError(f"job {self.rt.job_id} has ended")
+            raise error
+        self._relay, self._port, self._token = chan, port, token
+
+    def _job_ended(self) -> bool:
+        try:
+            return compute.status(self.rt.job_id).final
+        except CybershuttleError:
+            return False  # cannot tell now: say what failed
 
     def _close_relay(self) -> None:
         if self._relay is not None:

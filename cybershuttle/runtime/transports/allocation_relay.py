@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 HEADER_MAX = 512
 HEADER_TIMEOUT_S = 10.0
@@ -111,7 +112,11 @@ def main():
 
     def accept():
         while True:
-            conn, _ = listener.accept()
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # e.g. out of descriptors for a moment: keep serving the connections we have
+                time.sleep(0.1)
+                continue
             threading.Thread(target=serve, args=(conn, token), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
