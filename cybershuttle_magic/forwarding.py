@@ -19,6 +19,8 @@ from typing import Any
 import zmq
 
 _SKIP = {"status", "execute_input"}  # the local kernel publishes its own
+#: output messages, passed on with their content still packed (nothing here reads it)
+_PASS_PACKED = {"stream", "display_data", "update_display_data", "execute_result"}
 
 
 class RemoteError(Exception):
@@ -78,7 +80,7 @@ def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, A
                 continue
             raise
         if iopub in events:
-            msg = kc.iopub_channel.get_msg(timeout=0)
+            msg = _next_iopub(kc)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind = msg["msg_type"]
@@ -180,15 +182,38 @@ def _publish(shell: Any, kernel: Any, parent: dict[str, Any], msg: dict[str, Any
 
 def _topic(msg: dict[str, Any]) -> bytes:
     kind = msg["msg_type"]
+    if isinstance(msg["content"], bytes):
+        return msg.get("topic") or kind.encode()
     if kind == "stream":
         return f"stream.{msg['content'].get('name', 'stdout')}".encode()
     return kind.encode()
 
 
+def _next_iopub(kc: Any) -> dict[str, Any]:
+    """The next IOPub message, signature checked; an output message's content stays as the kernel packed it.
+
+    `Session.send` relays packed (bytes) content as it is, so a 20 MB stream
+    message is not JSON-decoded here only to be encoded again for the local
+    IOPub socket: re-publishing costs two HMAC passes instead.
+    """
+    session = kc.session
+    topics, frames = session.feed_identities(kc.iopub_channel.socket.recv_multipart())
+    msg = session.deserialize(frames, content=False)
+    msg["topic"] = topics[0] if topics else None  # the kernel's own ("stream.stdout"): the content is not read
+    if session.auth is not None:
+        session._add_digest(frames[0])  # deserialize(content=False) leaves replay protection to its caller
+    if msg["msg_type"] not in _PASS_PACKED:
+        msg["content"] = session.unpack(msg["content"])
+    return msg
+
+
 def _render_without_kernel(msg: dict[str, Any]) -> None:
+    import json
     import sys
 
     kind, content = msg["msg_type"], msg["content"]
+    if isinstance(content, bytes):
+        content = json.loads(content)
     if kind == "stream":
         stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
         stream.write(content.get("text", ""))
