@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import zipfile
@@ -32,7 +31,8 @@ def test_registration_detects_slurm_partitions_lmod_python_and_disk(registered):
     res = compute.get("testcluster")
     names = {p["name"]: p for p in res.partitions}
     assert names["debug"]["default"] and names["short"]["max_time_min"] == 30
-    assert names["debug"]["cpus_per_node"] == os.cpu_count()
+    # debug is the compute nodes node1+node2 (tests/cluster/nodes.sh): 16 CPUs each, two a100 GPUs on node2
+    assert (names["debug"]["nodes"], names["debug"]["cpus_per_node"], names["debug"]["gpus_per_node"]) == (2, 16, 2)
     assert res.facts["python"] == "/usr/bin/python3" and res.facts["home"] == "/home/csuser"
     assert compute.get("workstation").kind == "ssh"
 

@@ -205,7 +205,9 @@ def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_pa
 
     setup = tmp_path / "cybershuttle.yml"
     setup.write_text("project: {name: x}\nadditional_dependencies:\n  modules: [hello/2.0]\n")
-    blocker = compute.execute("sleep 6", "testcluster", cpus=compute.get("testcluster").partitions[0]["cpus_per_node"])
+    res = compute.get("testcluster")
+    part = res.partition_info(res.default_partition)  # fill every node of it: the runtime must queue
+    blocker = compute.execute("sleep 6", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"])
     runtime.request("queued", "testcluster", setup_file=str(setup))
     seen: list[str] = []
     runtime.wait("queued", progress=seen.append)
@@ -333,8 +335,9 @@ def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registere
     from cybershuttle import compute
     from cybershuttle.compute import soonest
 
-    cpus = compute.get("testcluster").partitions[0]["cpus_per_node"]
-    blockers = [compute.execute("sleep 30", "testcluster", cpus=cpus, partition="short") for _ in range(2)]
+    short = compute.get("testcluster").partition_info("short")  # each blocker fills every node of it
+    blockers = [compute.execute("sleep 30", "testcluster", cpus=short["cpus_per_node"], nodes=short["nodes"],
+                                partition="short") for _ in range(2)]
     try:
         # the node is full: both partitions have no idle node; 'short' has a pending job, 'debug' none
         deadline = time.time() + 20

@@ -320,6 +320,14 @@ def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(node_runtimes):
 # ----------------------------------------------------------------------------- runtimes on nodes
 
 
+def _stop_quietly(runtime, name: str) -> None:
+    """Give the runtime's job back whatever the test found (a leaked kernel holds a node's CPUs)."""
+    try:
+        runtime.stop(name)
+    except Exception:  # noqa: BLE001 - never there, or already stopped
+        pass
+
+
 def node_runtimes_transport(resource: str, name: str) -> str:
     from cybershuttle import compute, runtime
     from cybershuttle.runtime import transports
@@ -336,24 +344,38 @@ def _cell_text(kc, code: str) -> str:
 def test_a_notebook_reattaches_to_its_runtime_on_a_node(node_runtimes, tmp_path):
     from test_magics import run_notebook, text_of
 
-    request = f"%request_runtime keepn --resource {node_runtimes}\n%switch_runtime keepn"
-    first = run_notebook(tmp_path, "import cybershuttle_magic", request,
-                         "import os, socket\nmarker = 41\nprint(os.environ['SLURMD_NODENAME'], socket.gethostname())")
-    node, hostname = text_of(first.cells[2]).split()
-    assert node in ("node1", "node2") and hostname == node  # on a compute node, never the login node
-    second = run_notebook(tmp_path, "import cybershuttle_magic", request, "print(marker + 1)", "%stop_runtime keepn")
-    assert "Re-attached to runtime keepn" in text_of(second.cells[1])
-    assert text_of(second.cells[2]).strip() == "42"  # the same kernel on the same node
+    from cybershuttle import runtime
+
+    request = f"%request_runtime keepn --resource {node_runtimes} --walltime 10\n%switch_runtime keepn"
+    try:
+        first = run_notebook(tmp_path, "import cybershuttle_magic", request,
+                             "import os, socket\nmarker = 41\nprint(os.environ['SLURMD_NODENAME'], socket.gethostname())")
+        node, hostname = text_of(first.cells[2]).split()
+        assert node in ("node1", "node2") and hostname == node  # on a compute node, never the login node
+        second = run_notebook(tmp_path, "import cybershuttle_magic", request, "print(marker + 1)")
+        assert "Re-attached to runtime keepn" in text_of(second.cells[1])
+        assert text_of(second.cells[2]).strip() == "42"  # the same kernel on the same node
+    finally:
+        _stop_quietly(runtime, "keepn")
 
 
 @pytest.mark.parametrize("how", ["scancel", "walltime"])
 def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, local_kernel, how):
-    from cybershuttle import compute, runtime
+    from cybershuttle import runtime
 
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
-    walltime = " --walltime 1" if how == "walltime" else ""
+    walltime = " --walltime 1" if how == "walltime" else " --walltime 10"
     run_ok(kc, f"%request_runtime doomedn --resource {node_runtimes}{walltime}\n%switch_runtime doomedn")
+    try:
+        _ends_mid_cell(kc, how)
+    finally:
+        _stop_quietly(runtime, "doomedn")
+
+
+def _ends_mid_cell(kc, how: str) -> None:
+    from cybershuttle import compute, runtime
+
     assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
     msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
     if how == "scancel":
@@ -372,9 +394,18 @@ def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, lo
 
 
 def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(node_runtimes, local_kernel):
+    from cybershuttle import runtime
+
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
-    run_ok(kc, f"%request_runtime dropn --resource {node_runtimes}\n%switch_runtime dropn")
+    run_ok(kc, f"%request_runtime dropn --resource {node_runtimes} --walltime 10\n%switch_runtime dropn")
+    try:
+        _survives_a_drop(kc, node_runtimes)
+    finally:
+        _stop_quietly(runtime, "dropn")
+
+
+def _survives_a_drop(kc, node_runtimes: str) -> None:
     assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
     out: list[str] = []
     msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
@@ -394,7 +425,6 @@ def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(no
             break
     assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
     assert "".join(out).strip() == "result after the drop"
-    run_ok(kc, "%stop_runtime dropn")
 
 
 def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_resource, cluster, partition,
@@ -405,7 +435,7 @@ def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_re
 
     from cybershuttle import runtime
 
-    runtime.request("privn", nodes_resource)
+    runtime.request("privn", nodes_resource, walltime=10)
     rt = runtime.wait("privn", timeout=300)
     kc = runtime.client("privn")
     secret = f"TOPSECRET-{uuid.uuid4().hex}"

@@ -416,13 +416,13 @@ def test_live_version_is_22_05(cluster, ssh_pool):
 
 def test_live_partitions_list_debug_as_default_and_short_with_30_minutes(cluster, ssh_pool):
     conn = ssh_pool.connect(cluster.endpoint())
-    nproc = int(conn.run("nproc").stdout)
     # Another test's job may hold the node for a moment: wait for it to be idle.
     parts = _poll(lambda: {p.name: p for p in slurm.partitions(conn)},
                   lambda ps: "debug" in ps and ps["debug"].idle_nodes >= 1, 20, "an idle debug node")
     debug, short = parts["debug"], parts["short"]
-    assert (debug.default, debug.state, debug.max_time_min, debug.cpus_per_node) == (True, "UP", None, nproc)
-    assert debug.nodes >= 1 and debug.memory_mb_per_node > 0 and debug.gpus_per_node == 0
+    # the compute nodes node1+node2 declare 16 CPUs and 128 GiB each, node2 two a100 GPUs (tests/cluster/nodes.sh)
+    assert (debug.default, debug.state, debug.max_time_min, debug.cpus_per_node) == (True, "UP", None, 16)
+    assert (debug.nodes, debug.memory_mb_per_node, debug.gpus_per_node, debug.gpu_types) == (2, 131072, 2, ["a100"])
     assert (short.default, short.max_time_min) == (False, 30)
 
 
