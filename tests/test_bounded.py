@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -412,7 +413,14 @@ async def test_an_output_too_large_for_a_runs_record_stays_in_its_notebook_and_c
     assert small == "x" * 10
     assert large == {"cybershuttle_large_output": {"bytes": 2**20 + 2, "in": "executed.ipynb"}}
     assert len(json.dumps(body)) < 10_000  # the list stays small however large the outputs
+    # A name planted in the target directory (a shared one: here a hard link to another file) is replaced,
+    # never written through.
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (tmp_path / "collected" / body["items"][0]["id"]).mkdir(parents=True)
+    os.link(victim, tmp_path / "collected" / body["items"][0]["id"] / "text")
     target = Path(template.collect("text", "text", tmp_path / "collected"))
+    assert victim.read_text() == "keep me\n"
     values = [json.loads(p.read_text()) for p in sorted(target.glob("*/text"), key=lambda p: p.stat().st_size)]
     assert values == ["x" * 10, "x" * 2**20]
     assert [len(row["text"]) for row in rows("text")] == [10, 2**20]

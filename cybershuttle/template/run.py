@@ -20,7 +20,6 @@ import json
 import re
 import secrets
 import shlex
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -34,6 +33,7 @@ from ..compute import states
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
 from ..setupfile import load as load_setup
+from ..storage.partial import copy_local, umask_mode, write_whole
 from . import catalog as templates
 from . import notebook as nbtools
 from . import spec as spec_file
@@ -184,13 +184,13 @@ def collect(name: str, output_name: str, to: str | Path | None = None) -> str:
             dest = names.confine(target, f"{r.id}/{output_name}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             value = output_value(r, output_name)
-            dest.write_text(json.dumps(value, default=str) + "\n")
+            write_whole(str(dest), (json.dumps(value, default=str) + "\n").encode(), umask_mode())
             row.update(value=value, file=str(dest))
             found += 1
         elif src is not None and src.is_file():
             dest = names.confine(target, f"{r.id}/{output_name}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+            copy_local(str(src), str(dest))
             row["file"] = str(dest)
             found += 1
         else:
@@ -201,7 +201,9 @@ def collect(name: str, output_name: str, to: str | Path | None = None) -> str:
         raise NotFoundError(f"no run of template {name!r} has an output named {output_name!r}"
                             + (f" (outputs seen: {', '.join(seen[:20])})" if seen else " (no run has finished yet)"))
     target.mkdir(parents=True, exist_ok=True)
-    (target / "collected.json").write_text(json.dumps(rows, indent=2, default=str, ensure_ascii=False) + "\n")
+    # `to` may be a shared directory: a name planted there is replaced, never written through (storage.partial).
+    write_whole(str(target / "collected.json"),
+                (json.dumps(rows, indent=2, default=str, ensure_ascii=False) + "\n").encode(), umask_mode())
     return str(target)
 
 
