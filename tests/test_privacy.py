@@ -101,8 +101,10 @@ def test_kernel_listens_on_loopback_and_files_are_private(registered, cluster):
     rt = runtime.wait("files")
     job = compute.get_job(rt.job_id)
     conn = ssh.connect(compute.get("testcluster").endpoint)
+    # The kernel runs on a compute node: look there, from inside its job (beside the kernel's own step).
+    on_node = compute.scheduler(job).step_command(job, "ss -ltnH 2>/dev/null || netstat -ltn; echo ===; ps -eo args")
     try:
-        listening = conn.run("ss -ltnH 2>/dev/null || netstat -ltn", check=False).stdout
+        listening, node_ps = conn.run(on_node, login_shell=True, check=False).stdout.split("===\n", 1)
         for port in rt.remote_ports.values():
             lines = [ln for ln in listening.splitlines() if f":{port} " in ln]
             assert lines and all("127.0.0.1:" in ln for ln in lines), (port, lines)
@@ -116,6 +118,7 @@ def test_kernel_listens_on_loopback_and_files_are_private(registered, cluster):
         visible = [
             conn.run(f"scontrol show job {job.native_id}", login_shell=True).stdout,
             conn.run("ps -eo args", check=False).stdout,
+            node_ps,
             conn.run(f"cat {job.jobdir}/output.log {job.jobdir}/job.sh", check=False).stdout,
             (profile.active().catalog).read_bytes().decode(errors="replace"),
             profile.active().site_catalog.read_bytes().decode(errors="replace")
