@@ -377,6 +377,18 @@ def cancel(shell: Shell, job_id: str) -> None:
     shell.run(f"scancel {shlex.quote(_validate_ids([job_id])[0])}", login_shell=True, timeout=60)
 
 
+def extend_time(shell: Shell, job_id: str, minutes: int) -> None:
+    """Raise the job's time limit by `minutes`; most sites allow it only to operators (Slurm says why)."""
+    jid = _validate_ids([job_id])[0]
+    result = _run(shell, f"scontrol update JobId={shlex.quote(jid)} TimeLimit=+{int(minutes)}")
+    if result.exit_code != 0:
+        raise TimeLimitRefused(f"Slurm refused to raise job {jid}'s time limit ({_describe(result)})")
+
+
+class TimeLimitRefused(CybershuttleError):
+    """The site does not let this user raise a job's time limit."""
+
+
 def state_command(job_id: str) -> str:
     """Prints the job's state (one line per array task), in the JobState vocabulary."""
     return f"squeue -h -j {shlex.quote(job_id)} -o %T 2>/dev/null | sed {_STATE_SED}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .durable_magic import DurableMagics
 from .magics import CybershuttleMagics
 from .storage_magic import StorageMagics
 
@@ -16,6 +17,7 @@ def load_ipython_extension(ipython: Any) -> None:
         return  # already loaded: `import` and `%load_ext` may both run
     ipython.register_magics(CybershuttleMagics)
     ipython.register_magics(StorageMagics)
+    ipython.register_magics(DurableMagics)
 
 
 def _register_in_running_ipython() -> None:

@@ -9,6 +9,12 @@ client's ZeroMQ sockets: no polling interval, no sleep.
 A remote error becomes a local exception carrying the remote traceback, so
 the cell fails (Run All and papermill stop there). Ctrl-C becomes an
 `interrupt_request` to the remote kernel; `input()` is relayed both ways.
+
+Nothing is shown twice or lost: the runtime numbers its IOPub messages and
+journals them (runtime/journal.py). A `Cursor` remembers the last number
+handled; a jump in the numbers (a dropped connection) or a silent spell is
+filled from the journal, in order, and a notebook that re-attaches first sees
+what it missed under a marker (`reattach`), then a cell still running goes on.
 """
 from __future__ import annotations
 
@@ -17,6 +23,9 @@ import time
 from typing import Any
 
 import zmq
+
+from cybershuttle.errors import CybershuttleError
+from cybershuttle.runtime import journal
 
 _SKIP = {"status", "execute_input"}  # the local kernel publishes its own
 #: output messages, passed on with their content still packed (nothing here reads it)
@@ -47,30 +56,77 @@ QUIET_CHECK_S = 3.0
 LOST_AFTER_S = 15.0
 
 
-def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, Any]:
+def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None,
+             cursor: journal.Cursor | None = None) -> dict[str, Any]:
     """Execute `code` on the kernel behind `kc`; returns the execute_reply content.
 
     While the remote side is silent, its heartbeat is checked; when it stays
     silent (`is_dead()` says the job ended, or no heartbeat for a while), the
-    cell fails with RuntimeLost instead of waiting forever.
+    cell fails with RuntimeLost instead of waiting forever. With a `cursor`,
+    messages lost to a dropped connection are taken from the runtime's journal.
     """
+    msg_id = kc.execute(code, allow_stdin=True, stop_on_error=True)
+    return _follow(shell, kc, msg_id, is_dead, cursor, expect_reply=True)
+
+
+def reattach(shell: Any, kc: Any, name: str, cursor: journal.Cursor, is_dead: Any = None) -> None:
+    """Show what runtime `name` published since `cursor`, under a marker; follow a cell it still runs."""
     kernel = getattr(shell, "kernel", None)
     parent = _current_parent(kernel)
-    msg_id = kc.execute(code, allow_stdin=True, stop_on_error=True)
+    found = journal.missed(kc, cursor.seq)
+    shown = [(seq, when, m) for seq, when, m in found.messages if m["msg_type"] not in _SKIP]
+    if shown:
+        lost = cursor.seq and found.first_kept and found.first_kept > cursor.seq + 1
+        span = f"{_clock(shown[0][1])}–{_clock(shown[-1][1])}" if len(shown) > 1 else _clock(shown[0][1])
+        _say(shell, kernel, parent, f"── runtime {name}: output produced while this notebook was away ({span})"
+             + (", older output beyond the journal's bound was dropped" if lost else "") + " ──\n")
+        for _, _, msg in shown:
+            _publish(shell, kernel, parent, msg)
+    cursor.advance(max([found.last] + [seq for seq, _, _ in found.messages]))
+    if found.running:
+        _say(shell, kernel, parent, f"── runtime {name}: that cell is still running; its output follows ──\n")
+        _follow(shell, kc, found.running, is_dead, cursor, expect_reply=False)
+
+
+def _follow(shell: Any, kc: Any, msg_id: str, is_dead: Any, cursor: journal.Cursor | None,
+            expect_reply: bool) -> dict[str, Any]:
+    """Relay the IOPub messages of request `msg_id` until it is done (its reply too, when `expect_reply`)."""
+    kernel = getattr(shell, "kernel", None)
+    parent = _current_parent(kernel)
     poller = zmq.Poller()
     iopub, stdin, shell_sock = kc.iopub_channel.socket, kc.stdin_channel.socket, kc.shell_channel.socket
     for sock in (iopub, stdin, shell_sock):
         poller.register(sock, zmq.POLLIN)
-    reply: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None if expect_reply else {"status": "ok"}
     idle = False
+    error: dict[str, Any] | None = None
     interrupted = False
     silent_since: float | None = None
+
+    def handle(msg: dict[str, Any]) -> None:
+        nonlocal idle, error
+        if msg["parent_header"].get("msg_id") != msg_id:
+            return
+        kind = msg["msg_type"]
+        if kind == "status":
+            idle = idle or msg["content"].get("execution_state") == "idle"
+        elif kind == "error" and expect_reply:
+            error = msg["content"]  # raised below as a local exception carrying the remote traceback
+        elif kind not in _SKIP:
+            _publish(shell, kernel, parent, msg)
+            _track_comm(kernel, kc, msg)
+
     while reply is None or not idle:
         try:
             events = dict(poller.poll(QUIET_CHECK_S * 1000))
             if not events:
                 silent_since = silent_since or time.monotonic()
                 _check_alive(kc, is_dead, time.monotonic() - silent_since)
+                if cursor is not None and kc.hb_channel.is_beating():
+                    for msg in _from_journal(kc, cursor, None):  # what a dropped connection swallowed
+                        handle(msg)
+                    if idle and reply is None:  # its reply went to a connection that is gone
+                        reply = {"status": "error", **error} if error else {"status": "ok"}
                 continue
             silent_since = None
         except KeyboardInterrupt:
@@ -81,16 +137,8 @@ def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, A
             raise
         if iopub in events:
             msg = _next_iopub(kc)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            if kind == "status":
-                idle = msg["content"].get("execution_state") == "idle"
-            elif kind == "error":
-                pass  # raised below as a local exception carrying the remote traceback
-            elif kind not in _SKIP:
-                _publish(shell, kernel, parent, msg)
-                _track_comm(kernel, kc, msg)
+            for ordered in _from_journal(kc, cursor, msg) if cursor is not None else [msg]:
+                handle(ordered)
         if stdin in events:
             msg = kc.stdin_channel.get_msg(timeout=0)
             if msg["msg_type"] == "input_request":
@@ -99,9 +147,47 @@ def run_cell(shell: Any, kc: Any, code: str, is_dead: Any = None) -> dict[str, A
             msg = kc.shell_channel.get_msg(timeout=0)
             if msg["parent_header"].get("msg_id") == msg_id:
                 reply = msg["content"]
-    if reply.get("status") == "error":
+    if expect_reply and reply.get("status") == "error":
         raise _remote_exception(reply)
     return reply
+
+
+def _from_journal(kc: Any, cursor: journal.Cursor, live: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """`live` (None: nothing arrived) preceded by whatever the journal holds between the cursor and it.
+
+    Messages at or below the cursor were handled already (a message both
+    journaled and still queued on the socket) and are dropped.
+    """
+    seq = journal.seq_of(live) if live is not None else None
+    if live is not None and seq is None:
+        return [live]  # a kernel without a journal
+    if seq is not None and seq <= cursor.seq:
+        return []
+    out: list[dict[str, Any]] = []
+    if seq is None or seq > cursor.seq + 1:
+        try:
+            found = journal.missed(kc, cursor.seq, timeout=QUIET_CHECK_S)
+        except CybershuttleError:
+            found = None  # not reachable now: the next silence or jump asks again
+        if found is not None:
+            out = [m for s, _, m in found.messages if seq is None or s < seq]
+    if live is not None:
+        out.append(live)
+    ordered = []
+    for msg in out:
+        number = journal.seq_of(msg) or 0
+        if number > cursor.seq:
+            cursor.advance(number)
+            ordered.append(msg)
+    return ordered
+
+
+def _say(shell: Any, kernel: Any, parent: dict[str, Any], text: str) -> None:
+    _publish(shell, kernel, parent, {"msg_type": "stream", "content": {"name": "stdout", "text": text}})
+
+
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
 
 
 def _track_comm(kernel: Any, kc: Any, msg: dict[str, Any]) -> None:
@@ -173,9 +259,9 @@ def _current_parent(kernel: Any) -> dict[str, Any]:
 
 def _publish(shell: Any, kernel: Any, parent: dict[str, Any], msg: dict[str, Any]) -> None:
     if kernel is not None:
+        metadata = {k: v for k, v in (msg.get("metadata") or {}).items() if k != journal.SEQ_KEY}
         kernel.session.send(kernel.iopub_socket, msg["msg_type"], msg["content"], parent=parent,
-                            metadata=msg.get("metadata") or {}, buffers=msg.get("buffers") or None,
-                            ident=_topic(msg))
+                            metadata=metadata, buffers=msg.get("buffers") or None, ident=_topic(msg))
         return
     _render_without_kernel(msg)  # plain IPython (a terminal): show what can be shown
 

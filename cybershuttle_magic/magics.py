@@ -20,12 +20,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from cybershuttle.errors import CybershuttleError
 
-from . import forwarding
+from . import durable_magic, forwarding
 
 #: Magics that always run in the notebook's own kernel.
 LOCAL_MAGICS = ("request_runtime", "wait_for_runtime", "switch_runtime", "run_on", "stat_runtime", "restart_runtime",
                 "stop_runtime", "runtimes", "authenticate", "copy_data", "run_subprocess", "kill_subprocess",
-                "open_tunnels", "close_tunnels", "open_web_terminal", "storage", "cybershuttle", "load_application")
+                "open_tunnels", "close_tunnels", "open_web_terminal", "storage", "cybershuttle", "load_application",
+                "checkpoint_runtime", "extend_runtime")
 _LOCAL_LINE = re.compile(r"^\s*%{1,2}(" + "|".join(LOCAL_MAGICS) + r")\b", re.MULTILINE)
 
 
@@ -57,6 +58,7 @@ class CybershuttleMagics(Magics):
         super().__init__(shell)
         self.active: str | None = None
         self._clients: dict[str, Any] = {}
+        self._cursors: dict[str, Any] = {}  # runtime name -> journal.Cursor (what this notebook has shown)
         self._bypass = False
         shell.input_transformers_cleanup.append(self._route_cell)
 
@@ -119,7 +121,12 @@ class CybershuttleMagics(Magics):
             return None
         from cybershuttle import runtime
 
-        forwarding.run_cell(self.shell, kc, cell, is_dead=lambda: runtime.gone_reason(name))
+        try:
+            forwarding.run_cell(self.shell, kc, cell, is_dead=lambda: runtime.gone_reason(name),
+                                cursor=self._cursors.get(name))
+        except forwarding.RuntimeLost:
+            self._drop_client(name)  # the next use re-attaches (and shows what it missed) or says why it cannot
+            raise
         return None
 
     @line_magic
@@ -215,6 +222,7 @@ class CybershuttleMagics(Magics):
         p.add_argument("--group", "--account", dest="account", help="Slurm account (the old platform's group)")
         p.add_argument("--file", "--setup_file", "--setup-file", dest="file")
         p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true")
+        durable_magic.add_request_arguments(p)
         args = p.parse_args(_split(line))
         if not args.resource and not args.use:
             raise MagicUsageError(f"%request_runtime {args.name}: say where with --resource R or --use R:PARTITION")
@@ -224,7 +232,12 @@ class CybershuttleMagics(Magics):
         if args.dry_run:
             print("\n".join(plans.describe(plan)))
             return
-        print("\n".join(plans.report(plan, *plans.request_planned(plan))))
+        rt, reattached = plans.request_planned(plan, **durable_magic.request_options(args))
+        if not reattached:
+            self._drop_client(args.name)  # a client of its previous job (a resume) talks to a kernel that is gone
+        print("\n".join(plans.report(plan, rt, reattached)))
+        if reattached and rt.state == "READY":
+            self._client(args.name)  # shows what it published while this notebook was away
 
     def _wait(self, line: str) -> None:
         p = _parser("wait_for_runtime", "wait until a runtime is ready")
@@ -264,6 +277,7 @@ class CybershuttleMagics(Magics):
               f"{s['request'].get('gpus')} GPU(s), walltime {s['request'].get('walltime') or 'none'}")
         print(f"  transport: {s['transport']}")
         print(f"  active:    {'yes' if self.active == s['name'] else 'no'}")
+        durable_magic.print_status(runtime.get(args.name))
 
     def _restart(self, line: str) -> None:
         from cybershuttle import runtime
@@ -422,14 +436,24 @@ class CybershuttleMagics(Magics):
 
         kc = self._clients.get(name)
         if kc is None:
+            gone = runtime.gone_reason(name)
+            if gone:  # e.g. it gave its allocation back after an idle spell: say so instead of waiting
+                raise CybershuttleError(gone, next_step=("runtime.request", name))
             kc = runtime.client(name)
             self._clients[name] = kc
+            from cybershuttle.runtime import journal
+
+            cursor = self._cursors[name] = journal.Cursor(name, runtime.get(name).job_id)
+            forwarding.reattach(self.shell, kc, name, cursor, is_dead=lambda: runtime.gone_reason(name))
         return kc
 
     def _drop_client(self, name: str) -> None:
         kc = self._clients.pop(name, None)
         if kc is not None:
             kc.stop_channels()
+        cursor = self._cursors.pop(name, None)
+        if cursor is not None:
+            cursor.close()
 
 
 class _Quiet(Exception):

@@ -25,7 +25,13 @@ _TIMEOUT = arg("--timeout", type=float, default=600.0, help="seconds to wait for
             arg("--tasks-per-node", type=int, help="tasks on each node for the kernel's parallel steps (Slurm)"),
             arg("--account", help="Slurm account"), arg("--setup-file", help="a cybershuttle.yml to build on the resource"),
             arg("--dry-run", action="store_true", help="print what would be asked for; submit nothing"),
-            arg("--no-wait", action="store_true", help="return once submitted"), _TIMEOUT)
+            arg("--no-wait", action="store_true", help="return once submitted"), _TIMEOUT,
+            arg("--warn-before", type=float, help="minutes before the walltime to warn and checkpoint (default 5)"),
+            arg("--no-checkpoint", action="store_true", help="warn only; take no checkpoint at the warning"),
+            arg("--idle-timeout", type=float,
+                help="minutes without a cell after which it checkpoints and gives its job back"),
+            arg("--journal-mb", type=float, help="recent output kept for re-attaching notebooks (default 64)"),
+            arg("--resume", action="store_true", help="a new job with the namespace of its last checkpoint"))
 def _request(args: argparse.Namespace) -> None:
     from ..runtime import plan as plans
 
@@ -35,7 +41,11 @@ def _request(args: argparse.Namespace) -> None:
     if args.dry_run:
         print("\n".join(plans.describe(plan)))
         return
-    rt, reattached = plans.request_planned(plan)
+    from ..runtime import durable
+
+    options = durable.Options(warn_before_min=args.warn_before, checkpoint=not args.no_checkpoint,
+                              idle_timeout_min=args.idle_timeout, journal_mb=args.journal_mb or durable.DEFAULT_JOURNAL_MB)
+    rt, reattached = plans.request_planned(plan, options=options, resume=args.resume)
     print("\n".join(plans.report(plan, rt, reattached)))
     if not args.no_wait:
         _wait(rt.name, args.timeout)
@@ -65,8 +75,9 @@ def _status(args: argparse.Namespace) -> None:
     if args.wait:
         _wait(args.name, args.timeout, quiet=args.json)
     s = runtime.status(args.name)
+    durable = _durable(args.name)
     if args.json:
-        print_json(s)
+        print_json({**s, **durable})
         return
     job, req = s["job"], s["request"]
     print(f"runtime {s['name']} on {s['resource']}: {s['state']}" + (f" ({s['message']})" if s["message"] else ""))
@@ -76,6 +87,44 @@ def _status(args: argparse.Namespace) -> None:
     print(f"  transport:  {s['transport']}")
     if s.get("subprocess"):
         print(f"  subprocess: pid {s['subprocess']['pid']}: {s['subprocess']['command']}")
+    for key, found in durable.items():
+        if found is not None:
+            print(f"  {key + ':':11} {found['text']}")
+
+
+def _durable(name: str) -> dict[str, Any]:
+    """The walltime warning the kernel got and what a resume restored (None where nothing)."""
+    from .. import runtime
+    from ..runtime import durable
+
+    rt = runtime.get(name)
+    return {"warning": durable.warning(rt), "resumed": durable.restored(rt)}
+
+
+@group.verb("checkpoint", "save a runtime's namespace now (dill) into its private directory on the resource; "
+            "what cannot be saved is named", "cybershuttle runtime checkpoint hpc", NAME, listing=True)
+def _checkpoint(args: argparse.Namespace) -> None:
+    from ..runtime import durable
+
+    result = durable.checkpoint(args.name)
+    if args.json:
+        print_json(result)
+        return
+    print("\n".join(durable.report(args.name, result)))
+
+
+@group.verb("extend", "raise a running runtime's time limit, where the site lets users",
+            "cybershuttle runtime extend hpc --walltime +30", NAME,
+            arg("--walltime", required=True, help="+MINUTES to add"))
+def _extend(args: argparse.Namespace) -> None:
+    from ..errors import UsageError
+    from ..runtime import durable
+
+    minutes = args.walltime.lstrip("+")
+    if not minutes.isdigit():
+        raise UsageError(f"runtime extend {args.name}: give --walltime +MINUTES (got {args.walltime!r})")
+    done = durable.extend(args.name, int(minutes))
+    print(f"runtime {args.name}: job {done['job']} got {done['added_min']} more minute(s)")
 
 
 @group.verb("restart", "give a runtime a fresh kernel: a new job with the same request (variables are lost)",

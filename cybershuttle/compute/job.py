@@ -82,7 +82,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
             account: str | None = None, qos: str | None = None, resources_kind: str | None = None,
             setup_file: str | None = None, name: str | None = None, workdir: str | None = None,
             nodes: int | None = None, tasks_per_node: int | None = None,
-            extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None, array: str | None = None) -> Job:
+            extra_pip: tuple[str, ...] = (), files: dict[str, bytes] | None = None, array: str | None = None,
+            warn_before: int | None = None) -> Job:
     """Check everything, then submit `command` on `resource`; returns the recorded job.
 
     Nothing is submitted when the request, the setup file or the resource's
@@ -94,6 +95,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     job array, e.g. "0-19" or "0-19%2"; each task sees `$SLURM_ARRAY_TASK_ID`.
     `nodes`/`tasks_per_node` (Slurm) ask for several nodes: `command` runs on the
     first, and a parallel step in it starts that many tasks on each.
+    `warn_before` (seconds; schedulers that `warns`; at most half the walltime) sends
+    the job's batch shell SIGUSR1 that long before its walltime ends.
     """
     if not isinstance(command, str) or not command.strip():
         raise CybershuttleError("the command to execute is empty: give a shell command, e.g. 'python train.py'")
@@ -122,7 +125,10 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     run_in = workdir or (str(Path.cwd()) if not res.remote else res.facts.get("home") or "~")
     for filename, data in (files or {}).items():
         write_file(shell, f"{jobdir}/{filename}", data, 0o600)
-    native = sched.submit(shell, schedulers.Submission(jobdir, run_in, job_name, command, req, env.preamble(), array))
+    # A warning at more than half the walltime would come before any work was done.
+    warn = min(warn_before, max(req.walltime_s // 2, 1)) if warn_before and sched.warns and req.walltime_s else None
+    native = sched.submit(shell, schedulers.Submission(jobdir, run_in, job_name, command, req, env.preamble(), array,
+                                                       warn))
     job = Job(id=sched.job_id(native, token), resource=res.name, kind=sched.name, native_id=native,
               name=job_name, command=command, jobdir=jobdir, workdir=run_in, submitted=time.time(),
               request=req.to_dict(), setup_file=str(Path(setup_file).resolve()) if setup_file else None,

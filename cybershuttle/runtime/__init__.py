@@ -41,8 +41,6 @@ PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
 KERNEL_REQUIREMENT = "ipykernel>=7"  # 7 understands CurveZMQ keys in the connection file
 #: the runtime states in which it holds a job (compute/states.py defines active and final)
 LIVE_STATES = tuple(s.value for s in compute.states.RuntimeState if s.active)
-_KERNEL_COMMAND = ('python -m ipykernel_launcher -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; rc=$?; '
-                   'rm -f "$CYBERSHUTTLE_JOB_DIR/connection.json"; exit $rc')
 
 
 class RuntimeError_(CybershuttleError):
@@ -67,6 +65,7 @@ class Runtime:
     ready_at: float | None = None
     message: str | None = None
     subprocess: dict[str, Any] | None = None  # {"pid", "command", "ports"} of its background process
+    durable: dict[str, Any] = field(default_factory=dict)  # durable.Options: warning, checkpoints, idle stop
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,13 +75,16 @@ class Runtime:
 def request(name: str, resource: str, *, cpus: int | None = None, memory: str | int | None = None,
             gpus: int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, setup_file: str | None = None,
-            nodes: int | None = None, tasks_per_node: int | None = None, encrypt: bool = True) -> tuple[Runtime, bool]:
+            nodes: int | None = None, tasks_per_node: int | None = None, encrypt: bool = True,
+            options: durable.Options | None = None, resume: bool = False) -> tuple[Runtime, bool]:
     """Start runtime `name` on `resource`, or re-attach to it if it is still running.
 
     `nodes` > 1 (with `tasks_per_node`) asks for a multi-node allocation: the kernel runs
     on its first node, and a parallel step launched from the kernel uses every node.
     Returns the runtime and whether it was re-attached (no new job). `encrypt`
-    exists for the latency benchmark's comparison; leave it on.
+    exists for the latency benchmark's comparison; leave it on. `options` say
+    how durable it is (see `durable`); `resume` restores the namespace of its last
+    checkpoint before the first cell.
     """
     names.validate(name, "runtime name")
     if name == "local":
@@ -96,6 +98,11 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
                                     "stop it first or choose another name", next_step=("runtime.stop", name))
             return existing, True
         _mark(existing, "DEAD", _ended_message(job))
+    options = options or durable.Options()
+    res = compute.get(resource)
+    restore = durable.resume_source(name, res) if resume else None
+    walltime_s = compute.request.walltime_seconds(compute.request.normalize_walltime(walltime)) if walltime else None
+    files, warn = durable.job_files(name, res, options, walltime_s, restore)
     key = uuid.uuid4().hex
     import zmq
 
@@ -103,14 +110,14 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
     curve = {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()} if encrypt else {}
     connection = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
                   "kernel_name": "", **curve, **{port: 0 for port in PORTS}}
-    job = compute.execute(_KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
+    job = compute.execute(durable.KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
                           partition=partition, account=account, qos=qos, setup_file=setup_file,
                           nodes=nodes, tasks_per_node=tasks_per_node,
-                          name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT,),
-                          files={"connection.json": json.dumps(connection).encode()})
+                          name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT, *durable.REQUIREMENTS),
+                          files={"connection.json": json.dumps(connection).encode(), **files}, warn_before=warn)
     _write_secrets(name, {"key": key, **curve})
     rt = Runtime(name=name, resource=resource, job_id=job.id, request=job.request, setup_file=job.setup_file,
-                 created=time.time(), encrypted=bool(curve))
+                 created=time.time(), encrypted=bool(curve), durable=options.to_dict())
     catalog().private.add(KIND, name, _to_data(rt), catalog().user, replace=True)
     _close_local(name)
     return rt, False
@@ -288,7 +295,8 @@ def restart(name: str, *, timeout: float | None = 600.0, progress: Callable[[str
     req = rt.request
     request(name, rt.resource, cpus=req.get("cpus"), memory=req.get("memory_mb"), gpus=req.get("gpus"),
             walltime=req.get("walltime"), partition=req.get("partition"), account=req.get("account"),
-            qos=req.get("qos"), setup_file=rt.setup_file, encrypt=rt.encrypted)
+            qos=req.get("qos"), setup_file=rt.setup_file, encrypt=rt.encrypted,
+            options=durable.Options.from_dict(rt.durable))
     return wait(name, timeout=timeout, progress=progress)
 
 
@@ -345,6 +353,9 @@ def _read_ports(job: compute.Job, res: compute.Resource) -> str:
 
 
 def _ended_message(job: compute.Job) -> str:
+    stopped = durable.ended_reason(job)  # the kernel gave its allocation back by itself (idle)
+    if stopped:
+        return stopped
     tail = ""
     try:
         out = compute.read_log(job.id, -2**20).data.decode(errors="replace").strip().splitlines()  # its last MiB
@@ -410,7 +421,7 @@ def _from_data(name: str, data: dict[str, Any]) -> Runtime:
 
 
 # Actions that live in their own modules, part of this one's API (imported last: they use the above).
-from . import tunnels  # noqa: E402
+from . import durable, tunnels  # noqa: E402
 from .processes import start_subprocess, stop_subprocess  # noqa: E402
 from .transfer import copy  # noqa: E402
 from .terminal import terminal_command  # noqa: E402

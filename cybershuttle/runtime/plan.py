@@ -36,14 +36,17 @@ def plan(name: str, *, resource: str | None = None, use: str | None = None, cpus
     return Plan(name, res, req, setup, setup_file)
 
 
-def request_planned(p: Plan) -> tuple[Any, bool]:
-    """Submit (or re-attach to) the planned runtime; returns (Runtime, re-attached)."""
+def request_planned(p: Plan, **durable: Any) -> tuple[Any, bool]:
+    """Submit (or re-attach to) the planned runtime; returns (Runtime, re-attached).
+
+    `durable`: `options` (runtime.durable.Options) and `resume`, as `runtime.request` takes them.
+    """
     from . import request
 
     req = p.request
     return request(p.name, p.resource.name, cpus=req.cpus, memory=req.memory_mb, gpus=req.gpus,
                    walltime=req.walltime, partition=req.partition, account=req.account, setup_file=p.setup_file,
-                   nodes=req.nodes, tasks_per_node=req.tasks_per_node)
+                   nodes=req.nodes, tasks_per_node=req.tasks_per_node, **durable)
 
 
 def report(p: Plan, rt: Any, reattached: bool) -> list[str]:

@@ -72,10 +72,17 @@ class Submission:
     request: Request
     preamble: str  # environment set-up lines that go before the command
     array: str | None = None  # a task range ("0-19%2") when the scheduler has `arrays`
+    #: seconds before the walltime at which the job's batch shell gets SIGUSR1 (schedulers with `warns`)
+    warn_before_s: int | None = None
 
     def script_lines(self) -> list[str]:
         """The body every scheduler runs: job directory, environment, command."""
-        return [f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(self.jobdir)}", self.preamble, self.command, ""]
+        lines = [f"export CYBERSHUTTLE_JOB_DIR={shlex.quote(self.jobdir)}"]
+        if self.warn_before_s:
+            # A warning that comes while the environment is prepared (a short walltime) is kept in a
+            # file for the command to find: bash's default for SIGUSR1 would end the job.
+            lines.append("trap 'date +%s > \"$CYBERSHUTTLE_JOB_DIR/warned\"' USR1")
+        return [*lines, self.preamble, self.command, ""]
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,8 @@ class Scheduler(ABC):
     #: whether jobs run on other machines (compute nodes) than the resource's host: the host's
     #: files are then the cluster's shared storage, not the job's local disk
     runs_on_nodes: ClassVar[bool] = False
+    #: whether `Submission.warn_before_s` is honoured (the job's own process gets SIGUSR1 before its walltime)
+    warns: ClassVar[bool] = False
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
@@ -164,6 +173,10 @@ class Scheduler(ABC):
     def cancel(self, shell: Shell, job: Job) -> None:
         """Ask the job to end (it may take a moment; the caller waits)."""
 
+    def extend(self, shell: Shell, job: Job, minutes: int) -> None:
+        """Raise the running job's time limit by `minutes`; raise CybershuttleError saying why it cannot."""
+        raise CybershuttleError(f"{self.resource.name} ({self.name}) cannot raise a job's time limit")
+
     def task_states(self, shell: Shell, job: Job, tasks: list[int]) -> dict[int, str]:
         """The state of some tasks of an array job (a `JobState` word each)."""
         raise CybershuttleError(f"{self.resource.name} ({self.name}) runs no job arrays")
@@ -199,6 +212,10 @@ class Scheduler(ABC):
         """A shell command printing the node the job runs on; None: the resource's host itself."""
         return None
 
+    def nodes(self, shell: Shell) -> list[str]:
+        """Names of the compute nodes jobs may land on (node transports probe them at registration)."""
+        return []
+
     def step_command(self, job: Job, command: str) -> str | None:
         """A shell command running `command` (a shell string) inside the job's allocation, on its node, with
         stdin/stdout passed through (the "allocation" transport starts its relay so); None: not possible."""
@@ -207,10 +224,6 @@ class Scheduler(ABC):
     def steps_refused(self, shell: Shell) -> str | None:
         """Registration: None when `step_command` works on this resource, else why not (one line)."""
         return f"the {self.name} scheduler starts nothing inside a job's allocation"
-
-    def nodes(self, shell: Shell) -> list[str]:
-        """Names of the compute nodes jobs may land on (node transports probe them at registration)."""
-        return []
 
     def position_command(self, job: Job) -> str | None:
         """A shell command printing the pending job's 1-based queue position (None: no queue)."""

@@ -27,6 +27,7 @@ class SlurmScheduler(Scheduler):
     login_shell = True
     needs_python = False  # batch jobs need bash; a runtime's environment brings its own Python
     runs_on_nodes = True
+    warns = True
 
     # -- the resource ------------------------------------------------------
     def inspect(self, shell: Shell, facts: dict[str, Any]) -> list[Check]:
@@ -87,7 +88,9 @@ class SlurmScheduler(Scheduler):
                       f"--cpus-per-task={req.cpus}"]
         optional = {"--partition": req.partition, "--mem": req.memory_mb and f"{req.memory_mb}M",
                     "--time": req.walltime, "--gres": req.gpus and f"gpu:{req.gpus}", "--account": req.account,
-                    "--qos": req.qos, "--array": job.array}
+                    "--qos": req.qos, "--array": job.array,
+                    # B: the batch shell itself, which a runtime's kernel replaces (exec)
+                    "--signal": job.warn_before_s and f"B:USR1@{job.warn_before_s}"}
         directives += [f"{flag}={value}" for flag, value in optional.items() if value]
         return slurm.submit(shell, job.jobdir, slurm.batch_script(directives, job.script_lines()), self.resource.name)
 
@@ -105,6 +108,14 @@ class SlurmScheduler(Scheduler):
 
     def cancel(self, shell: Shell, job: Job) -> None:
         slurm.cancel(shell, job.native_id)
+
+    def extend(self, shell: Shell, job: Job, minutes: int) -> None:
+        try:
+            slurm.extend_time(shell, job.native_id, minutes)
+        except slurm.TimeLimitRefused as exc:
+            raise CybershuttleError(f"{self.resource.name} does not let you raise a job's time limit: {exc}; "
+                                    "checkpoint and resume in a new job instead, or ask the site's "
+                                    "administrators") from None
 
     def task_states(self, shell: Shell, job: Job, tasks: list[int]) -> dict[int, str]:
         found = slurm.job_states(shell, [f"{job.native_id}_{t}" for t in tasks])

@@ -1,0 +1,187 @@
+"""Durable runtimes: a warning before the walltime, namespace checkpoints, resume, extend, idle stop.
+
+The kernel side is `durable_kernel.py`, shipped into each runtime's job
+directory with its settings (`durable.json`). Everything it keeps lives in
+the runtime's private directories on the resource (its job directory, and
+`~/.cybershuttle/runtimes/NAME/` for checkpoints, both 0700 with 0600 files),
+which on a cluster is the shared filesystem: the same files are seen from the
+login node and from whichever compute node the kernel runs on. Requests to a
+running kernel (checkpoint now, the journal) travel on its control channel,
+through the runtime's own connection, wherever the kernel is.
+
+    from cybershuttle.runtime import durable
+    durable.checkpoint("hpc")                  # {'saved': [...], 'skipped': {name: why}, ...}
+    durable.warning("hpc")                     # the walltime warning, once it came
+    durable.extend("hpc", 30)                  # where the site lets users raise a time limit
+    runtime.request("hpc", "cluster", resume=True)   # a new job, the namespace restored first
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources as pkg_resources
+from typing import TYPE_CHECKING, Any
+
+from .. import compute
+from ..errors import CybershuttleError
+
+if TYPE_CHECKING:
+    from . import Runtime
+
+#: what the job runs: the kernel replaces the batch shell, so the scheduler's warning signal reaches it
+#: (ignored, not fatal, in the instant before the kernel installs its handler)
+KERNEL_COMMAND = 'trap "" USR1; exec python "$CYBERSHUTTLE_JOB_DIR/durable_kernel.py"'
+#: what the kernel side needs beside ipykernel
+REQUIREMENTS = ("dill>=0.3.8",)
+DEFAULT_WARN_BEFORE_MIN = 5
+DEFAULT_JOURNAL_MB = 64
+
+
+class DurableError(CybershuttleError):
+    """A checkpoint, resume or extension that could not be done."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How durable one runtime is; kept in its record so restart and resume ask the same."""
+
+    warn_before_min: float | None = None  # None: the default (5), or half a shorter walltime
+    checkpoint: bool = True  # at the warning
+    idle_timeout_min: float | None = None  # None: never (or the site's `idle_timeout_min` fact)
+    journal_mb: float = DEFAULT_JOURNAL_MB
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Options:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def warn_before_s(self, walltime_s: int | None) -> int:
+        """The warning's lead; the scheduler gets at most half the walltime (see compute.execute)."""
+        if self.warn_before_min is not None:
+            return max(int(self.warn_before_min * 60), 1)
+        return min(DEFAULT_WARN_BEFORE_MIN * 60, walltime_s // 2) if walltime_s else DEFAULT_WARN_BEFORE_MIN * 60
+
+
+def checkpoint_path(resource: compute.Resource, name: str) -> str:
+    """Where runtime `name`'s checkpoint lives on its resource (private, on the shared filesystem)."""
+    home = resource.facts.get("home") or "~"
+    return f"{home}/.cybershuttle/runtimes/{name}/checkpoint"
+
+
+def job_files(name: str, resource: compute.Resource, options: Options, walltime_s: int | None,
+              restore: str | None) -> tuple[dict[str, bytes], int]:
+    """The files a durable runtime's job needs, and the warning's lead time in seconds."""
+    warn = options.warn_before_s(walltime_s)
+    idle = options.idle_timeout_min if options.idle_timeout_min is not None else resource.facts.get("idle_timeout_min")
+    config = {"runtime": name, "warn_before_s": warn, "checkpoint": options.checkpoint,
+              "idle_timeout_s": float(idle) * 60 if idle else None,
+              "journal_bytes": int(options.journal_mb * (1 << 20)),
+              "checkpoint_path": checkpoint_path(resource, name), "restore": restore}
+    source = pkg_resources.files(__package__).joinpath("durable_kernel.py").read_bytes()
+    return {"durable.json": json.dumps(config).encode(), "durable_kernel.py": source}, warn
+
+
+def resume_source(name: str, resource: compute.Resource) -> str:
+    """The checkpoint a `--resume` of runtime `name` restores; refused when there is none."""
+    path = checkpoint_path(resource, name)
+    found = resource.shell().run(f"test -f {_q(path)} && echo yes", check=False, timeout=30).stdout.strip()
+    if found != "yes":
+        raise DurableError(f"runtime {name!r} has no checkpoint on {resource.name} to resume from: "
+                           f"request it without --resume (checkpoints are taken by %checkpoint_runtime, "
+                           "at the walltime warning and at an idle stop)")
+    return path
+
+
+def checkpoint(name: str, timeout: float = 600.0) -> dict[str, Any]:
+    """Checkpoint runtime `name`'s namespace now; returns {'saved', 'skipped' (name: why), 'bytes', 'seconds'}."""
+    from . import client
+
+    kc = client(name)
+    try:
+        reply = control_request(kc, "cybershuttle_checkpoint_request", {}, timeout)
+    finally:
+        kc.stop_channels()
+    content = reply["content"]
+    if content.get("status") != "ok":
+        raise DurableError(f"runtime {name}: the checkpoint failed: {content.get('evalue')}")
+    return content
+
+
+def report(name: str, result: dict[str, Any]) -> list[str]:
+    """A checkpoint's result in the lines every front end prints."""
+    lines = [f"checkpointed runtime {name}: {len(result['saved'])} name(s), {result['bytes'] / 1e6:.1f} MB "
+             f"in {result['seconds']:.1f} s"]
+    return lines + [f"  not saved: {n} ({why})" for n, why in sorted(result["skipped"].items())]
+
+
+def control_request(kc: Any, msg_type: str, content: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send one request on the kernel's control channel and return its reply (answered while a cell runs)."""
+    msg = kc.session.msg(msg_type, content)
+    kc.control_channel.send(msg)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not kc.control_channel.socket.poll(min(left, 1.0) * 1000):
+            continue
+        reply = kc.control_channel.get_msg(timeout=0)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+    raise DurableError(f"the runtime's kernel did not answer {msg_type} within {timeout:.0f} s")
+
+
+def warning(rt: Runtime) -> dict[str, Any] | None:
+    """The walltime warning the runtime's kernel received ({'at', 'ends_at', 'text', 'checkpoint'}), or None."""
+    return _read_json(rt, "durable/warning.json")
+
+
+def restored(rt: Runtime) -> dict[str, Any] | None:
+    """What a resumed runtime restored and what it could not ({'restored', 'failed', 'text'}), or None."""
+    return _read_json(rt, "durable/restored.json")
+
+
+def ended_reason(job: compute.Job) -> str | None:
+    """Why the kernel gave its allocation back by itself (an idle stop), or None."""
+    try:
+        shell = compute.get(job.resource).shell()
+        out = shell.run(f"cat {_q(job.jobdir + '/durable/ended.json')}", check=False, timeout=30).stdout
+        return json.loads(out)["text"] if out.strip() else None
+    except (CybershuttleError, ValueError, KeyError):
+        return None
+
+
+def extend(name: str, minutes: int) -> dict[str, Any]:
+    """Raise runtime `name`'s time limit by `minutes` where its site allows users to."""
+    from . import get
+
+    if int(minutes) <= 0:
+        raise DurableError(f"extend runtime {name} by a positive number of minutes (got {minutes})")
+    rt = get(name)
+    job = compute.status(rt.job_id)
+    if job.final:
+        raise DurableError(f"runtime {name}'s job {job.id} already ended ({job.state}): request it with --resume",
+                           next_step=("runtime.request", name))
+    res = compute.get(rt.resource)
+    sched = compute.schedulers.for_resource(res)
+    sched.extend(res.shell(), job, int(minutes))
+    return {"runtime": name, "job": job.id, "added_min": int(minutes)}
+
+
+def _read_json(rt: Runtime, relative: str) -> dict[str, Any] | None:
+    try:
+        job = compute.get_job(rt.job_id)
+        out = compute.get(rt.resource).shell().run(f"cat {_q(job.jobdir + '/' + relative)}", check=False,
+                                                   timeout=30).stdout
+        return json.loads(out) if out.strip() else None
+    except (CybershuttleError, ValueError):
+        return None
+
+
+def _q(path: str) -> str:
+    # `~/...` must stay expandable by the remote shell; everything else is quoted.
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
