@@ -161,6 +161,13 @@ async def test_write_only_copies_never_land_where_files_run_code(jp_fetch, home,
         assert code == 403 and f"would read {home}/.ssh/authorized_keys, and '.ssh' is a dot-file" in body["error"]
         assert "copying out of storage 'home' (owner " in body["error"]
     assert not (payload / "k").exists()
+    # ... nor through a link inside a tree it copies (the tree's names have no dot; where they lead has)
+    (home / "proj").mkdir()
+    (home / "proj" / "keys").symlink_to(home / ".ssh")
+    code, body = await call(jp_fetch, "storage/copy", "POST",
+                            json_body={"src": "home:/proj", "dst": "lab:/out/", "recursive": True})
+    assert code == 403 and f"would read {home}/.ssh" in body["error"], body
+    assert not (payload / "out").exists()
     # and only between registered storages, inside their roots
     for dst, message in (("/etc/cron.d/x", "must be a storage path NAME:/path"), ("nosuch:/x", "nosuch"),
                          ("lab:/../../x", "leaves")):

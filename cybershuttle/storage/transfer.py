@@ -160,12 +160,14 @@ class _Side:
 
 
 def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = False, checksum: bool = False,
-         progress: Progress | None = None, guard: Guard | None = None) -> CopyResult:
+         progress: Progress | None = None, guard: Guard | None = None,
+         read_guard: Guard | None = None) -> CopyResult:
     """Copy `NAME:/path` (or a local path, or a `Place`) to another, like `cp`.
 
     Onto an existing directory, or a target ending in '/', the source keeps
     its name. Directories need `recursive=True`. `guard` is asked about every
-    target path first (see `Guard`); nothing is written when it refuses one.
+    target path first, `read_guard` about every source path (see `Guard`);
+    nothing is written when either refuses one.
     """
     started = time.monotonic()
     src = _Side(src_spec, "source")
@@ -185,8 +187,12 @@ def copy(src_spec: str | Place, dst_spec: str | Place, *, recursive: bool = Fals
         target = posixpath.join(target, posixpath.basename(src.path.rstrip("/")) or "root").lstrip("/")
     result = CopyResult(source=src_spec, target=dst.show(target))
     # Both ends behind one login are copied there, unless a guard must see each file go by.
-    there = _on_one_host(src, dst) and not checksum and guard is None
+    there = _on_one_host(src, dst) and not checksum and guard is None and read_guard is None
     files = list(src.fs.find(src.path, withdirs=True, detail=True).items()) if is_dir and not there else []
+    if read_guard is not None:
+        read_guard(src.storage, src.full(src.path))
+        for name, _ in files:
+            read_guard(src.storage, src.full(relative(name)))
     if guard is not None:
         guard(dst.storage, dst.full(target))
         for name, _ in files:

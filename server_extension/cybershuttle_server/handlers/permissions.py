@@ -63,16 +63,15 @@ def write_guard(what: str, entry: str, owner: str, terminal: str) -> Any:
     return guard
 
 
-def check_source(spec: str, terminal: str) -> None:
-    """Refuse copying out of dot-files and dot-directories (`~/.ssh/id_ed25519` into a storage others read):
-    `write` does not grant reading what holds keys and tokens."""
-    from cybershuttle import storage
+def read_guard(what: str, entry: str, owner: str, terminal: str) -> Any:
+    """A `storage.copy` read guard: no copying out of dot-files and dot-directories (`~/.ssh/id_ed25519`
+    into a storage others read), each source file's links followed to see where it really is: `write`
+    does not grant reading what holds keys and tokens."""
 
-    name, rel = storage.split(spec)
-    found = storage.get(name)
-    full = storage.fs(name)._join(rel)
-    check(_landing(found, full, follow_last=True), "copying", f"storage {name!r} (owner {found.owner})",
-          terminal, reading=True)
+    def guard(storage: Any, path: str) -> None:
+        check(_landing(storage, path, follow_last=True), what, f"{entry} (owner {owner})", terminal, reading=True)
+
+    return guard
 
 
 def check_mounted_root(name: str, terminal: str) -> None:

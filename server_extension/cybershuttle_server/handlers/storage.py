@@ -94,13 +94,13 @@ class StorageCopyHandler(CybershuttleHandler):
                 raise UsageError(f'"{side}" must be a storage path NAME:/path (for example home:/data/a.csv), '
                                  f"got {value!r}")
             storage.split(value)  # a bad storage name is refused before anything is read
-        target = storage.split(body["dst"])[0]
-        owner = (await self.call(storage.get, target)).owner
+        source, target = storage.split(body["src"])[0], storage.split(body["dst"])[0]
+        owners = {n: (await self.call(storage.get, n)).owner for n in (source, target)}
         terminal = f"cybershuttle storage cp {'-r ' if body.get('recursive') else ''}{body['src']} {body['dst']}"
-        await self.call(permissions.check_source, body["src"], terminal)
-        guard = permissions.write_guard("copying", f"storage {target!r}", owner, terminal)
+        guard = permissions.write_guard("copying", f"storage {target!r}", owners[target], terminal)
+        reads = permissions.read_guard("copying", f"storage {source!r}", owners[source], terminal)
         result = await self.call(storage.copy, body["src"], body["dst"], recursive=bool(body.get("recursive")),
-                                 checksum=bool(body.get("checksum")), guard=guard)
+                                 checksum=bool(body.get("checksum")), guard=guard, read_guard=reads)
         self.write_json(result.to_dict())
 
 
