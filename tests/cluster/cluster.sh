@@ -266,6 +266,26 @@ ensure_user() {
 
 # ----------------------------------------------------------------------------- sshd
 
+# What the login node's sshd and the compute nodes' (tests/cluster/nodes.sh) have in common.
+sshd_common_settings() {
+    cat <<EOF
+PermitRootLogin no
+AllowUsers $TEST_USER $OTHER_USER
+StrictModes yes
+AllowTcpForwarding yes
+AllowStreamLocalForwarding yes
+X11Forwarding no
+PrintMotd no
+UseDNS no
+# Tests open many connections and channels at once (parallel workers, SFTP + exec +
+# direct-tcpip on one connection); the defaults (10 sessions, MaxStartups 10) drop some.
+MaxSessions 64
+MaxStartups 64:30:256
+LogLevel INFO
+Subsystem sftp internal-sftp
+EOF
+}
+
 ensure_sshd() {
     local cfg=$SSHD_DIR/sshd_config hostkey=$SSHD_DIR/ssh_host_ed25519_key pid
     install -d -m 0700 "$SSHD_DIR"
@@ -297,20 +317,7 @@ KbdInteractiveAuthentication no
 # Key logins need no PAM stack.  Without PAM, sshd itself rejects locked accounts,
 # hence the usermod -p '*' for the test users.
 UsePAM no
-PermitRootLogin no
-AllowUsers $TEST_USER $OTHER_USER
-StrictModes yes
-AllowTcpForwarding yes
-AllowStreamLocalForwarding yes
-X11Forwarding no
-PrintMotd no
-UseDNS no
-# Tests open many connections and channels at once (parallel workers, SFTP + exec +
-# direct-tcpip on one connection); the defaults (10 sessions, MaxStartups 10) drop some.
-MaxSessions 64
-MaxStartups 64:30:256
-LogLevel INFO
-Subsystem sftp internal-sftp
+$(sshd_common_settings)
 EOF
     local changed=$FILE_CHANGED
 

@@ -192,18 +192,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 # PAM for pam_slurm_adopt (service $NODE_PAM_SERVICE, see $NODE_PAM_FILE).
 UsePAM yes
-PermitRootLogin no
-AllowUsers $TEST_USER $OTHER_USER
-StrictModes yes
-AllowTcpForwarding yes
-AllowStreamLocalForwarding yes
-X11Forwarding no
-PrintMotd no
-UseDNS no
-MaxSessions 64
-MaxStartups 64:30:256
-LogLevel INFO
-Subsystem sftp internal-sftp
+$(sshd_common_settings)
 EOF
     changed=$FILE_CHANGED
     if live_pid "$pidf" "$NODE_PAM_SERVICE" >/dev/null; then
