@@ -13,9 +13,10 @@ So every path a REST copy or mount would create is checked where it really lands
 (symlinked directories resolved, on a remote host through its SFTP server): no component
 of it may start with '.' (dot-directories and dot-files, of the home or anywhere; Jupyter's
 own `.ipynb_checkpoints` excepted), and its name may not be one Python or Jupyter loads as
-configuration or code on start. Within that, copies reach registered storages and mounts
-the Jupyter root (the handlers confine the paths they are given). A terminal is not the
-REST API: the refusal says what to run there.
+configuration or code on start. Every path a copy reads is checked the same way (links
+followed): `write` does not grant reading `~/.ssh` into a storage others can read. Within
+that, copies reach registered storages and mounts the Jupyter root (the handlers confine
+the paths they are given). A terminal is not the REST API: the refusal says what to run there.
 """
 from __future__ import annotations
 
