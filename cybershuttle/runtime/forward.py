@@ -30,7 +30,10 @@ import paramiko
 from paramiko.common import OPEN_FAILED_CONNECT_FAILED
 
 log = logging.getLogger(__name__)
-_CHUNK = 256 * 1024
+_CHUNK = 256 * 1024  # socket.recv allocates this much up front: large enough for bulk, cheap for small messages
+# A channel's recv slices its buffer, and one smaller than what is buffered moves the rest of that buffer
+# (up to the 2 MiB window) to its front on every call: asking for more than the window takes it all at once.
+_CHANNEL_CHUNK = 4 * 1024 * 1024
 
 
 class _QuietRefusals(logging.Filter):
@@ -186,7 +189,7 @@ class Forwarder:
     def _pump(self, source, target_and_fwd) -> None:
         target, fwd = target_and_fwd
         try:
-            data = source.recv(_CHUNK)
+            data = source.recv(_CHANNEL_CHUNK if isinstance(source, paramiko.Channel) else _CHUNK)
         except (BlockingIOError, socket.timeout):
             return
         except OSError:
