@@ -178,6 +178,13 @@ def test_the_relay_takes_no_token_from_a_command_line_and_refuses_a_wrong_one(al
         s.sendall(f"{relay._token} 10.0.0.1 22\n".encode())
         s.settimeout(5)
         assert s.recv(100) == b""
+    # A port where nothing listens on the node is refused at open, as a direct-tcpip channel would be
+    # (the forwarder stays quiet about it, and a provisioner's stop sees the kernel gone at once).
+    from cybershuttle.runtime.forward import refused
+
+    with pytest.raises(transports.TransportError, match="nothing listens on 127.0.0.1:1 on the kernel's host") as info:
+        relay.open_channel("127.0.0.1", 1)
+    assert refused(info.value)
 
 
 def test_a_shell_from_the_transport_runs_inside_the_allocation(alloc_runtime):

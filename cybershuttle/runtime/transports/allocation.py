@@ -6,7 +6,9 @@ Slurm an overlapping step of the job) on an exec channel of the pooled login
 SSH connection. It gets a fresh secret token on its stdin and answers the port
 it listens on. Each forwarded connection is then a `direct-tcpip` channel from
 the login node to `node:port` that first presents the token and the loopback
-port it wants (a kernel port, a runtime's web server).
+port it wants (a kernel port, a runtime's web server); the relay answers `+`
+once connected, so a port where nothing listens is refused at once, as a
+`direct-tcpip` channel would be.
 
 Why the bytes do not travel over the step's own stdin/stdout (measured on
 this cluster, one runtime, same run: one step per kernel connection gave
@@ -99,12 +101,12 @@ class AllocationTransport(Transport):
         python = self.res.python or "python3"
         command = self._step(f"exec {shlex.quote(python)} -u -c {shlex.quote(PROGRAM)}")
         token = secrets.token_hex(32)
-        conn = ssh.connect(self.res.endpoint)
+        chan = ssh.connect(self.res.endpoint).session(lambda c: c.exec_command(command),
+                                                      f"starting the relay of {self._where()}")
         try:
-            chan = conn.transport.open_session(timeout=ssh.CONNECT_TIMEOUT_S)
-            chan.exec_command(command)
             chan.sendall(f"{token}\n".encode())
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            chan.close()
             raise SSHError(f"{self.res.endpoint.label}: cannot start the relay of {self._where()}: {exc}") from exc
         port = _read_listen(chan, START_TIMEOUT_S)
         if port is None:
@@ -146,7 +148,19 @@ class AllocationTransport(Transport):
                 self._close_relay()  # a relay nobody can reach is no use: the next try starts another
             raise TransportError(f"{self._where()}: the login node cannot reach the relay on {node}:{self._port} "
                                  f"({exc})") from exc
-        chan.sendall(f"{self._token} {host} {int(port)}\n".encode())
+        try:
+            chan.sendall(f"{self._token} {host} {int(port)}\n".encode())
+            chan.settimeout(ssh.CONNECT_TIMEOUT_S)
+            answer = chan.recv(1)  # one round trip, once per connection
+            chan.settimeout(None)
+        except (socket.timeout, OSError, EOFError, paramiko.SSHException) as exc:
+            chan.close()
+            raise TransportError(f"{self._where()}: the relay on {node}:{self._port} did not answer ({exc})") from exc
+        if answer != b"+":
+            chan.close()
+            # Nothing listens at host:port on the node (a kernel starting, restarting or gone): expected.
+            raise TransportError(f"{self._where()}: nothing listens on {host}:{port} on the kernel's host") \
+                from ConnectionRefusedError(f"{host}:{port}")
         return chan
 
     def shell(self) -> AllocationShell:
@@ -175,8 +189,9 @@ class AllocationShell:
         result = ssh.Result(command, result.exit_code, result.stdout, result.stderr)
         return result.check(self.label) if check else result
 
-    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False) -> int:
-        return self._login.stream(self._wrap(command, login_shell), sink)
+    def stream(self, command: str, sink: Callable[[bytes], None], *, login_shell: bool = False,
+               timeout: float | None = None) -> int:
+        return self._login.stream(self._wrap(command, login_shell), sink, timeout=timeout)
 
 
 def _read_listen(chan: paramiko.Channel, timeout: float) -> int | None:

@@ -10,8 +10,9 @@ needed on the node. Protocol:
   an ephemeral port), then nothing.
 * Each TCP connection to that port first sends `<token> <host> <port>\\n`;
   with the right token and a loopback host the relay connects to host:port
-  on the node (the kernel's ports, a runtime's web server) and copies bytes
-  both ways; anything else is closed without an answer.
+  on the node (the kernel's ports, a runtime's web server), answers one byte
+  `+` and copies bytes both ways; anything else (a wrong token, nothing
+  listening there) is closed without an answer.
 * stdin at EOF (the SSH session that started it closed) ends the relay.
 
 Why not carry the bytes over the step's own stdin/stdout: measured here,
@@ -86,6 +87,7 @@ def serve(conn, token):
         target = socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT_S)
         target.settimeout(None)
         tune(target)
+        conn.sendall(b"+")  # connected: the caller can tell a listening port from a refused one
         if rest:
             target.sendall(rest)
     except OSError:
