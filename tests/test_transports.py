@@ -325,3 +325,52 @@ def test_a_job_that_ended_names_the_job_and_node_when_the_relay_cannot_start(all
         with pytest.raises(transports.TransportError, match="did not start"):
             transport.start()
     assert time.monotonic() - began < 0.5
+
+
+@pytest.fixture
+def node_ssh_off():
+    """The cluster as a site that forbids SSH to compute nodes (`cluster.sh node-ssh off`: no sshd on the
+    nodes), restored afterwards: other tests need node SSH."""
+    from conftest import CLUSTER_SH
+
+    was_on = _node_ssh(_env())
+    subprocess.run(["bash", str(CLUSTER_SH), "node-ssh", "off"], check=True, capture_output=True, timeout=60)
+    try:
+        assert not _node_ssh(_env())
+        yield
+    finally:
+        if was_on:
+            subprocess.run(["bash", str(CLUSTER_SH), "node-ssh", "on"], check=True, capture_output=True, timeout=60)
+
+
+def test_a_site_without_node_ssh_gets_the_allocation_transport_by_itself(node_ssh_off, cluster, cli):
+    """Registration finds node SSH refused and allocation allowed; asking for node-ssh anyway is refused
+    with why; a runtime then reaches its kernel on the node with nothing set."""
+    from cybershuttle import runtime
+
+    partition = _env()["CS_TEST_NODE_PARTITION"]
+    reg = _register(cluster, "nossh", partition)
+    assert reg.saved and reg.resource.facts["transports"] == ["allocation"], reg.to_dict()
+    check = next(c for c in reg.checks if c.name == "transport")
+    assert check.detail.startswith("runtimes on compute nodes use allocation; node-ssh: not allowed (no SSH server "
+                                   "answers on node"), check.detail
+    line = next(ln for ln in cli("compute", "show", "nossh").out.splitlines() if "transport:" in ln)
+    assert line.strip().endswith("(no SSH to the node) (detected; allowed: allocation)"), line
+
+    refused = _register(cluster, "forced", partition, transport="node-ssh")
+    check = next(c for c in refused.checks if c.name == "transport")
+    assert not refused.saved and check.required and not check.ok
+    assert check.detail.startswith("transport node-ssh is not allowed on forced: no SSH server answers on node")
+    assert check.detail.endswith("; allowed: allocation"), check.detail
+
+    runtime.request("nossh", "nossh")
+    try:
+        rt = runtime.wait("nossh", timeout=180)
+        assert runtime.status("nossh")["transport"].endswith("(transport allocation)")
+        kc = runtime.client("nossh")
+        try:
+            assert _output(kc, "import socket; print(socket.gethostname())").strip() == rt.node
+        finally:
+            kc.stop_channels()
+    finally:
+        runtime.stop("nossh")
