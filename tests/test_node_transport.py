@@ -21,14 +21,11 @@ def _node(cluster, **overrides):
 
 
 def _cells(kc, count: int) -> float:
-    for _ in range(5):
-        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
-    times = []
-    for _ in range(count):
-        begin = time.perf_counter()
-        kc.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
+    """Median round trip of `count` trivial cells, after 5 to warm up."""
+    from test_node_runtimes import _cells as timed
+
+    timed(kc, 5)
+    return statistics.median(timed(kc, count))
 
 
 def _client_over(name: str, endpoint):
@@ -108,16 +105,12 @@ def test_an_unknown_node_host_key_is_refused_with_the_line_that_trusts_it(cluste
 
 # -- runtimes on the cluster's compute nodes ------------------------------------
 def _node_partition() -> str:
-    import os
-    import shlex as _shlex
+    from test_node_runtimes import _cluster_env
 
-    from conftest import CLUSTER_SH
-
-    out = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True).stdout
-    env = dict(_shlex.split(line)[1].split("=", 1) for line in out.splitlines() if line.startswith("export "))
+    env = _cluster_env()
     if not env.get("CS_TEST_NODES"):
         pytest.fail("the test cluster has no compute nodes: re-run `bash tests/cluster/cluster.sh start`")
-    return os.environ.get("CS_TEST_NODE_PARTITION") or env.get("CS_TEST_NODE_PARTITION", "nodes")
+    return env.get("CS_TEST_NODE_PARTITION", "nodes")
 
 
 def test_a_job_that_dies_on_its_node_before_the_kernel_starts_is_one_line_naming_node_and_job(registered, tmp_path):

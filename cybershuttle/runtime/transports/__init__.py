@@ -175,7 +175,7 @@ def for_runtime(rt: Any, res: Resource) -> Transport:
     key = rt.name
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is not None and cached.name == name and cached.rt.job_id == rt.job_id:
+        if cached is not None and cached.name == name and cached.rt.job_id == rt.job_id and cached.rt.node == rt.node:
             return cached
     cls = get(name)
     transport = cls(res, rt)
