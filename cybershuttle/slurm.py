@@ -417,15 +417,16 @@ def enter_command(job_id: str) -> str:
     return f"srun --jobid={shlex.quote(job_id)} --overlap --pty bash -l"
 
 
-def step_command(job_id: str, command: str, workdir: str) -> str:
+def step_command(job_id: str, command: str, workdir: str, node: str | None = None) -> str:
     """Runs `command` (a shell string) as one task inside the job's allocation, beside its own steps, with
     stdin and stdout passed through unbuffered; it takes no GPU and no CPU from the job's own step.
 
     The "allocation" transport starts its relay so, but carries no kernel bytes over this stdio: measured
     here, bursts of small writes from the task to srun wait ~44 ms (slurmstepd's Nagle meeting srun's
     delayed ACK), 10.0 ms median / 48.5 ms p90 per cell against 6.4 / 7.9 ms direct."""
+    where = f"--nodelist={shlex.quote(node)} " if node else ""  # a multi-node job: the kernel's node
     return (f"srun --jobid={shlex.quote(job_id)} --overlap --nodes=1 --ntasks=1 --gres=none --unbuffered --quiet "
-            f"--chdir={shlex.quote(workdir)} bash -c {shlex.quote(command)}")
+            f"{where}--chdir={shlex.quote(workdir)} bash -c {shlex.quote(command)}")
 
 
 def steps_refused(shell: Shell) -> str | None:

@@ -374,3 +374,30 @@ def test_a_site_without_node_ssh_gets_the_allocation_transport_by_itself(node_ss
             kc.stop_channels()
     finally:
         runtime.stop("nossh")
+
+
+def test_a_two_node_runtime_through_its_allocation_relay(cluster):
+    """The kernel runs on the first node of a two-node allocation; the relay runs beside it on that node
+    (not wherever the scheduler would put a one-task step), and `srun hostname` in the kernel sees both."""
+    from cybershuttle import compute, runtime
+
+    env = _env()
+    assert _register(cluster, "alloc", env["CS_TEST_NODE_PARTITION"], transport="allocation").saved
+    runtime.request("wide", "alloc", nodes=2, tasks_per_node=1)
+    try:
+        rt = runtime.wait("wide", timeout=180)
+        kc = runtime.client("wide")
+        try:
+            out = _output(kc, "import socket, subprocess; print(socket.gethostname()); "
+                              "print(subprocess.run(['srun', 'hostname'], capture_output=True, text=True).stdout)")
+        finally:
+            kc.stop_channels()
+        first, *everyone = out.split()
+        assert first == rt.node and sorted(everyone) == sorted(env["CS_TEST_NODES"].split()), out
+        native = compute.get_job(rt.job_id).native_id
+        steps = subprocess.run(["squeue", "-h", "-s", "-j", native, "-o", "%i %N"], capture_output=True,
+                               text=True).stdout.splitlines()
+        relay = [s.split()[1] for s in steps if s.split()[0].rpartition(".")[2].isdigit()]
+        assert relay == [rt.node], steps
+    finally:
+        runtime.stop("wide")

@@ -216,9 +216,10 @@ class Scheduler(ABC):
         """Names of the compute nodes jobs may land on (node transports probe them at registration)."""
         return []
 
-    def step_command(self, job: Job, command: str) -> str | None:
-        """A shell command running `command` (a shell string) inside the job's allocation, on its node, with
-        stdin/stdout passed through (the "allocation" transport starts its relay so); None: not possible."""
+    def step_command(self, job: Job, command: str, node: str | None = None) -> str | None:
+        """A shell command running `command` (a shell string) inside the job's allocation, on `node` (None:
+        the scheduler's choice), with stdin/stdout passed through (the "allocation" transport starts its
+        relay so); None: not possible."""
         return None
 
     def steps_refused(self, shell: Shell) -> str | None:

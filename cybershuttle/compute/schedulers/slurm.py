@@ -154,8 +154,8 @@ class SlurmScheduler(Scheduler):
     def enter_command(self, job: Job) -> str:
         return slurm.enter_command(job.native_id)
 
-    def step_command(self, job: Job, command: str) -> str | None:
-        return slurm.step_command(job.native_id, command, job.jobdir)
+    def step_command(self, job: Job, command: str, node: str | None = None) -> str | None:
+        return slurm.step_command(job.native_id, command, job.jobdir, node)
 
     def steps_refused(self, shell: Shell) -> str | None:
         return slurm.steps_refused(shell)

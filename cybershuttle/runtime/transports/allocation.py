@@ -73,7 +73,8 @@ class AllocationTransport(Transport):
 
     def _step(self, command: str) -> str:
         sched = schedulers.for_resource(self.res)
-        step = sched.step_command(self._job(), command)
+        node = self.rt.node if self.rt.node not in (None, "localhost") else None
+        step = sched.step_command(self._job(), command, node)
         if step is None:
             raise TransportError(f"{self._where()}: the {sched.name} scheduler of {self.res.name} cannot start "
                                  "anything inside a job's allocation: use another transport")
