@@ -141,3 +141,24 @@ def test_forwarding_to_a_closed_port_is_quiet_and_a_real_failure_is_said_once(re
             fwd.remove(f)
         listening.close()
         closed.close()
+
+
+
+def test_a_notebook_whose_runtime_kernel_died_shows_no_forwarding_noise(registered, tmp_path):
+    """The magic path: the notebook's kernel holds the forwards, and what it logs lands in the cells'
+    output. After the runtime's kernel died, its client keeps reconnecting to ports nothing listens on:
+    that shows nothing, in the failed cell or in the next ones."""
+    from nbformat.v4 import new_notebook
+
+    cells = ["import cybershuttle_magic",
+             "%request_runtime quiet --resource workstation\n%switch_runtime quiet",
+             "print('on the runtime')",
+             "import os\nos._exit(0)",
+             "%%run_on local\nimport time\ntime.sleep(3)\nprint('still here')",
+             "%stop_runtime quiet"]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts = [o.get("text", "") + str(o.get("data", "")) + str(o.get("evalue", "")) for c in nb.cells for o in c.outputs]
+    assert any("on the runtime" in t for t in texts) and any("still here" in t for t in texts), texts
+    assert not [t for t in texts if "open FAILED" in t or "Secsh" in t], texts
