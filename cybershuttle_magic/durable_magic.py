@@ -17,12 +17,15 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 def add_request_arguments(p: argparse.ArgumentParser) -> None:
     """The durable options of `%request_runtime` (the CLI's `runtime request` has the same)."""
-    p.add_argument("--warn-before", "--warn_before", dest="warn_before", type=float,
-                   help="minutes before the walltime to warn and checkpoint (default 5)")
+    from cybershuttle.runtime.durable import minutes
+
+    p.add_argument("--warn-before", "--warn_before", dest="warn_before", type=minutes,
+                   help="minutes (or 30s, 1h) before the walltime to warn and checkpoint (default 5)")
     p.add_argument("--no-checkpoint", "--no_checkpoint", dest="no_checkpoint", action="store_true",
                    help="warn only; take no checkpoint at the warning")
-    p.add_argument("--idle-timeout", "--idle_timeout", dest="idle_timeout", type=float,
-                   help="minutes without a cell after which the runtime checkpoints and gives its job back")
+    p.add_argument("--idle-timeout", "--idle_timeout", dest="idle_timeout", type=minutes,
+                   help="minutes (or 20s, 1h) without a cell after which the runtime checkpoints and gives its "
+                        "job back (0: never, whatever the site's default)")
     p.add_argument("--journal-mb", "--journal_mb", dest="journal_mb", type=float,
                    help="how much recent output the runtime keeps for re-attaching notebooks (default 64)")
     p.add_argument("--resume", action="store_true", help="restore the namespace of its last checkpoint first")

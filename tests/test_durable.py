@@ -82,3 +82,150 @@ def test_resume_without_a_checkpoint_is_refused_before_anything_is_submitted(reg
     shown = texts(kc, "%request_runtime fresh --resource testcluster --resume")
     assert "runtime 'fresh' has no checkpoint on testcluster to resume from" in shown, shown
     assert runtime.find("fresh") is None
+
+
+# -- the output journal ------------------------------------------------------------
+PRINTING = "import time\nfor i in range(60):\n    print(f'line {i}', flush=True)\n    time.sleep(0.5)"
+
+
+def notebook_kernel():
+    """A real local ipykernel (the notebook's own kernel) and a client playing the frontend."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    run_ok(kc, "import cybershuttle_magic")
+    return km, kc
+
+
+def collect(kc, msg_id: str | None, seconds: float, until_idle: bool = False) -> str:
+    """The stream text the frontend `kc` receives (for `msg_id`, or any) for `seconds` or until idle."""
+    import queue
+
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        if msg_id is not None and msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        if until_idle and msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    return "".join(out)
+
+
+def numbered(text: str) -> list[int]:
+    import re
+
+    return [int(n) for n in re.findall(r"^line (\d+)$", text, re.MULTILINE)]
+
+
+def test_a_notebook_whose_kernel_was_killed_sees_every_line_once_after_reattaching(registered):
+    from cybershuttle import runtime
+
+    import os
+    import signal
+
+    km, kc = notebook_kernel()
+    try:
+        run_ok(kc, "%request_runtime jr --resource testcluster\n%switch_runtime jr")
+        msg_id = kc.execute(PRINTING)
+        before = collect(kc, msg_id, 5.0)
+        # SIGKILL: the notebook's own kernel dies mid-cell; the runtime goes on printing
+        os.kill(km.provisioner.process.pid, signal.SIGKILL)
+        before += collect(kc, msg_id, 0.5)  # what was already on its way to the frontend
+        kc.stop_channels()
+        assert numbered(before) and numbered(before) == list(range(len(numbered(before))))
+        km, kc = notebook_kernel()
+        after = texts(kc, "%request_runtime jr --resource testcluster", timeout=120)
+        assert "Re-attached to runtime jr" in after, after
+        assert "── runtime jr: output produced while this notebook was away (" in after
+        assert "── runtime jr: that cell is still running; its output follows ──" in after
+        assert numbered(before) + numbered(after) == list(range(60)), (before, after)
+        assert texts(kc, "%%run_on jr\nprint('next cell')").startswith("next cell")
+    finally:
+        if runtime.find("jr") is not None:
+            runtime.stop("jr")
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def cut_ssh_connections_of(pid: int, port: int) -> int:
+    """Kill the sshd processes serving process `pid`'s SSH connections (only those: others' tests go on)."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    table = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True, check=True).stdout
+    mine = set(re.findall(rf"\S+:(\d+)\s+\S+:{port}\s+users:\(\(\"[^\"]+\",pid={pid},", table))
+    killed = 0
+    for line in table.splitlines():
+        m = re.search(rf"\S+:{port}\s+\S+:(\d+)\s+users:(.*)", line)
+        if m and m.group(1) in mine:
+            for sshd in re.findall(r"pid=(\d+)", m.group(2)):
+                os.kill(int(sshd), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def test_a_cell_whose_ssh_connection_was_cut_shows_every_line_once_in_order(registered, cluster):
+    from cybershuttle import runtime
+
+    km, kc = notebook_kernel()
+    try:
+        run_ok(kc, "%request_runtime jc --resource testcluster\n%switch_runtime jc")
+        msg_id = kc.execute(PRINTING)
+        shown = collect(kc, msg_id, 5.0)
+        assert cut_ssh_connections_of(km.provisioner.process.pid, cluster.port) > 0
+        shown += collect(kc, msg_id, 120.0, until_idle=True)
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok", reply["content"]
+        assert numbered(shown) == list(range(60)), shown
+    finally:
+        if runtime.find("jc") is not None:
+            runtime.stop("jc")
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+# -- idle runtimes give their allocation back ---------------------------------------
+def test_an_idle_runtime_checkpoints_gives_its_job_back_and_says_so_at_the_next_use(registered, local_kernel):
+    from cybershuttle import compute, runtime
+
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime lazy --resource testcluster --idle-timeout 20s\n%switch_runtime lazy")
+    job = runtime.get("lazy").job_id
+    run_ok(kc, "answer = 41")
+    start = time.monotonic()
+    ended = compute.wait(job, timeout=90)
+    assert ended.final and time.monotonic() - start < 60, ended
+    shown = texts(kc, "print(answer)", timeout=120)
+    assert "runtime lazy is gone: runtime lazy ran no cell for 20 s and gave its allocation back" in shown, shown
+    assert "checkpointed (1 names" in shown and "--resume" in shown
+    run_ok(kc, "%request_runtime lazy --resource testcluster --resume\n%switch_runtime lazy")
+    assert "42" in texts(kc, "print(answer + 1)")
+    run_ok(kc, "%stop_runtime lazy")
+
+
+def test_the_sites_idle_timeout_applies_unless_the_request_says_otherwise(registered, tmp_path, monkeypatch):
+    import json
+
+    from cybershuttle import compute
+    from cybershuttle.runtime import durable
+
+    site = tmp_path / "site.toml"
+    site.write_text('[runtimes]\nidle_timeout = "45m"\n')  # root's own file, as a site's is
+    monkeypatch.setenv("CYBERSHUTTLE_SITE_CONFIG", str(site))
+    res = compute.get("testcluster")
+    files, _ = durable.job_files("r", res, durable.Options(), None, None)
+    assert json.loads(files["durable.json"])["idle_timeout_s"] == 45 * 60
+    files, _ = durable.job_files("r", res, durable.Options(idle_timeout_min=0), None, None)
+    assert json.loads(files["durable.json"])["idle_timeout_s"] is None

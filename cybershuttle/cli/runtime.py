@@ -12,6 +12,14 @@ from .verbs import Group, arg
 
 group = Group("runtime")
 NAME = arg("name", help="the runtime's name")
+
+
+def _minutes(text: str) -> float:
+    from ..runtime.durable import minutes
+
+    return minutes(text)
+
+
 _TIMEOUT = arg("--timeout", type=float, default=600.0, help="seconds to wait for the kernel (default 600)")
 
 
@@ -26,10 +34,12 @@ _TIMEOUT = arg("--timeout", type=float, default=600.0, help="seconds to wait for
             arg("--account", help="Slurm account"), arg("--setup-file", help="a cybershuttle.yml to build on the resource"),
             arg("--dry-run", action="store_true", help="print what would be asked for; submit nothing"),
             arg("--no-wait", action="store_true", help="return once submitted"), _TIMEOUT,
-            arg("--warn-before", type=float, help="minutes before the walltime to warn and checkpoint (default 5)"),
+            arg("--warn-before", type=_minutes,
+                help="minutes (or 30s, 1h) before the walltime to warn and checkpoint (default 5)"),
             arg("--no-checkpoint", action="store_true", help="warn only; take no checkpoint at the warning"),
-            arg("--idle-timeout", type=float,
-                help="minutes without a cell after which it checkpoints and gives its job back"),
+            arg("--idle-timeout", type=_minutes,
+                help="minutes (or 20s, 1h) without a cell after which it checkpoints and gives its job back "
+                     "(0: never, whatever the site's default)"),
             arg("--journal-mb", type=float, help="recent output kept for re-attaching notebooks (default 64)"),
             arg("--resume", action="store_true", help="a new job with the namespace of its last checkpoint"))
 def _request(args: argparse.Namespace) -> None:

@@ -261,8 +261,9 @@ def client(name: str):
     kc.session.key = info["key"].encode()
     kc.start_channels()
     # Until the IOPub subscription has reached the kernel, its output is dropped
-    # (ZeroMQ's slow joiner): wait_for_ready returns once IOPub answers.
-    kc.wait_for_ready(timeout=120)
+    # (ZeroMQ's slow joiner): wait until IOPub answers, asking on the control
+    # channel, which a kernel busy with a cell (a re-attach) answers too.
+    durable.wait_ready(kc, timeout=120)
     return kc
 
 

@@ -49,7 +49,7 @@ class Options:
 
     warn_before_min: float | None = None  # None: the default (5), or half a shorter walltime
     checkpoint: bool = True  # at the warning
-    idle_timeout_min: float | None = None  # None: never (or the site's `idle_timeout_min` fact)
+    idle_timeout_min: float | None = None  # None: the site's default (none: never); 0: never
     journal_mb: float = DEFAULT_JOURNAL_MB
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +67,28 @@ class Options:
         return min(DEFAULT_WARN_BEFORE_MIN * 60, walltime_s // 2) if walltime_s else DEFAULT_WARN_BEFORE_MIN * 60
 
 
+def minutes(text: str | float) -> float:
+    """A duration in minutes from `20s`, `5m`, `1.5h` or a plain number of minutes (argparse's `type=`)."""
+    value = str(text).strip().lower()
+    scale = {"s": 1 / 60, "m": 1.0, "h": 60.0}.get(value[-1:], None)
+    try:
+        number = float(value[:-1] if scale is not None else value)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use minutes, or 20s, 5m, 1h)") from None
+    if number < 0:
+        raise ValueError(f"a duration cannot be negative: {text!r}")
+    return number * (scale or 1.0)
+
+
+def site_idle_timeout_min() -> float | None:
+    """The site's default idle timeout (`[runtimes] idle_timeout = "30m"` in its configuration), or None."""
+    from .. import siteconfig
+
+    section = siteconfig.load().get("runtimes", {})
+    value = section.get("idle_timeout") if isinstance(section, dict) else None
+    return minutes(value) if value not in (None, "", 0) else None
+
+
 def checkpoint_path(resource: compute.Resource, name: str) -> str:
     """Where runtime `name`'s checkpoint lives on its resource (private, on the shared filesystem)."""
     home = resource.facts.get("home") or "~"
@@ -77,7 +99,7 @@ def job_files(name: str, resource: compute.Resource, options: Options, walltime_
               restore: str | None) -> tuple[dict[str, bytes], int]:
     """The files a durable runtime's job needs, and the warning's lead time in seconds."""
     warn = options.warn_before_s(walltime_s)
-    idle = options.idle_timeout_min if options.idle_timeout_min is not None else resource.facts.get("idle_timeout_min")
+    idle = options.idle_timeout_min if options.idle_timeout_min is not None else site_idle_timeout_min()
     config = {"runtime": name, "warn_before_s": warn, "checkpoint": options.checkpoint,
               "idle_timeout_s": float(idle) * 60 if idle else None,
               "journal_bytes": int(options.journal_mb * (1 << 20)),
@@ -131,6 +153,16 @@ def control_request(kc: Any, msg_type: str, content: dict[str, Any], timeout: fl
         if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
             return reply
     raise DurableError(f"the runtime's kernel did not answer {msg_type} within {timeout:.0f} s")
+
+
+def wait_ready(kc: Any, timeout: float) -> None:
+    """Return once the kernel answers on its control channel and its IOPub messages reach `kc`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kc.control_channel.send(kc.session.msg("kernel_info_request"))
+        if kc.iopub_channel.socket.poll(1000):  # the status of that request (or any output): subscribed
+            return
+    raise DurableError(f"the runtime's kernel did not answer within {timeout:.0f} s: check it with runtime status")
 
 
 def warning(rt: Runtime) -> dict[str, Any] | None:

@@ -222,6 +222,7 @@ class Durable:
         if not path:
             return
         name = self.config.get("runtime", "this runtime")
+        start = time.time()
         try:
             values, failed, meta = load_namespace(os.path.expanduser(path))
         except OSError as exc:
@@ -234,7 +235,8 @@ class Durable:
         if failed:
             text += "; not restored: " + "; ".join(f"{k} ({v})" for k, v in sorted(failed.items()))
         _write_json(os.path.join(self.state, "restored.json"),
-                    {"restored": sorted(values), "failed": failed, "from": meta, "text": text})
+                    {"restored": sorted(values), "failed": failed, "from": meta, "text": text,
+                     "seconds": round(time.time() - start, 3)})
         self._notice(text)
 
     # -- control-channel requests (answered while a cell runs) ------------------
