@@ -170,8 +170,12 @@ def test_every_state_has_one_meaning_everywhere():
 def test_a_pending_slurm_job_has_a_queue_place_and_a_way_in(registered, cli):
     from cybershuttle import compute
 
-    # Two jobs that each want both of the node's CPUs: at most one runs, the other waits.
-    jobs = [compute.execute("sleep 120", "testcluster", cpus=2, walltime=5) for _ in range(2)]
+    # Two jobs that each fill every node of the partition (all its CPUs on all its nodes, as
+    # tests/cluster/nodes.sh declares them): at most one runs, the other waits.
+    res = compute.get("testcluster")
+    part = res.partition_info(res.default_partition)
+    jobs = [compute.execute("sleep 120", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"], walltime=5)
+            for _ in range(2)]
     try:
         # The second waits at least while the first runs (others' jobs may hold the node before that).
         deadline = time.monotonic() + 90
@@ -180,7 +184,7 @@ def test_a_pending_slurm_job_has_a_queue_place_and_a_way_in(registered, cli):
             if first.state == "RUNNING" or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert second.state == "PENDING", "the second of two whole-node jobs should wait"
+        assert second.state == "PENDING", "the second of two jobs filling the partition should wait"
         place = compute.queue_place(second)
         assert place.position is not None and place.position >= 1
         shown = cli("compute", "status", second.id)
