@@ -416,9 +416,14 @@ def test_live_version_is_22_05(cluster, ssh_pool):
 
 def test_live_partitions_list_debug_as_default_and_short_with_30_minutes(cluster, ssh_pool):
     conn = ssh_pool.connect(cluster.endpoint())
-    # Another test's job may hold the node for a moment: wait for it to be idle.
-    parts = _poll(lambda: {p.name: p for p in slurm.partitions(conn)},
-                  lambda ps: "debug" in ps and ps["debug"].idle_nodes >= 1, 20, "an idle debug node")
+    # Others' runtimes may hold part of a node for as long as they live (a node shared by jobs is
+    # 'mixed', not idle): the idle count must be what Slurm itself says, whatever it is just now.
+    def idle_in_debug() -> int:
+        return sum(int(n) for n in conn.run("sinfo -h -p debug -t idle -o %D").stdout.split())
+
+    parts = _poll(lambda: ({p.name: p for p in slurm.partitions(conn)}, idle_in_debug()),
+                  lambda got: "debug" in got[0] and got[0]["debug"].idle_nodes == got[1], 20,
+                  "the debug partition's idle node count matching sinfo's")[0]
     debug, short = parts["debug"], parts["short"]
     # the compute nodes node1+node2 declare 16 CPUs and 128 GiB each, node2 two a100 GPUs (tests/cluster/nodes.sh)
     assert (debug.default, debug.state, debug.max_time_min, debug.cpus_per_node) == (True, "UP", None, 16)
