@@ -99,30 +99,22 @@ _grant: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("cybershut
 def require(kind: str, entry: Any) -> None:
     """Return when the active user may run the code `entry` (a Dataset, Model, Template or Resource of
     catalog kind `kind`) carries; otherwise ask through the current grant, or raise UntrustedError."""
-    if not _is_public(entry):
-        return  # a private entry is one's own
-    owner = getattr(entry, "owner", "") or _owner(kind, entry.name)
-    if owner == _me() or owner in siteconfig.trusted_owners():
-        return
-    review = _review(kind, entry, owner)
-    if review is None:
-        return  # this entry carries no code of its own
-    pin = _pin(kind, review.name)
-    if pin is not None and pin.sha256 == review.sha256:
+    state, found, pin = _judge(kind, entry)
+    if found is None or state == "trusted":
         return
     grant = _grant.get()
     if grant is not None and grant.trust:
-        _save(review)
+        _save(found)
         if grant.show is not None:
-            grant.show(review)
+            grant.show(found)
         return
     if grant is not None and grant.ask is not None:
-        if grant.ask(review, pin):
-            _save(review)
+        if grant.ask(found, pin):
+            _save(found)
             return
-        raise UntrustedError(f"you did not trust the {review.what} of {kind} {review.name!r} of {owner}: nothing "
-                             f"of it was run (`cybershuttle trust add {kind} {review.name}` trusts it)")
-    raise UntrustedError(_refusal(review, pin))
+        raise UntrustedError(f"you did not trust the {found.what} of {kind} {found.name!r} of {found.owner}: "
+                             f"nothing of it was run (`cybershuttle trust add {kind} {found.name}` trusts it)")
+    raise UntrustedError(_refusal(found, pin))
 
 
 def review(kind: str, name: str) -> Review:
@@ -165,20 +157,8 @@ def remove(kind: str, name: str) -> Pin:
 
 
 def status(kind: str, name: str) -> str:
-    """'own', 'site' (an owner the site trusts), 'trusted', 'changed', 'untrusted' or 'no code'."""
-    entry = _lookup(kind, name)
-    if not _is_public(entry):
-        return "own"
-    owner = getattr(entry, "owner", "") or _owner(kind, name)
-    if owner == _me():
-        return "own"
-    if owner in siteconfig.trusted_owners():
-        return "site"
-    found = _review(kind, entry, owner)
-    if found is None:
-        return "no code"
-    pin = _pin(kind, name)
-    return "untrusted" if pin is None else "trusted" if pin.sha256 == found.sha256 else "changed"
+    """'own', 'no code', 'site' (an owner the site trusts), 'trusted', 'changed' or 'untrusted'."""
+    return _judge(kind, _lookup(kind, name))[0]
 
 
 @contextlib.contextmanager
@@ -238,6 +218,23 @@ KINDS: dict[str, _Carrier] = {
 
 
 # -- helpers ---------------------------------------------------------------
+def _judge(kind: str, entry: Any) -> tuple[str, Review | None, Pin | None]:
+    """The entry's trust state, and (when it needs a pin) what to trust and the pin there is."""
+    if not _is_public(entry):
+        return "own", None, None  # a private entry is one's own
+    owner = getattr(entry, "owner", "") or _owner(kind, entry.name)
+    if owner == _me():
+        return "own", None, None
+    review = _review(kind, entry, owner)
+    if review is None:
+        return "no code", None, None
+    if owner in siteconfig.trusted_owners():
+        return "site", None, None
+    pin = _pin(kind, review.name)
+    state = "untrusted" if pin is None else "trusted" if pin.sha256 == review.sha256 else "changed"
+    return state, review, pin
+
+
 def _review(kind: str, entry: Any, owner: str) -> Review | None:
     carried = KINDS[_check_kind(kind)].code(entry)
     if carried is None:
