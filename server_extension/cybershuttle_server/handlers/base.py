@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -178,6 +179,30 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking core call in the worker pool; SSH prompts there are refused, never asked."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_EXECUTOR, functools.partial(_without_terminal, fn, args, kwargs))
+
+
+def in_own_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> "asyncio.Future[T]":
+    """Run `fn` in a thread of its own and await it: a template or model run can take hours, and the REST worker
+    threads (a fixed few) must stay free for quick requests. SSH prompts there are refused, as in the workers."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # the request went away and cancelled its wait
+        future.set_exception(error) if error is not None else future.set_result(result)
+
+    def work() -> None:
+        try:
+            result = _without_terminal(fn, args, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    # A daemon: a server that stops does not wait hours for a run (the run's record says where it got to).
+    threading.Thread(target=work, name=f"cybershuttle-run-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return future
 
 
 def _without_terminal(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:

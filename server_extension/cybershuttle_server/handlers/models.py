@@ -9,7 +9,7 @@ import tornado.web
 from cybershuttle import model
 from cybershuttle.errors import UsageError
 
-from .base import CybershuttleHandler, Route
+from .base import CybershuttleHandler, Route, in_own_thread
 
 _PATHS = ("input_folder", "input", "input_sequence", "output")
 _OTHERS = {"batch_size": int, "resource": str, "serve": bool, "walltime": (str, int)}
@@ -43,7 +43,8 @@ class ModelRunHandler(CybershuttleHandler):
         the Jupyter root; an `input` that is a folder is read as input_folder), batch_size,
         resource, serve, walltime. Returns the run's result
         (outputs inline when no output folder was given)."""
-        self.write_json((await self.call(model.run, name, **self.run_options(self.body()))).to_dict())
+        # In a thread of its own: a model run (a batch job, a template) can take hours.
+        self.write_json((await in_own_thread(model.run, name, **self.run_options(self.body()))).to_dict())
 
     def run_options(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - set(_PATHS) - set(_OTHERS))

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import tornado.web
 
-from cybershuttle import ssh, template
+from cybershuttle import template
 from cybershuttle.template.run import recent as recent_runs
 from cybershuttle.template.sweep import live as live_sweeps
 from cybershuttle.errors import UsageError
 
 from . import events
-from .base import CybershuttleHandler, Route, refuse_prompts
+from .base import CybershuttleHandler, Route, in_own_thread
 
 log = logging.getLogger("cybershuttle_server")
-T = TypeVar("T")
 _RUN_FIELDS = ("inputs", "resource", "output", "wait")
 _APPEAR_POLL_S = 0.1
 _RECENT_S = 600.0  # a run or sweep that ended this long ago still has its event (a late watcher sees the end)
@@ -114,31 +112,6 @@ def sweep_events() -> dict[tuple[str, str], dict[str, Any]]:
         events[("run", r.id)] = {"kind": "run", "id": r.id, "template": r.template, "state": r.status,
                                  "final": r.final}
     return events
-
-
-def in_own_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> "asyncio.Future[T]":
-    """Run `fn` in a thread of its own and await it: a template run can take hours, and the REST worker
-    threads (a fixed few) must stay free for quick requests. SSH prompts there are refused, as in the workers."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return  # the request went away and cancelled its wait; the run has recorded itself
-        future.set_exception(error) if error is not None else future.set_result(result)
-
-    def work() -> None:
-        try:
-            with ssh.prompting(refuse_prompts):
-                result = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
-
-    # A daemon: a server that stops does not wait hours for a run (the run's record says where it got to).
-    threading.Thread(target=work, name=f"cybershuttle-run-{getattr(fn, '__name__', 'call')}", daemon=True).start()
-    return future
 
 
 def _log_failure(future: "asyncio.Future[Any]") -> None:
