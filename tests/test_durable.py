@@ -229,3 +229,41 @@ def test_the_sites_idle_timeout_applies_unless_the_request_says_otherwise(regist
     assert json.loads(files["durable.json"])["idle_timeout_s"] == 45 * 60
     files, _ = durable.job_files("r", res, durable.Options(idle_timeout_min=0), None, None)
     assert json.loads(files["durable.json"])["idle_timeout_s"] is None
+
+
+# -- notebook state in sessions ------------------------------------------------------
+def test_a_session_snapshot_keeps_the_namespace_and_load_restore_state_brings_it_back(registered, tmp_path, cli):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from cybershuttle import runtime, session
+
+    runtime.request("st", "testcluster")
+    runtime.wait("st")
+    try:
+        kc = runtime.client("st")
+        run_ok(kc, "data = {'k': [1, 2, 3]}\nimport math")
+        kc.stop_channels()
+        nb = tmp_path / "work.ipynb"
+        nbformat.write(new_notebook(cells=[new_code_cell("data")]), nb)
+        session.attach("s1", nb, state=True)
+        snap = session.snapshots("s1")[-1]
+        assert [s["runtime"] for s in snap.state] == ["st"] and sorted(snap.state[0]["saved"]) == ["data", "math"]
+        first_job = runtime.get("st").job_id
+        runtime.stop("st")
+        loaded = cli("session", "load", "s1", "--restore-state", "--directory", str(tmp_path / "back"))
+        assert loaded.code == 0, loaded
+        assert f"runtime st on testcluster, its namespace from snapshot {snap.id}" in loaded.err
+        assert runtime.get("st").job_id != first_job
+        runtime.wait("st")
+        kc = runtime.client("st")
+        out: list[str] = []
+        run_ok(kc, "print(data, math.pi > 3)", hook=lambda m: out.append(m["content"].get("text", "")))
+        kc.stop_channels()
+        assert "{'k': [1, 2, 3]} True" in "".join(out)
+        # The checkpoint stays in the runtime's private directory: nothing of it is in an export.
+        exported = cli("session", "export", "s1", "--format", "ipynb")
+        assert exported.code == 0 and "checkpoint" not in exported.out and snap.state[0]["label"] not in exported.out
+    finally:
+        if runtime.find("st") is not None:
+            runtime.stop("st")

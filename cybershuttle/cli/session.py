@@ -94,6 +94,8 @@ def _show(args: argparse.Namespace) -> None:
             arg("--continue-on-error", action="store_true", help="do not stop at the first failure"),
             arg("--directory", metavar="DIR", help="notebook sessions: restore the notebooks into DIR"),
             arg("--overwrite", action="store_true", help="notebook sessions: replace notebooks that changed since"),
+            arg("--restore-state", action="store_true",
+                help="notebook sessions: runtimes start from the namespaces their last snapshot checkpointed"),
             listing=True)
 def _load(args: argparse.Namespace) -> int:
     from .. import session
@@ -101,7 +103,7 @@ def _load(args: argparse.Namespace) -> int:
     echo = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     result = session.load(args.name, dry_run=args.dry_run, from_step=args.start,
                           continue_on_error=args.continue_on_error, directory=args.directory,
-                          overwrite=args.overwrite, echo=echo)
+                          overwrite=args.overwrite, restore_state=args.restore_state, echo=echo)
     if args.json:
         print_json(result.to_dict())
     elif args.dry_run and result.restored is None:

@@ -76,7 +76,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
             gpus: int | None = None, walltime: str | int | None = None, partition: str | None = None,
             account: str | None = None, qos: str | None = None, setup_file: str | None = None,
             nodes: int | None = None, tasks_per_node: int | None = None, encrypt: bool = True,
-            options: durable.Options | None = None, resume: bool = False) -> tuple[Runtime, bool]:
+            options: durable.Options | None = None, resume: bool | str = False) -> tuple[Runtime, bool]:
     """Start runtime `name` on `resource`, or re-attach to it if it is still running.
 
     `nodes` > 1 (with `tasks_per_node`) asks for a multi-node allocation: the kernel runs
@@ -84,7 +84,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
     Returns the runtime and whether it was re-attached (no new job). `encrypt`
     exists for the latency benchmark's comparison; leave it on. `options` say
     how durable it is (see `durable`); `resume` restores the namespace of its last
-    checkpoint before the first cell.
+    checkpoint (or, a label, of the checkpoint saved under it) before the first cell.
     """
     names.validate(name, "runtime name")
     if name == "local":
@@ -100,7 +100,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
         _mark(existing, "DEAD", _ended_message(job))
     options = options or durable.Options()
     res = compute.get(resource)
-    restore = durable.resume_source(name, res) if resume else None
+    restore = durable.resume_source(name, res, resume if isinstance(resume, str) else None) if resume else None
     walltime_s = compute.request.walltime_seconds(compute.request.normalize_walltime(walltime)) if walltime else None
     files, warn = durable.job_files(name, res, options, walltime_s, restore)
     key = uuid.uuid4().hex

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources as pkg_resources
 from typing import TYPE_CHECKING, Any
 
-from .. import compute
+from .. import compute, names
 from ..errors import CybershuttleError
 
 if TYPE_CHECKING:
@@ -89,10 +89,11 @@ def site_idle_timeout_min() -> float | None:
     return minutes(value) if value not in (None, "", 0) else None
 
 
-def checkpoint_path(resource: compute.Resource, name: str) -> str:
-    """Where runtime `name`'s checkpoint lives on its resource (private, on the shared filesystem)."""
+def checkpoint_path(resource: compute.Resource, name: str, label: str | None = None) -> str:
+    """Where runtime `name`'s checkpoint (or the one saved as `label`) lives on its resource (private,
+    on the shared filesystem)."""
     home = resource.facts.get("home") or "~"
-    return f"{home}/.cybershuttle/runtimes/{name}/checkpoint"
+    return f"{home}/.cybershuttle/runtimes/{name}/" + (f"{label}.checkpoint" if label else "checkpoint")
 
 
 def job_files(name: str, resource: compute.Resource, options: Options, walltime_s: int | None,
@@ -108,24 +109,32 @@ def job_files(name: str, resource: compute.Resource, options: Options, walltime_
     return {"durable.json": json.dumps(config).encode(), "durable_kernel.py": source}, warn
 
 
-def resume_source(name: str, resource: compute.Resource) -> str:
-    """The checkpoint a `--resume` of runtime `name` restores; refused when there is none."""
-    path = checkpoint_path(resource, name)
+def resume_source(name: str, resource: compute.Resource, label: str | None = None) -> str:
+    """The checkpoint a `--resume` of runtime `name` restores (its last, or the one saved as `label`);
+    refused when there is none."""
+    path = checkpoint_path(resource, name, label)
     found = resource.shell().run(f"test -f {_q(path)} && echo yes", check=False, timeout=30).stdout.strip()
     if found != "yes":
-        raise DurableError(f"runtime {name!r} has no checkpoint on {resource.name} to resume from: "
+        what = f"checkpoint {label!r}" if label else "checkpoint"
+        raise DurableError(f"runtime {name!r} has no {what} on {resource.name} to resume from: "
                            f"request it without --resume (checkpoints are taken by %checkpoint_runtime, "
                            "at the walltime warning and at an idle stop)")
     return path
 
 
-def checkpoint(name: str, timeout: float = 600.0) -> dict[str, Any]:
-    """Checkpoint runtime `name`'s namespace now; returns {'saved', 'skipped' (name: why), 'bytes', 'seconds'}."""
+def checkpoint(name: str, timeout: float = 600.0, label: str | None = None) -> dict[str, Any]:
+    """Checkpoint runtime `name`'s namespace now; returns {'saved', 'skipped' (name: why), 'bytes', 'seconds'}.
+
+    `label` keeps it apart from the runtime's own checkpoint (a session snapshot's), in the same
+    private directory; `runtime.request(..., resume=label)` restores it.
+    """
     from . import client
 
+    if label is not None:
+        names.validate(label, "checkpoint label")
     kc = client(name)
     try:
-        reply = control_request(kc, "cybershuttle_checkpoint_request", {}, timeout)
+        reply = control_request(kc, "cybershuttle_checkpoint_request", {"label": label} if label else {}, timeout)
     finally:
         kc.stop_channels()
     content = reply["content"]

@@ -24,6 +24,7 @@ library, ipykernel and (for checkpoints) dill. Its settings come from
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import sys
@@ -39,6 +40,7 @@ _LEN = struct.Struct("<I")
 _DELIM = b"<IDS|MSG>"
 _SKIP_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 SEQ_KEY = "cybershuttle_seq"
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
 _early = []  # a warning that came before the kernel was ready
 signal.signal(signal.SIGUSR1, lambda *_: _early.append(time.time()))
 
@@ -202,9 +204,15 @@ class Durable:
         os._exit(0)
 
     # -- checkpoints -------------------------------------------------------
-    def checkpoint(self):
+    def checkpoint(self, label=None):
+        """Save the namespace as the runtime's checkpoint, or as `label` beside it (a session's snapshot)."""
+        path = os.path.expanduser(self.config["checkpoint_path"])
+        if label is not None:
+            if not _LABEL.fullmatch(label):
+                raise ValueError(f"not a checkpoint label: {label!r}")
+            path = os.path.join(os.path.dirname(path), f"{label}.checkpoint")
         with self.lock:
-            return save_namespace(self._user_namespace(), os.path.expanduser(self.config["checkpoint_path"]),
+            return save_namespace(self._user_namespace(), path,
                                   {"job": os.environ.get("SLURM_JOB_ID") or self.config.get("job"),
                                    "runtime": self.config.get("runtime")})
 
@@ -242,7 +250,7 @@ class Durable:
     # -- control-channel requests (answered while a cell runs) ------------------
     def _checkpoint_request(self, stream, ident, parent):
         try:
-            content = {"status": "ok", **self.checkpoint()}
+            content = {"status": "ok", **self.checkpoint(parent["content"].get("label"))}
         except Exception as exc:  # the reply says why; the kernel goes on
             content = {"status": "error", "evalue": f"{type(exc).__name__}: {exc}"}
         self.kernel.session.send(stream, "cybershuttle_checkpoint_reply", content, parent, ident)

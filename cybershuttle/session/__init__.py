@@ -70,7 +70,7 @@ def remove(name: str) -> Session:
 
 
 def load(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_error: bool = False,
-         directory: str | None = None, overwrite: bool = False,
+         directory: str | None = None, overwrite: bool = False, restore_state: bool = False,
          echo: Callable[[str], None] | None = None) -> LoadResult:
     """Replay session `name`.
 
@@ -79,13 +79,15 @@ def load(name: str, *, dry_run: bool = False, from_step: int = 0, continue_on_er
     sessions restore their notebooks (into `directory`, default where they
     were) and re-request their runtimes and mounts. Steps count from 1;
     `from_step` skips the ones before. The first failure stops the replay
-    unless `continue_on_error`.
+    unless `continue_on_error`. `restore_state`: notebook sessions' runtimes start from
+    the namespaces their last snapshot checkpointed.
     """
     session = store.get(name)
     if session.kind == "shell":
         return shell.replay(name, dry_run=dry_run, from_step=from_step, continue_on_error=continue_on_error, echo=echo)
     if session.kind == "notebook" and notebook.latest(name):
-        report = notebook.restore(name, directory, dry_run=dry_run, overwrite=overwrite, echo=echo)
+        report = notebook.restore(name, directory, dry_run=dry_run, overwrite=overwrite, echo=echo,
+                                  restore_state=restore_state)
         return LoadResult(session=name, dry_run=dry_run, restored=report)
     result = LoadResult(session=name, dry_run=dry_run)
     for item in python.replay_calls(name, dry_run=dry_run, from_step=from_step, continue_on_error=continue_on_error,

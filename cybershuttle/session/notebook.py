@@ -9,6 +9,13 @@ notebook in the session (0600) together with what was in use at that moment:
 live runtimes (with their request, so `load` can ask for them again) and
 mounted storage. Cells executed, and where, come from the kernel side
 (`python`), into the same event log.
+
+A notebook attached with `state=True` (`metadata.cybershuttle.state`) also
+has its runtimes' namespaces checkpointed at each snapshot, under a label of
+the session's (`runtime/durable.py`): the checkpoints stay in the runtime's
+private directory on its resource and only their labels enter the session,
+so no export, template or public entry can carry them. `restore(...,
+restore_state=True)` resumes the runtimes from them.
 """
 from __future__ import annotations
 
@@ -44,20 +51,27 @@ class Snapshot:
     runtimes: list[dict[str, Any]] = field(default_factory=list)
     mounts: list[dict[str, Any]] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    state: list[dict[str, Any]] = field(default_factory=list)  # {"runtime", "label", "saved", "skipped"} a runtime
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 # -- membership --------------------------------------------------------------------
-def attach(name: str, notebook: str | os.PathLike[str]) -> store.Session:
-    """Make `notebook` part of session `name` (created as a notebook session if new) and snapshot it now."""
+def attach(name: str, notebook: str | os.PathLike[str], *, state: bool = False) -> store.Session:
+    """Make `notebook` part of session `name` (created as a notebook session if new) and snapshot it now.
+
+    `state`: each snapshot also checkpoints the namespaces of the runtimes in use.
+    """
     path = Path(notebook).resolve()
     existing = store.find(name)
     if existing is not None and existing.kind == "shell":
         raise SessionError(f"session {name!r} is a shell session: group notebooks in a notebook session")
     nb = _read(path)
-    nb.setdefault("metadata", {}).setdefault(META_KEY, {})["session"] = names.validate(name, "session name")
+    meta = nb.setdefault("metadata", {}).setdefault(META_KEY, {})
+    meta["session"] = names.validate(name, "session name")
+    if state:
+        meta["state"] = True
     _write_notebook(path, nb)
     if store.find(name) is None:
         store.create(name, "notebook", cwd=str(path.parent))
@@ -130,9 +144,11 @@ def take_snapshot(name: str, path: Path, nb: dict[str, Any] | None = None) -> Sn
             number += 1
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    runtimes = _live_runtimes()
+    state = _checkpoints(name, number, runtimes) if nb.get("metadata", {}).get(META_KEY, {}).get("state") else []
     snap = Snapshot(id=number, notebook=absolute, file=f"snapshots/{file.name}", time=time.time(), sha256=digest,
-                    cells=len(nb.get("cells", [])), runtimes=_live_runtimes(), mounts=_mounts(),
-                    datasets=_datasets(name))
+                    cells=len(nb.get("cells", [])), runtimes=runtimes, mounts=_mounts(),
+                    datasets=_datasets(name), state=state)
     store.append(name, {"type": "snapshot", **snap.to_dict()})
     return snap
 
@@ -176,7 +192,7 @@ def latest(name: str) -> dict[str, Snapshot]:
 
 
 def restore(name: str, directory: str | os.PathLike[str] | None = None, *, dry_run: bool = False,
-            runtimes: bool = True, mounts: bool = True, overwrite: bool = False,
+            runtimes: bool = True, mounts: bool = True, overwrite: bool = False, restore_state: bool = False,
             echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Bring a notebook session back: its notebooks' last content, its runtimes and its mounts.
 
@@ -184,7 +200,8 @@ def restore(name: str, directory: str | os.PathLike[str] | None = None, *, dry_r
     their own names; an existing different file is kept unless `overwrite`.
     Runtimes recorded at the last snapshot are requested again
     (`cybershuttle.runtime.request` re-attaches to one still running), and
-    mounted storage is mounted again.
+    mounted storage is mounted again. `restore_state`: a runtime whose
+    namespace the snapshot checkpointed starts from that checkpoint.
     """
     say = echo or (lambda _: None)
     newest = latest(name)
@@ -209,13 +226,18 @@ def restore(name: str, directory: str | os.PathLike[str] | None = None, *, dry_r
         report["notebooks"].append({"path": str(target), "snapshot": snap.id, "written": not dry_run})
     last = max(newest.values(), key=lambda s: s.id)
     if runtimes:
+        saved = {s["runtime"]: s["label"] for s in last.state} if restore_state else {}
         for rt in last.runtimes:
-            say(f"runtime {rt['name']} on {rt['resource']}")
+            label = saved.get(rt["name"])
+            say(f"runtime {rt['name']} on {rt['resource']}" + (f", its namespace from snapshot {last.id}" if label else ""))
             if not dry_run:
                 from .. import runtime
 
-                got, reattached = runtime.request(rt["name"], rt["resource"], **_request_kwargs(rt))
-                rt = {**rt, "job_id": got.job_id, "reattached": reattached}
+                got, reattached = runtime.request(rt["name"], rt["resource"], resume=label or False,
+                                                  **_request_kwargs(rt))
+                rt = {**rt, "job_id": got.job_id, "reattached": reattached, "state": bool(label and not reattached)}
+                if label and reattached:
+                    say(f"runtime {rt['name']} is still running: its namespace is the live one, not the snapshot's")
             report["runtimes"].append(rt)
     if mounts:
         for mount in last.mounts:
@@ -309,6 +331,21 @@ def _live_runtimes() -> list[dict[str, Any]]:
                 for r in runtime.list_all() if r.state in runtime.LIVE_STATES]
     except CybershuttleError:
         return []
+
+
+def _checkpoints(name: str, snapshot: int, runtimes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checkpoint each runtime's namespace under a label of this snapshot (on the resource, private)."""
+    from ..runtime import durable
+
+    out = []
+    for rt in runtimes:
+        label = f"session-{name}-{snapshot}"
+        try:
+            result = durable.checkpoint(rt["name"], label=label)
+        except CybershuttleError:
+            continue  # not reachable now: this snapshot holds no state for it
+        out.append({"runtime": rt["name"], "label": label, "saved": result["saved"], "skipped": result["skipped"]})
+    return out
 
 
 def _mounts() -> list[dict[str, Any]]:
