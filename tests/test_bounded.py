@@ -41,9 +41,14 @@ class Silent:
     def _accept(self) -> None:
         while True:
             try:
-                self.accepted.append(self.listener.accept()[0])
+                sock = self.listener.accept()[0]
             except OSError:
                 return
+            self.accepted.append(sock)
+            self.answer(sock)
+
+    def answer(self, sock: socket.socket) -> None:
+        """Say nothing."""
 
     def close(self) -> None:
         self.listener.close()
@@ -51,30 +56,20 @@ class Silent:
             sock.close()
 
 
-class Proxy:
+class Proxy(Silent):
     """A TCP relay to the cluster's sshd that can be frozen: it then keeps both connections open
     and forwards nothing, as a host that vanished from the network (no RST, no FIN) looks."""
 
     def __init__(self, port: int) -> None:
         self.target = port
         self.frozen = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client = self.listener.accept()[0]
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+    def answer(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target))
+        self.accepted.append(server)
+        for a, b in ((client, server), (server, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -84,11 +79,6 @@ class Proxy:
                 dst.sendall(data)
         except OSError:
             return
-
-    def close(self) -> None:
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 @pytest.fixture
