@@ -124,6 +124,24 @@ def test_another_users_after_download_command_runs_only_once_trusted_and_asks_ag
     assert refused.code == 1 and "you have not trusted" in refused.err
 
 
+def test_trust_in_one_owners_entry_does_not_pass_to_another_owner_of_the_same_name(site, cli):
+    log = _log(site)
+    command = _dataset(site, log)
+    bob = site.csother
+    assert bob.cli("trust", "add", "dataset", "nums").code == 0
+    assert site.csuser.cli("dataset", "rm", "nums").code == 0
+    # root, a third user of the site catalog, publishes the very same command under the same name
+    data = site.base / "shared" / "numbers.txt"
+    made = cli("dataset", "register", "--name", "nums", "--location", str(data), "--after-download-command", command,
+               "--public", env={"CYBERSHUTTLE_SITE_CATALOG": site.url})
+    assert made.code == 0, made.err
+    refused = bob.cli("dataset", "load", "nums")
+    assert refused.code == 1 and _one_line(refused.err), refused.err
+    assert ("dataset 'nums' of root: you trusted it when it was csuser's, not its after-download command now"
+            in refused.err) and "`cybershuttle trust add dataset nums`" in refused.err
+    assert _ran(log) == []
+
+
 def test_the_python_api_without_a_grant_refuses_what_a_rest_call_or_kernel_would_run(site):
     log = _log(site)
     _dataset(site, log)
