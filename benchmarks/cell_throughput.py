@@ -14,12 +14,15 @@ Paths, all on the loopback sshd and all started before the first measurement:
       forwarded in-process over the pooled SSH transport;
   P0  P without CurveZMQ, to show what encryption costs (never used for real);
   M   a runtime reached through a local kernel after `%switch_runtime` (the magic
-      path, whose local kernel re-publishes every remote IOPub message).
+      path, whose local kernel re-publishes every remote IOPub message);
+  N:<transport>  P's kernel on a compute node of the cluster's node partition, reached
+      through the login node by that transport (node-ssh, allocation), when the cluster has nodes.
 
 Runs are interleaved (L, P, P0, M, L, P, ...) so that load from other processes on
 a shared machine falls on every path alike; each figure is the median of its runs.
 The last line is `ratio=<worst P/L of the two cells> one_ratio= many_ratio=
-magic_ratio=<worst M/L>`; the goal is ratio <= 1.25 (and magic_ratio <= 1.25).
+magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport>`; the goal is
+ratio <= 1.25 and node_ratio <= 1.25.
 
     python benchmarks/cell_throughput.py [--runs 7]
 """
@@ -32,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import isolated_home, register_cluster  # noqa: E402
+from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
 
 SIZE = 20_000_000
 CELLS = {
@@ -81,6 +84,7 @@ def main() -> None:
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
     paths = {"L": ("python3", ()), "P": ("cybershuttle-bench", ()), "P0": ("cybershuttle-bench-plain", ()),
              "M": ("python3", MAGIC_SETUP)}
+    paths.update({f"N:{t}": (kernel, ()) for t, kernel in node_kernelspecs().items()})
     kernels = {}
     times: dict[str, dict[str, list[float]]] = {label: {cell: [] for cell in CELLS} for label in paths}
     try:
@@ -106,8 +110,33 @@ def main() -> None:
               flush=True)
     ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in paths}
     print("P0_ratio=%.2f (without encryption)" % max(ratio["P0"].values()))
+    nodes = [max(r.values()) for label, r in ratio.items() if label.startswith("N:")]
+    node = f" node_ratio={max(nodes):.2f}" if nodes else ""
     print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
-          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}")
+          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}")
+
+
+def node_kernelspecs() -> dict[str, str]:
+    """A kernelspec per node transport the cluster allows (none on a cluster without nodes)."""
+    from cybershuttle import compute
+    from cybershuttle.runtime import provisioner
+
+    c = cluster_env()
+    if not c.get("CS_TEST_NODES"):
+        return {}
+    out = {}
+    for transport in ("node-ssh", "allocation"):
+        name = f"bench-{transport}"
+        result = compute.validate_and_register(dict(
+            name=name, kind="slurm", host=c["CS_TEST_HOST"], port=int(c["CS_TEST_PORT"]), user=c["CS_TEST_USER"],
+            key=c["CS_TEST_KEY"], known_hosts=c["CS_TEST_KNOWN_HOSTS"], transport=transport), replace_existing=True)
+        if result.saved:
+            provisioner.install_kernelspec(name, name=f"cybershuttle-{name}", walltime=30,
+                                           partition=c.get("CS_TEST_NODE_PARTITION") or None)
+            out[transport] = f"cybershuttle-{name}"
+        else:
+            print(f"N:{transport}: not allowed on this cluster", flush=True)
+    return out
 
 
 if __name__ == "__main__":
