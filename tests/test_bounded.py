@@ -414,3 +414,18 @@ async def test_an_output_too_large_for_a_runs_record_stays_in_its_notebook_and_c
     values = [json.loads(p.read_text()) for p in sorted(target.glob("*/text"), key=lambda p: p.stat().st_size)]
     assert values == ["x" * 10, "x" * 2**20]
     assert [len(row["text"]) for row in rows("text")] == [10, 2**20]
+
+
+def test_the_cli_prints_a_log_longer_than_a_piece_whole_and_logs_refuses_one_too_long_to_hold(cli, tmp_path,
+                                                                                              monkeypatch):
+    from cybershuttle.compute import job as jobs
+
+    compute.register_local()
+    job = compute.execute("head -c 15000000 /dev/zero | tr '\\0' a; echo; echo END", "local")
+    assert compute.wait(job.id, timeout=60).state == "COMPLETED"
+    result = cli("compute", "logs", job.id)  # 8 MiB pieces: two of them
+    assert result.code == 0 and result.out == "a" * 15_000_000 + "\nEND\n"
+    monkeypatch.setattr(jobs, "LOG_WHOLE_MAX", 2**20)
+    with pytest.raises(OutputTooLargeError, match=f"the log of job {job.id} is 15000005 bytes.*read it in pieces"):
+        compute.logs(job.id)
+    assert compute.read_log(job.id, -4).data == b"END\n"
