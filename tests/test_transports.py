@@ -408,3 +408,37 @@ def test_a_two_node_runtime_through_its_allocation_relay(cluster):
         assert relay == [rt.node], steps
     finally:
         runtime.stop("wide")
+
+
+def test_a_subprocess_beside_the_kernel_has_a_step_of_its_own_that_outlives_its_start(alloc_runtime):
+    """`%run_subprocess` through the allocation transport: the process runs on the kernel's node in a step
+    of its own (a step ends with its command, and cgroup sites kill what it leaves behind), its web
+    server is reached through the relay, and stopping it ends that step."""
+    import urllib.request
+
+    from cybershuttle import compute, runtime
+
+    rt = alloc_runtime
+    native = compute.get_job(rt.job_id).native_id
+    info = runtime.start_subprocess(rt.name, "python3 -m http.server 8765 --bind 127.0.0.1", ports=[8765])
+    try:
+        local = info["ports"][8765]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert b"Directory listing" in body
+        out = subprocess.run(["squeue", "-h", "-s", "-j", native, "-o", "%i %N"], capture_output=True, text=True).stdout
+        steps = [line.split() for line in out.splitlines() if line.split()[0].rpartition(".")[2].isdigit()]
+        assert len(steps) == 2 and {node for _, node in steps} == {rt.node}, out  # the relay's and the server's
+    finally:
+        runtime.stop_subprocess(rt.name)
+    deadline = time.monotonic() + 20
+    while len(_steps(native)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_steps(native)) == 1, _steps(native)  # only the relay's is left

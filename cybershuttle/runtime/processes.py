@@ -33,10 +33,11 @@ def start_subprocess(name: str, command: str, *, ports: list[int] | tuple[int, .
         rt = wait(name)
     job = compute.get_job(rt.job_id)
     log = shlex.quote(f"{job.jobdir}/subprocess.log")
+    shell, there = _background(rt, command)
     # `setsid` in a non-interactive shell does not fork, so $! is both the pid and the process group.
     script = (f"cd {shlex.quote(job.workdir)} 2>/dev/null || cd; "
-              f"setsid bash -lc {shlex.quote(command)} >>{log} 2>&1 </dev/null & echo $!")
-    out = _shell(rt).run(script, timeout=60).stdout.split()
+              f"setsid bash -lc {shlex.quote(there)} >>{log} 2>&1 </dev/null & echo $!")
+    out = shell.run(script, timeout=60).stdout.split()
     if not out or not out[-1].isdigit():
         raise RuntimeError_(f"runtime {name}: the subprocess did not start (no pid came back)")
     info = {"pid": int(out[-1]), "command": command, "ports": sorted(set(ports))}
@@ -57,7 +58,8 @@ def stop_subprocess(name: str) -> dict[str, Any]:
     info = dict(rt.subprocess)
     pid = int(info["pid"])
     try:
-        _shell(rt).run(f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null || true", timeout=30)
+        shell, _ = _background(rt, info["command"])
+        shell.run(f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null || true", timeout=30)
     except CybershuttleError:
         if rt.state == "READY":
             raise  # the host is unreachable while the runtime should be there: say so
@@ -69,11 +71,12 @@ def stop_subprocess(name: str) -> dict[str, Any]:
     return info
 
 
-def _shell(rt: Any) -> Shell:
-    """A shell on the host the kernel runs on (its compute node, reached by the runtime's transport)."""
+def _background(rt: Any, command: str) -> tuple[Shell, str]:
+    """Where the subprocess is started and signalled, and `command` as that shell runs it on the kernel's host
+    (its compute node, reached as the runtime's transport says: see `Transport.background`)."""
     from . import transports
 
     res = compute.get(rt.resource)
     if not res.remote:
-        return res.shell()
-    return transports.for_runtime(rt, res).shell()
+        return res.shell(), command
+    return transports.for_runtime(rt, res).background(command)

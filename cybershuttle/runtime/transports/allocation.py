@@ -167,6 +167,13 @@ class AllocationTransport(Transport):
     def shell(self) -> AllocationShell:
         return AllocationShell(self)
 
+    def background(self, command: str) -> tuple[Any, str]:
+        # A step ends when its command returns, and sites that keep steps in cgroups kill whatever is left
+        # in it: a long-lived process gets a step of its own, whose launcher runs on the login node for as long
+        # as the process does (signalling the launcher there signals the step).
+        workdir = shlex.quote(self._job().workdir)
+        return self.res.shell(), self._step(f"cd {workdir} 2>/dev/null || cd; {command}")
+
     def close(self) -> None:
         with self._lock:
             self._close_relay()

@@ -58,5 +58,10 @@ class Transport(ABC):
     def shell(self) -> Shell:
         """A `compute.shell.Shell` whose commands run on the kernel's host."""
 
+    def background(self, command: str) -> tuple[Shell, str]:
+        """Where a long-lived process running `command` on the kernel's host is started and later
+        signalled (a runtime's subprocess): that shell, and `command` as that shell must run it."""
+        return self.shell(), command
+
     def close(self) -> None:
         """Release what this instance holds (relays, node connections)."""
