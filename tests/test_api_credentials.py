@@ -95,6 +95,9 @@ def test_a_public_api_dataset_cannot_pick_the_callers_credential_or_where_it_goe
     assert f"header X-API-Key from $BOB_WEATHER, sent only to {good.host}" in shown
     assert "bob-weather-key" not in "".join(p.read_text(errors="replace") for p in bob.cs_home.rglob("*.json")
                                             if p.is_file())
+    settings = list(bob.cs_home.rglob("credentials.json"))  # written whole, private, nothing left beside it
+    assert settings and all(p.stat().st_mode & 0o777 == 0o600 for p in settings)
+    assert not [p for p in bob.cs_home.rglob("*") if ".cybershuttle-partial" in p.name]
 
     # alice points the dataset at another host: bob's credential does not follow it
     assert alice.cli("dataset", "rm", "weather").code == 0

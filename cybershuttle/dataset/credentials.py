@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -160,13 +159,7 @@ def _load() -> dict[str, dict[str, Any]]:
 
 
 def _store(data: dict[str, dict[str, Any]]) -> None:
-    # Written whole to a private temporary file and renamed: never half a file, never readable by others.
-    path = _path()
-    fd, tmp = tempfile.mkstemp(prefix=f".{_FILE}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    # Written whole to a private partial file and renamed: never half a file, never readable by others.
+    from ..storage.partial import write_whole
+
+    write_whole(str(_path()), json.dumps(data, indent=1, sort_keys=True).encode("utf-8"), 0o600)
