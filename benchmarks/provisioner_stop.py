@@ -2,8 +2,9 @@
 through the Cybershuttle provisioner on the loopback sshd, against a local ipykernel's, in one run.
 
 Each stop is the user's "Shut down kernel": a shutdown request, then waiting until the
-kernel is gone and its runtime released. Ends with `stop_s=<median> local_stop_s=<median>`;
-the goal is stop_s <= 1.0.
+kernel is gone and its runtime released. A kernel on a compute node (Slurm, through each node
+transport the cluster allows) is measured too. Ends with `stop_s=<median> local_stop_s=<median>
+node_stop_s=<worst transport's median>`; the goal is stop_s <= 1.0 and node_stop_s <= 1.0.
 
     python benchmarks/provisioner_stop.py [--runs 3]
 """
@@ -46,14 +47,21 @@ def main() -> None:
     from cybershuttle.runtime import provisioner
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
+    from cell_throughput import node_kernelspecs
+
+    nodes = {transport: [] for transport in node_kernelspecs()}
     remote, local = [], []
     for _ in range(runs):
         remote.append(stop_time("cybershuttle-bench"))
         local.append(stop_time("python3"))
-        print(f"stop {remote[-1]:.2f} s (local {local[-1]:.2f} s)", flush=True)
+        for transport, times in nodes.items():
+            times.append(stop_time(f"cybershuttle-bench-{transport}"))
+        print(f"stop {remote[-1]:.2f} s (local {local[-1]:.2f} s"
+              + "".join(f", node via {t} {times[-1]:.2f} s" for t, times in nodes.items()) + ")", flush=True)
     left = [r.name for r in runtime.list_all() if r.state in runtime.LIVE_STATES]
     assert not left, f"runtimes still running after their kernels were shut down: {left}"
-    print(f"stop_s={statistics.median(remote):.2f} local_stop_s={statistics.median(local):.2f}")
+    node = f" node_stop_s={max(statistics.median(t) for t in nodes.values()):.2f}" if nodes else ""
+    print(f"stop_s={statistics.median(remote):.2f} local_stop_s={statistics.median(local):.2f}{node}")
 
 
 if __name__ == "__main__":
