@@ -459,9 +459,10 @@ export const SECTIONS: SectionSpec[] = [
         label: 'Runtimes',
         route: 'runtimes',
         key: byName,
-        // While a runtime starts, its environment set-up (a conda build can take minutes) shows here.
+        // While a runtime starts, its environment set-up (a conda build can take minutes) shows here;
+        // once running, the warning that its walltime ends soon.
         describe: item =>
-          [item.resource, item.host, item.state === 'REQUESTED' ? item.progress : ''].filter(Boolean).join(' · '),
+          [item.resource, item.host, item.state === 'REQUESTED' ? item.progress : item.warning].filter(Boolean).join(' · '),
         badge: item => text(item.state ?? item.status ?? ''),
         actions: [
           {

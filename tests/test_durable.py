@@ -170,7 +170,10 @@ def cut_ssh_connections_of(pid: int, port: int) -> int:
         m = re.search(rf"\S+:{port}\s+\S+:(\d+)\s+users:(.*)", line)
         if m and m.group(1) in mine:
             for sshd in re.findall(r"pid=(\d+)", m.group(2)):
-                os.kill(int(sshd), signal.SIGKILL)
+                try:
+                    os.kill(int(sshd), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue  # its other process went with the first
                 killed += 1
     return killed
 

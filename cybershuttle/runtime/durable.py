@@ -179,6 +179,26 @@ def warning(rt: Runtime) -> dict[str, Any] | None:
     return _read_json(rt, "durable/warning.json")
 
 
+_warned: dict[str, str] = {}  # job id -> the warning's text (a job is warned once)
+
+
+def warnings(runtimes: list[Runtime]) -> dict[str, str]:
+    """The walltime warnings of the live runtimes that got one, by runtime name (for the event stream)."""
+    from . import LIVE_STATES
+
+    out = {}
+    for rt in runtimes:
+        if rt.state not in LIVE_STATES or not (rt.request or {}).get("walltime"):
+            continue
+        if rt.job_id not in _warned:
+            found = warning(rt)
+            if found is None:
+                continue
+            _warned[rt.job_id] = found["text"]
+        out[rt.name] = _warned[rt.job_id]
+    return out
+
+
 def restored(rt: Runtime) -> dict[str, Any] | None:
     """What a resumed runtime restored and what it could not ({'restored', 'failed', 'text'}), or None."""
     return _read_json(rt, "durable/restored.json")

@@ -24,6 +24,7 @@ library, ipykernel and (for checkpoints) dill. Its settings come from
 import json
 import os
 import pickle
+import queue
 import re
 import signal
 import struct
@@ -201,6 +202,7 @@ class Durable:
                                                              "checkpoint": result})
         _remove(os.path.join(os.path.dirname(self.state), "connection.json"))
         sys.stdout.flush()
+        self.journal.drain()
         os._exit(0)
 
     # -- checkpoints -------------------------------------------------------
@@ -275,28 +277,46 @@ class Journal:
         self.seq = 0
         for p in self.paths:
             _remove(p)
-        self.fh = _open_private(self.paths[1])
+        self.fh = _open_private(self.paths[1], buffering=0)
+        self.pending = queue.Queue()
+        threading.Thread(target=self._writer, name="cybershuttle-journal", daemon=True).start()
 
     def append(self, seq, parts):
-        frames = [p.bytes if hasattr(p, "bytes") else bytes(p) for p in parts]
-        record = [_REC.pack(seq, time.time(), len(frames))]
-        for f in frames:
-            record += [_LEN.pack(len(f)), f]
+        """Queue one message's frames; a thread of its own writes them, so the send is not delayed."""
+        self.seq = max(self.seq, seq)
+        self.pending.put((seq, time.time(), [p.buffer if hasattr(p, "buffer") else p for p in parts]))
+
+    def drain(self):
+        """Wait until everything appended is in the files."""
+        self.pending.join()
+
+    def _writer(self):
+        while True:
+            item = self.pending.get()
+            try:
+                self._write(*item)
+            finally:
+                self.pending.task_done()
+
+    def _write(self, seq, when, parts):
+        frames = [memoryview(p).cast("B") for p in parts]  # no copies: a 20 MB output goes out as it is
         with self.lock:
-            self.seq = max(self.seq, seq)
             if self.fh.tell() > self.half:
                 self.fh.close()
                 os.replace(self.paths[1], self.paths[0])
-                self.fh = _open_private(self.paths[1])
-            self.fh.write(b"".join(record))
-            self.fh.flush()
+                self.fh = _open_private(self.paths[1], buffering=0)
+            write = self.fh.write
+            write(_REC.pack(seq, when, len(frames)))
+            for f in frames:
+                write(_LEN.pack(f.nbytes))
+                write(f)
 
     def read(self, after):
         """Records with seq > after, and the first seq still kept (older ones were dropped)."""
+        if after >= self.seq:
+            return [], None  # nothing new: the common answer to a client's check, kept cheap
+        self.drain()
         with self.lock:
-            if after >= self.seq:
-                return [], None  # nothing new: the common answer to a client's check, kept cheap
-            self.fh.flush()
             out, first = [], None
             for path in self.paths:
                 try:
@@ -438,9 +458,9 @@ def _duration(seconds):
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
-def _open_private(path, exclusive=False):
+def _open_private(path, exclusive=False, buffering=-1):
     flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
-    return os.fdopen(os.open(path, flags, 0o600), "w+b")
+    return os.fdopen(os.open(path, flags, 0o600), "w+b", buffering=buffering)
 
 
 def _write_json(path, data):

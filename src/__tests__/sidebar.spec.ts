@@ -126,6 +126,16 @@ describe('Sidebar', () => {
     expect(row().querySelector('.cs-badge')!.textContent).toBe('READY');
   });
 
+  it("shows the warning that a runtime's walltime ends soon on its row", async () => {
+    const runtimes = [{ name: 'long', resource: 'hpc', state: 'READY' }];
+    const { sidebar } = build({ 'GET runtimes': () => ({ items: runtimes, total: runtimes.length }) }, { sections: ['compute'] });
+    await sidebar.list('runtimes')!.load();
+    const row = () => sidebar.node.querySelector('[data-list="runtimes"] [data-key="long"]')!;
+    const text = 'cybershuttle: the walltime of runtime long ends in about 5 min (at 14:05:00); namespace checkpointed';
+    sidebar.onEvent(JSON.stringify({ kind: 'runtime', name: 'long', state: 'READY', progress: text, warning: text }));
+    expect(row().textContent).toContain('hpc · cybershuttle: the walltime of runtime long ends in about 5 min');
+  });
+
   it('shows resource status and opens the registration form', async () => {
     const { sidebar, opened } = build({
       'GET compute': () => ({ items: [

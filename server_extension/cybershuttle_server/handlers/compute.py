@@ -10,6 +10,7 @@ import tornado.web
 from cybershuttle import compute, runtime
 from cybershuttle.errors import CybershuttleError
 
+from . import events
 from .base import CybershuttleHandler, Route, refuse_prompts
 
 #: The most of a job's log one request carries (a browser's view of a log is a page, not gigabytes).
@@ -157,8 +158,29 @@ class RuntimesHandler(CybershuttleHandler):
 class RuntimeHandler(CybershuttleHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
-        """One runtime with its job's live state and its transport (a job that ended marks it DEAD)."""
-        self.write_json(await self.call(runtime.status, name))
+        """One runtime with its job's live state and its transport (a job that ended marks it DEAD), and the
+        walltime warning its kernel got (`warning`, null before)."""
+        self.write_json(await self.call(_runtime_status, name))
+
+
+def _runtime_status(name: str) -> dict[str, Any]:
+    from cybershuttle.runtime import durable
+
+    found = durable.warning(runtime.get(name))
+    return {**runtime.status(name), "warning": found["text"] if found else None}
+
+
+def runtime_warning_events() -> dict[tuple[str, str], dict[str, Any]]:
+    """A runtime's event gains `warning` (and, so that the change is sent, `progress`) once its kernel is
+    warned that the walltime ends soon; the sidebar shows it on the runtime's row."""
+    from cybershuttle.runtime import durable
+
+    items = runtime.list_all()
+    by_name = {r.name: r for r in items}
+    return {("runtime", name): {"kind": "runtime", "name": name, "resource": by_name[name].resource,
+                                "job_id": by_name[name].job_id, "state": by_name[name].state,
+                                "message": by_name[name].message, "progress": text, "warning": text}
+            for name, text in durable.warnings(items).items()}
 
 
 class RuntimeStopHandler(CybershuttleHandler):
@@ -224,3 +246,5 @@ ROUTES = [
     Route("runtimes/{name}/subprocess", RuntimeSubprocessHandler, ("POST", "DELETE"),
           "POST: start a background process beside the kernel (command); DELETE: stop it"),
 ]
+
+events.SOURCES.append(runtime_warning_events)
