@@ -68,19 +68,10 @@ class Review:
 
 
 @dataclass(frozen=True)
-class Pin:
-    """One trusted content, kept in the user's private catalog."""
+class Pin(Review):
+    """One trusted content (what was reviewed, and when it was trusted), kept in the user's private catalog."""
 
-    kind: str
-    name: str
-    owner: str
-    what: str
-    code: str
-    sha256: str
     trusted: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -322,5 +313,5 @@ def _save(review: Review) -> None:
     from .registry import catalog
 
     cat = catalog()
-    pin = Pin(review.kind, review.name, review.owner, review.what, review.code, review.sha256, time.time())
+    pin = Pin(**asdict(review), trusted=time.time())
     cat.private.add(_PIN_KIND.format(review.kind), review.name, pin.to_dict(), cat.user, replace=True)
