@@ -221,23 +221,25 @@ def umask_mode() -> int:
 def write_whole(path: str, data: bytes, mode: int) -> None:
     """Write a small file whole (a restored notebook): a fresh partial file beside it, given `mode`,
     renamed over `path`, so a name planted at `path` or beside it is replaced, never written through."""
-    part = local(path, len(data), None, names=[])
-    try:
-        part.file.write(data)
-        part.commit(path, mode)
-    except BaseException:
-        part.discard()
-        raise
+    _whole(path, mode, lambda f: f.write(data))
 
 
 def copy_local(source: str, path: str) -> None:
     """Copy a local file to `path` the same way (a template's outputs collected into a shared directory)."""
-    part = local(path, 0, None, names=[])
-    try:
+    def copy(f: Any) -> None:
         with open(source, "rb") as src:
             while block := src.read(_CHUNK):
-                part.file.write(block)
-        part.commit(path, umask_mode())
+                f.write(block)
+
+    _whole(path, umask_mode(), copy)
+
+
+def _whole(path: str, mode: int, write: Callable[[Any], object]) -> None:
+    """A fresh partial file for `path` filled by `write`, then renamed into place; removed if anything fails."""
+    part = local(path, 0, None, names=[])
+    try:
+        write(part.file)
+        part.commit(path, mode)
     except BaseException:
         part.discard()
         raise
