@@ -114,8 +114,10 @@ def test_list_shows_live_status(registered):
 
 # -- bad requests are refused before anything is submitted -----------------
 @pytest.mark.parametrize("kwargs, message", [
-    ({"gpus": 1}, "testcluster has no GPUs"),
-    ({"resources_kind": "GPU"}, "testcluster has no GPUs"),
+    # short is node1 alone, without GPUs; debug has node2's two (tests/cluster/nodes.sh)
+    ({"gpus": 1, "partition": "short"}, "testcluster has no GPUs (partition short)"),
+    ({"resources_kind": "GPU", "partition": "short"}, "testcluster has no GPUs (partition short)"),
+    ({"gpus": 3}, "3 GPUs requested but partition debug on testcluster has at most 2 per node"),
     ({"partition": "gpu"}, "no partition 'gpu' (partitions: debug, short)"),
     ({"cpus": 4096}, "4096 CPUs requested but partition debug on testcluster has at most"),
     ({"memory": "64T"}, "MB memory requested but partition debug"),

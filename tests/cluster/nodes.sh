@@ -17,9 +17,10 @@
 # Slurm: nodes declare 16 CPUs and 128 GiB (SlurmdParameters=config_overrides: the real
 # setup files ask for that much) and node2 two `a100` GPUs as GRES backed by character
 # devices made here (never opened: only the scheduling and CUDA_VISIBLE_DEVICES are real).
-# Layout (CS_NODES_LAYOUT): `nodes` (the default, as on a real site) makes `debug` and `short`
-# the two nodes, so no job runs on the login node; `split` keeps them on the login node (its
-# slurmd is kept either way).  Partition `nodes` always holds node1 and node2.
+# Layout (CS_NODES_LAYOUT): `nodes` (the default, as on a real site): partition `debug` is the two
+# nodes and `short` node1 alone (no GPUs), so no job runs on the login node; `split` keeps `debug`
+# and `short` on the login node and puts the nodes in partition `nodes` (the login node's slurmd is
+# kept either way).
 #
 # Variables read: CS_NODE_NET (first three octets of the bridge's /24, default 10.77.14),
 # CS_NODE_SSH (on = nodes run sshd, off = a site that forbids SSH to compute nodes; 1/0 too),
@@ -67,7 +68,13 @@ NODES_LAYOUT=${CS_NODES_LAYOUT:-${SAVED_NODES_LAYOUT:-nodes}}
 [[ $NODES_LAYOUT =~ ^(split|nodes)$ ]] ||
     die "CS_NODES_LAYOUT must be 'split' (debug on the login node, nodes in 'nodes') or 'nodes' (debug = node1+node2), not '$NODES_LAYOUT'"
 
-node_index() { local i; for i in "${!NODES[@]}"; do [[ ${NODES[i]} == "$1" ]] && { echo $((i + 1)); return; }; done; return 1; }
+node_index() {
+    local i
+    for i in "${!NODES[@]}"; do
+        if [[ ${NODES[i]} == "$1" ]]; then echo $((i + 1)); return 0; fi
+    done
+    return 1
+}
 node_addr() { echo "$NODE_NET.$((10 + $(node_index "$1")))"; }
 node_netns() { echo "cstest-$1"; }
 node_uts() { echo "$NODES_DIR/$1/uts"; }
@@ -211,7 +218,7 @@ EOF
 # slurm.conf lines for the nodes and partitions (cluster.sh's write_slurm_configs includes
 # them).  $1/$2: the login node's CPUs and memory.
 slurm_nodes_conf() {
-    local cpus=$1 mem_mb=$2 node gres login_parts node_parts
+    local cpus=$1 mem_mb=$2 node gres node_parts
     cat <<EOF
 # Nodes declare what the real setup files ask for, not what this machine has.
 SlurmdParameters=config_overrides
@@ -231,16 +238,19 @@ EOF
     echo "NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN"
     node_parts=$(IFS=,; echo "${NODES[*]}")
     if [[ $NODES_LAYOUT == nodes ]]; then
-        # As on a real site: jobs run on compute nodes only, never on the login node.
-        login_parts=$node_parts
+        # As on a real site: jobs run on compute nodes only, never on the login node.  `short` is
+        # node1 alone, a partition without GPUs (requests for GPUs there are refused).
+        cat <<EOF
+PartitionName=debug Nodes=$node_parts Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=${NODES[0]} MaxTime=30 State=UP
+EOF
     else
-        login_parts=localhost
-    fi
-    cat <<EOF
-PartitionName=debug Nodes=$login_parts Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=$login_parts MaxTime=30 State=UP
+        cat <<EOF
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=localhost MaxTime=30 State=UP
 PartitionName=nodes Nodes=$node_parts MaxTime=INFINITE State=UP
 EOF
+    fi
 }
 
 # Character devices standing in for node2's GPUs (major 195 is NVIDIA's), and gres.conf.
