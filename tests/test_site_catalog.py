@@ -39,7 +39,8 @@ def _keys(site: Site) -> dict[str, Path]:
     return copies
 
 
-def _resources(site: Site, user: str, key: Path) -> Path:
+def _resources(site: Site, user: str, key: Path, known_hosts: Path | None = None, python: str | None = None) -> Path:
+    """`user`'s resources file naming the cluster as `shared-hpc` (test_trust's public resource too)."""
     env = site_env()
     path = site.base / user / "resources.yml"
     path.write_text(f"""resources:
@@ -49,8 +50,8 @@ def _resources(site: Site, user: str, key: Path) -> Path:
     port: {env['CS_TEST_PORT']}
     user: {user}
     key: {key}
-    known_hosts: {env['CS_TEST_KNOWN_HOSTS']}
-""")
+    known_hosts: {known_hosts or env['CS_TEST_KNOWN_HOSTS']}
+""" + (f"    python: {python}\n" if python else ""))
     shutil.chown(path, user, user)
     return path
 

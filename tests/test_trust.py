@@ -19,7 +19,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from rest_api import SERVER_CONFIG, call
 from siteusers import Site, site, site_env  # noqa: F401  (fixture)
-from test_site_catalog import _keys
+from test_site_catalog import _keys, _resources
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -328,23 +328,12 @@ async def test_a_template_run_through_rest_is_refused_in_one_line_saying_what_to
 
 # -- public resources ------------------------------------------------------------------------
 def _resources_file(site: Site, key: Path, python: str | None = None) -> Path:
-    env = site_env()
+    """csuser's resources file, with a known_hosts file csother can read too (a public resource's)."""
     known = site.base / "shared" / "known_hosts"
     known.parent.mkdir(exist_ok=True, mode=0o755)
-    shutil.copy(env["CS_TEST_KNOWN_HOSTS"], known)
+    shutil.copy(site_env()["CS_TEST_KNOWN_HOSTS"], known)
     known.chmod(0o644)
-    path = site.base / "csuser" / "resources.yml"
-    path.write_text(f"""resources:
-  - name: shared-hpc
-    kind: ssh
-    host: {env['CS_TEST_HOST']}
-    port: {env['CS_TEST_PORT']}
-    user: csuser
-    key: {key}
-    known_hosts: {known}
-""" + (f"    python: {python}\n" if python else ""))
-    shutil.chown(path, "csuser", "csuser")
-    return path
+    return _resources(site, "csuser", key, known_hosts=known, python=python)
 
 
 def _fingerprint(known: str, host: str, port: str) -> str:
