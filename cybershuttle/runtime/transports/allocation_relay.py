@@ -30,6 +30,9 @@ import time
 
 HEADER_MAX = 512
 HEADER_TIMEOUT_S = 10.0
+#: connections that have not shown the token yet, at most (anyone on the cluster can connect)
+UNPROVEN_MAX = 32
+unproven = threading.BoundedSemaphore(UNPROVEN_MAX)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -76,9 +79,14 @@ def read_header(conn):
 
 
 def serve(conn, token):
+    if not unproven.acquire(blocking=False):
+        return conn.close()  # a flood of strangers must not starve the relay of threads
     try:
+        try:
+            words, rest = read_header(conn)
+        finally:
+            unproven.release()
         tune(conn)
-        words, rest = read_header(conn)
         if not words or len(words) != 3 or not hmac.compare_digest(words[0].encode(), token):
             return conn.close()
         host, port = words[1], words[2]
