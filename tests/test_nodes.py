@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLUSTER_SH, run_ok
+from test_magics import ends_mid_cell, result_arrives_after, run_notebook, text_of
 from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401 - a fixture, used by name
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
@@ -307,7 +308,8 @@ def test_a_runtime_over_two_nodes_has_its_kernel_on_the_first(node_runtimes):
         code = ("import os, socket, subprocess\n"
                 "print('kernel', socket.gethostname(), os.environ['SLURMD_NODENAME'])\n"
                 "print(subprocess.run(['srun', 'hostname'], capture_output=True, text=True).stdout)")
-        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda m: out.append(m["content"].get("text", "")))
+        reply = kc.execute_interactive(code, timeout=120,
+                                       output_hook=lambda m: out.append(m["content"].get("text", "")))
         kc.stop_channels()
         assert reply["content"]["status"] == "ok", reply["content"]
         text = "".join(out).split()
@@ -342,14 +344,12 @@ def _cell_text(kc, code: str) -> str:
 
 
 def test_a_notebook_reattaches_to_its_runtime_on_a_node(node_runtimes, tmp_path):
-    from test_magics import run_notebook, text_of
-
     from cybershuttle import runtime
 
     request = f"%request_runtime keepn --resource {node_runtimes} --walltime 10\n%switch_runtime keepn"
     try:
-        first = run_notebook(tmp_path, "import cybershuttle_magic", request,
-                             "import os, socket\nmarker = 41\nprint(os.environ['SLURMD_NODENAME'], socket.gethostname())")
+        where = "import os, socket\nmarker = 41\nprint(os.environ['SLURMD_NODENAME'], socket.gethostname())"
+        first = run_notebook(tmp_path, "import cybershuttle_magic", request, where)
         node, hostname = text_of(first.cells[2]).split()
         assert node in ("node1", "node2") and hostname == node  # on a compute node, never the login node
         second = run_notebook(tmp_path, "import cybershuttle_magic", request, "print(marker + 1)")
@@ -368,29 +368,10 @@ def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, lo
     walltime = " --walltime 1" if how == "walltime" else " --walltime 10"
     run_ok(kc, f"%request_runtime doomedn --resource {node_runtimes}{walltime}\n%switch_runtime doomedn")
     try:
-        _ends_mid_cell(kc, how)
+        assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
+        ends_mid_cell(kc, "doomedn", how)
     finally:
         _stop_quietly(runtime, "doomedn")
-
-
-def _ends_mid_cell(kc, how: str) -> None:
-    from cybershuttle import compute, runtime
-
-    assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
-    msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
-    if how == "scancel":
-        time.sleep(3)
-        compute.cancel(runtime.get("doomedn").job_id)
-    start = time.monotonic()
-    reply = kc.get_shell_msg(timeout=180)
-    assert reply["parent_header"]["msg_id"] == msg_id
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "RuntimeLost"
-    assert time.monotonic() - start < 150
-    while (msg := kc.get_iopub_msg(timeout=10))["msg_type"] != "error":
-        pass
-    assert "runtime doomedn is gone" in "".join(msg["content"]["traceback"])
-    assert ("CANCELLED" if how == "scancel" else "TIMEOUT") in "".join(msg["content"]["traceback"])
-    assert runtime.get("doomedn").state == "DEAD"
 
 
 def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(node_runtimes, local_kernel):
@@ -407,24 +388,15 @@ def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(no
 
 def _survives_a_drop(kc, node_runtimes: str) -> None:
     assert _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'])").strip() in ("node1", "node2")
-    out: list[str] = []
-    msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
-    time.sleep(2)
-    # The network drops: every SSH session of the test user is cut, to the login node and to the
-    # nodes (the node sshd's sessions are named after its program); the kernel keeps running.
-    cut = [subprocess.run(["pkill", "-f", f"^{prog}: csuser"], capture_output=True).returncode
-           for prog in ("sshd-csnode", "sshd")]  # the node's first: cutting the login's ends the relay's
-    assert cut[1] == 0 and (cut[0] == 0 or node_runtimes_transport(node_runtimes, "dropn") != "node-ssh"), cut
-    while True:
-        msg = kc.get_iopub_msg(timeout=60)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-    assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
-    assert "".join(out).strip() == "result after the drop"
+
+    def cut() -> bool:
+        # Every SSH session of the test user is cut, to the nodes (the node sshd's sessions are named after
+        # its program) and to the login node; the node's first: cutting the login's ends the relay's.
+        node, login = (subprocess.run(["pkill", "-f", f"^{prog}: csuser"], capture_output=True).returncode
+                       for prog in ("sshd-csnode", "sshd"))
+        return login == 0 and (node == 0 or node_runtimes_transport(node_runtimes, "dropn") != "node-ssh")
+
+    result_arrives_after(kc, cut)
 
 
 def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_resource, cluster, partition,
@@ -462,3 +434,20 @@ def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_re
     finally:
         kc.stop_channels()
         runtime.stop("privn")
+
+
+def test_jobs_on_nodes_get_packages_through_the_login_nodes_proxy_only(cluster, partition, nodes_env):
+    """Nodes have no route out; a job's pip reaches the package index through the login node's
+    proxy (https_proxy, set by the TaskProlog), which tunnels to web ports only."""
+    out = _login(cluster, f"cd /tmp && srun -p {partition} sh -c 'echo $https_proxy; d=$(mktemp -d); "
+                          "/usr/bin/python3 -m pip download -q --no-deps -d $d iniconfig && ls $d; rm -rf $d'",
+                 timeout=300)
+    assert out.returncode == 0, out.stderr
+    proxy, wheel = out.stdout.split()
+    assert proxy == f"http://{nodes_env['CS_TEST_NODE_LOGIN_ADDR']}:3128" and wheel.startswith("iniconfig-")
+    probe = ("import socket\n"
+             f"s = socket.create_connection(('{nodes_env['CS_TEST_NODE_LOGIN_ADDR']}', 3128))\n"
+             f"s.sendall(b'CONNECT {nodes_env['CS_TEST_NODE_LOGIN_ADDR']}:{cluster.port} HTTP/1.1\\r\\n\\r\\n')\n"
+             "print(s.recv(100).split(b'\\r\\n')[0].decode())")
+    refused = _exec("node2", "/usr/bin/python3", "-c", probe)
+    assert refused.stdout.strip() == "HTTP/1.1 403 Forbidden", refused  # no tunnel to the login sshd, say

@@ -485,6 +485,7 @@ $(slurm_nodes_conf "$cpus" "$mem_mb")
 EOF
     SLURM_CONF_CHANGED=$FILE_CHANGED
     write_gres_conf
+    write_task_prolog
 
     # Password of the MariaDB account slurmdbd uses; random, made once.
     if [[ ! -s $pass_file ]]; then

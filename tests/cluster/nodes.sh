@@ -49,6 +49,12 @@ NODE_HOSTS_MARK="# cybershuttle-test-node"
 NODE_CPUS=16
 NODE_MEM_MB=131072
 GPU_NODE=node2
+# Nodes have no route off the cluster network; pip in a job there goes through this HTTP proxy on
+# the login node (node_proxy.py), which jobs find in https_proxy & co. (the TaskProlog below).
+NODE_PROXY_PORT=3128
+NODE_PROXY_PID=$RUN/node-proxy.pid
+NODE_PROXY_SRC=$(dirname -- "${BASH_SOURCE[0]}")/node_proxy.py
+TASK_PROLOG=$NODES_DIR/task_prolog.sh
 GPU_TYPE=a100
 GPU_COUNT=2
 
@@ -213,6 +219,46 @@ EOF
     say "$node: sshd listening on $(node_addr "$node"):22"
 }
 
+# ----------------------------------------------------------------------------- proxy
+
+# The login node's HTTP proxy for jobs on the nodes, run as nobody (a copy of the script every
+# user can read: the checkout may not be), restarted when the script changes.
+ensure_node_proxy() {
+    local script=$NODES_DIR/node_proxy.py changed
+    write_file "$script" 0644 root:root <"$NODE_PROXY_SRC"
+    changed=$FILE_CHANGED
+    if live_pid "$NODE_PROXY_PID" python3 >/dev/null; then
+        ((changed)) || return 0
+        stop_daemon "node proxy" "$NODE_PROXY_PID" python3
+    fi
+    setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all \
+        /usr/bin/python3 "$script" "$NODE_LOGIN_ADDR" "$NODE_PROXY_PORT" </dev/null >>"$LOGS/node-proxy.log" 2>&1 9>&- &
+    echo $! >"$NODE_PROXY_PID"
+    disown
+    wait_for 10 bash -c "exec 3<>/dev/tcp/$NODE_LOGIN_ADDR/$NODE_PROXY_PORT" ||
+        die "the nodes' HTTP proxy does not listen on $NODE_LOGIN_ADDR:$NODE_PROXY_PORT (see $LOGS/node-proxy.log)"
+    say "node proxy: listening on $NODE_LOGIN_ADDR:$NODE_PROXY_PORT"
+}
+
+# Every task (a batch script too) starts with the proxy in its environment; cluster-internal
+# addresses stay direct.
+write_task_prolog() {
+    local proxy=http://$NODE_LOGIN_ADDR:$NODE_PROXY_PORT
+    local direct="localhost,127.0.0.1,$NODE_NET.0/24,$(IFS=,; echo "${NODES[*]}")"
+    install -d -m 0755 "$NODES_DIR"
+    write_file "$TASK_PROLOG" 0755 root:root <<EOF
+#!/bin/sh
+$MARKER
+# Slurm's TaskProlog: each "export" line it prints is set in the task's environment.
+echo "export http_proxy=$proxy"
+echo "export https_proxy=$proxy"
+echo "export HTTP_PROXY=$proxy"
+echo "export HTTPS_PROXY=$proxy"
+echo "export no_proxy=$direct"
+echo "export NO_PROXY=$direct"
+EOF
+}
+
 # ----------------------------------------------------------------------------- slurm
 
 # slurm.conf lines for the nodes and partitions (cluster.sh's write_slurm_configs includes
@@ -223,6 +269,8 @@ slurm_nodes_conf() {
 # Nodes declare what the real setup files ask for, not what this machine has.
 SlurmdParameters=config_overrides
 GresTypes=gpu
+# The nodes' HTTP proxy (see write_task_prolog).
+TaskProlog=$TASK_PROLOG
 # Every job gets an "extern" step on each of its nodes: pam_slurm_adopt counts only those
 # when it decides whether a user has a job on the node it is asked to let them into.
 PrologFlags=contain
@@ -324,6 +372,7 @@ ensure_node_ssh() {
 
 ensure_nodes() {
     local node
+    ensure_node_proxy
     for node in "${NODES[@]}"; do
         ensure_node_slurmd "$node"
     done
@@ -348,6 +397,7 @@ stop_nodes() {
         umount "$(node_uts "$node")" 2>/dev/null || true
         ip link del "csv-$node" 2>/dev/null || true
     done
+    stop_daemon "node proxy" "$NODE_PROXY_PID" python3
     ip link del "$NODE_BRIDGE" 2>/dev/null || true
     remove_node_hosts
     say "nodes: namespaces, bridge and /etc/hosts lines removed"
@@ -355,6 +405,7 @@ stop_nodes() {
 
 nodes_status() {
     local node
+    printf 'node-proxy %s python3\n' "$NODE_PROXY_PID"
     for node in "${NODES[@]}"; do
         printf '%s %s slurmd\n' "$node-slurmd" "$(node_slurmd_pid "$node")"
         if ((NODE_SSH)); then printf '%s %s %s\n' "$node-sshd" "$(node_sshd_pid "$node")" "$NODE_PAM_SERVICE"; fi
