@@ -107,6 +107,11 @@ def test_a_public_api_dataset_cannot_pick_the_callers_credential_or_where_it_goe
     assert out.startswith(f"CredentialError: API dataset 'weather' (of csuser) now sends requests to {evil.host}")
     assert f"--approve-host {evil.host}" in out and "\n" not in out
     assert evil.seen == []
+    # setting his variable again (a new key, say) approves nothing new: the host stays refused until he names it
+    r = bob.cli("dataset", "credential", "weather", "--env", "BOB_WEATHER", "--json")
+    assert r.code == 0 and json.loads(r.out)["hosts"] == [good.host], r.err + r.out
+    assert _request(bob, "weather", bob_env, day="4").startswith("CredentialError: ")
+    assert evil.seen == []
 
     # ... nor a redirect from the approved host to another one
     assert alice.cli("dataset", "rm", "weather").code == 0
@@ -117,10 +122,9 @@ def test_a_public_api_dataset_cannot_pick_the_callers_credential_or_where_it_goe
     assert out.startswith(f"CredentialError: API dataset 'weather' (of csuser) redirected to {evil.host}")
     assert evil.seen == []
     # approving the second host (bob's own decision) lets the redirect through, with bob's key only
-    assert bob.cli("dataset", "credential", "weather", "--env", "BOB_WEATHER",
-                   "--approve-host", evil.host).code == 0
+    assert bob.cli("dataset", "credential", "weather", "--approve-host", evil.host).code == 0  # his variable kept
     assert _request(bob, "weather", bob_env, day="6").startswith('{"path": "/stolen"}')
-    assert evil.tokens() == {"bob-weather-key"}
+    assert evil.tokens() == {"bob-weather-key"} and evil.seen[-1]["x-api-key"] == "bob-weather-key"  # his header
     assert hub_token not in good.tokens() | evil.tokens()
 
 

@@ -119,7 +119,7 @@ def _load(args: argparse.Namespace) -> None:
     arg("--env", metavar="VAR", help="the environment variable holding your credential (never stored)"),
     arg("--header", metavar="HEADER", help="the header carrying it (default Authorization)"),
     arg("--approve-host", metavar="HOST:PORT", action="append", default=[],
-        help="also allow sending it to HOST:PORT (the dataset's current host is approved when you set --env)"),
+        help="also allow sending it to HOST:PORT (the dataset's host is approved when you first set --env)"),
     arg("--remove", action="store_true", help="forget your setting for this dataset"),
     listing=True,
 )
@@ -134,15 +134,17 @@ def _credential(args: argparse.Namespace) -> None:
     ds = dataset.get(args.name)
     if not ds.api:
         raise UsageError(f"{args.name!r} is not an API dataset: only API datasets send credentials")
-    if args.env is None:
-        setting = credentials.get(args.name)
-        if setting is None:
-            raise UsageError(f"you have no credential setting for {args.name!r}: "
-                             f"`cybershuttle dataset credential {args.name} --env VAR`")
-    else:
-        here = credentials.approvable(ds.api["url_template"])
-        setting = credentials.save(args.name, args.env, header=args.header or ds.api.get("auth_header"),
-                                   hosts=[here, *args.approve_host])
+    setting = credentials.get(args.name)
+    env = args.env or (setting.env if setting else None)
+    if env is None:
+        raise UsageError(f"you have no credential setting for {args.name!r}: "
+                         f"`cybershuttle dataset credential {args.name} --env VAR`")
+    if args.env or args.approve_host or args.header:
+        # The URL's host is approved with a first setting only: a host the owner names later needs
+        # --approve-host, so setting the variable again never approves it unseen.
+        here = [] if setting else [credentials.approvable(ds.api["url_template"])]
+        header = args.header or (setting.header if setting else ds.api.get("auth_header"))
+        setting = credentials.save(args.name, env, header=header, hosts=[*here, *args.approve_host])
     if args.json:
         print_json(setting.to_dict())
         return
