@@ -104,13 +104,10 @@ def open(conn, host: str, port: int, *, wrap: Callable[[str], str] = lambda cmd:
     SSHError with the relay's own one-line reason when it cannot connect.
     """
     where = where or conn.endpoint.host
+    # the exec request's answer is awaited under the pool's watchdog (an SSHError, never a hang)
+    chan = conn.session(lambda c: c.exec_command(wrap(command(host, port, python))),
+                        f"starting the relay to {host}:{port}")
     try:
-        chan = conn.transport.open_session(timeout=CONNECT_TIMEOUT_S)
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SSHError(f"{conn.endpoint.label}: cannot open a channel for the relay to {host}:{port} ({exc}); "
-                       "the connection was lost") from exc
-    try:
-        chan.exec_command(wrap(command(host, port, python)))
         line = _status_line(chan)
     except BaseException:
         chan.close()
