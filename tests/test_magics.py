@@ -103,7 +103,7 @@ def test_dry_run_prints_the_resolved_request_and_submits_nothing(registered, tmp
 
 
 @pytest.mark.parametrize("line, message", [
-    ("%request_runtime big --resource testcluster --gpus 1", "testcluster has no GPUs"),
+    ("%request_runtime big --resource testcluster --gpus 1 --queue short", "testcluster has no GPUs"),
     ("%request_runtime big --resource testcluster --cpus 999", "999 CPUs requested"),
     ("%request_runtime big --use testcluster:nosuch", "no partition 'nosuch'"),
     ("%request_runtime big --resource nowhere", "no compute named 'nowhere'"),
@@ -236,16 +236,22 @@ def test_input_on_the_runtime_is_answered_through_the_notebook(registered, local
 
 @pytest.mark.parametrize("how", ["scancel", "walltime"])
 def test_a_runtime_that_ends_mid_cell_fails_the_cell_instead_of_hanging(registered, local_kernel, how):
-    from cybershuttle import compute, runtime
-
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
     walltime = " --walltime 1" if how == "walltime" else ""
     run_ok(kc, f"%request_runtime doomed --resource testcluster --queue short{walltime}\n%switch_runtime doomed")
+    ends_mid_cell(kc, "doomed", how)
+
+
+def ends_mid_cell(kc, name: str, how: str) -> None:
+    """Runtime `name` (active in `kc`'s notebook) ends during a long cell, by `scancel` or its walltime:
+    the cell fails in one line saying why, well before the cell would have ended (also tests/test_nodes.py)."""
+    from cybershuttle import compute, runtime
+
     msg_id = kc.execute("import time\nprint('working', flush=True)\ntime.sleep(300)")
     if how == "scancel":
         time.sleep(3)
-        compute.cancel(runtime.get("doomed").job_id)  # as an administrator would
+        compute.cancel(runtime.get(name).job_id)  # as an administrator would
     start = time.monotonic()
     reply = kc.get_shell_msg(timeout=180)
     assert reply["parent_header"]["msg_id"] == msg_id
@@ -253,9 +259,9 @@ def test_a_runtime_that_ends_mid_cell_fails_the_cell_instead_of_hanging(register
     assert time.monotonic() - start < 150
     while (msg := kc.get_iopub_msg(timeout=10))["msg_type"] != "error":
         pass
-    assert "runtime doomed is gone" in "".join(msg["content"]["traceback"])
+    assert f"runtime {name} is gone" in "".join(msg["content"]["traceback"])
     assert ("CANCELLED" if how == "scancel" else "TIMEOUT") in "".join(msg["content"]["traceback"])
-    assert runtime.get("doomed").state == "DEAD"
+    assert runtime.get(name).state == "DEAD"
 
 
 def test_run_subprocess_forwards_its_port_and_kill_subprocess_stops_it(registered, local_kernel):
@@ -313,11 +319,19 @@ def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
     run_ok(kc, "%request_runtime drop --resource workstation\n%switch_runtime drop")
+    # The network drops: every SSH session of the test user is cut (the remote kernel keeps running).
+    result_arrives_after(kc, lambda: subprocess.run(["pkill", "-f", "^sshd: csuser"],
+                                                     capture_output=True).returncode == 0)
+    run_ok(kc, "%stop_runtime drop")
+
+
+def result_arrives_after(kc, drop) -> None:
+    """A cell runs on the active runtime while `drop()` cuts connections (True: it cut one): the cell's
+    result still arrives (also tests/test_nodes.py)."""
     out: list[str] = []
     msg_id = kc.execute("import time\ntime.sleep(6)\nprint('result after the drop')")
     time.sleep(2)
-    # The network drops: every SSH session of the test user is cut (the remote kernel keeps running).
-    assert subprocess.run(["pkill", "-f", "^sshd: csuser"], capture_output=True).returncode == 0
+    assert drop()
     while True:
         msg = kc.get_iopub_msg(timeout=60)
         if msg["parent_header"].get("msg_id") != msg_id:
@@ -328,7 +342,6 @@ def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_
             break
     assert kc.get_shell_msg(timeout=30)["content"]["status"] == "ok"
     assert "".join(out).strip() == "result after the drop"
-    run_ok(kc, "%stop_runtime drop")
 
 
 def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registered):
