@@ -17,9 +17,9 @@ finds kernel provisioners and papermill finds engines.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from ... import plugins
 from ...errors import CybershuttleError
 from .base import POLL_S, QueuePlace, Scheduler, Submission, Watch
 
@@ -36,21 +36,10 @@ class SchedulerError(CybershuttleError):
 @lru_cache(maxsize=None)
 def installed() -> dict[str, type[Scheduler]]:
     """Every installed scheduler class by its entry-point name (the first of a duplicated name wins)."""
-    found: dict[str, type[Scheduler]] = {}
     # Cybershuttle's own first (process, then slurm), so kinds read "local, ssh, slurm, <installed ones>".
-    eps = sorted(entry_points(group=GROUP), key=lambda ep: (not ep.value.startswith("cybershuttle."),
-                                                           ep.name != "process", ep.name))
-    for ep in eps:
-        if ep.name in found:
-            continue
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plug-in must not take the others down
-            raise SchedulerError(f"scheduler {ep.name!r} ({ep.value}) cannot be loaded: {exc}; "
-                                 f"reinstall or remove the distribution that provides it") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
-            raise SchedulerError(f"entry point {ep.name!r} in {GROUP} is not a Scheduler subclass ({ep.value})")
-        found[ep.name] = cls
+    found, broken = plugins.load(GROUP, Scheduler, order=lambda ep: (ep.name != "process", ep.name))
+    for name, why in broken.items():  # a scheduler that is there but broken is not quietly left out
+        raise SchedulerError(f"scheduler {name!r} ({why}): reinstall or remove the distribution that provides it")
     if not found:
         raise SchedulerError(f"no schedulers are installed (entry-point group {GROUP} is empty): "
                              "reinstall cybershuttle (pip install -e .)")

@@ -16,12 +16,12 @@ host needs no node transport ("login"), unless the setting says otherwise.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from ... import plugins
 from ...errors import CybershuttleError
 from .base import Transport
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 GROUP = "cybershuttle.transports"
 LOGIN = "login"
-log = logging.getLogger(__name__)
 
 
 class TransportError(CybershuttleError):
@@ -42,22 +41,7 @@ class TransportError(CybershuttleError):
 
 @lru_cache(maxsize=None)
 def _entry_points() -> tuple[dict[str, type[Transport]], dict[str, str]]:
-    found: dict[str, type[Transport]] = {}
-    broken: dict[str, str] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda ep: (not ep.value.startswith("cybershuttle."), ep.name)):
-        if ep.name in found:
-            continue
-        try:
-            cls = ep.load()
-        except Exception as exc:  # one broken plug-in must not take the other transports down
-            broken[ep.name] = f"{ep.value}: {exc}"
-            log.debug("transport %s cannot be loaded", ep.name, exc_info=True)
-            continue
-        if isinstance(cls, type) and issubclass(cls, Transport):
-            found[ep.name] = cls
-        else:
-            broken[ep.name] = f"{ep.value} is not a Transport subclass"
-    return found, broken
+    return plugins.load(GROUP, Transport)
 
 
 def installed() -> dict[str, type[Transport]]:
@@ -71,7 +55,7 @@ def get(name: str) -> type[Transport]:
     if name in found:
         return found[name]
     if name in broken:
-        raise TransportError(f"transport {name!r} cannot be loaded ({broken[name]}): reinstall cybershuttle "
+        raise TransportError(f"transport {name!r}: {broken[name]}: reinstall cybershuttle "
                              "or the distribution that provides it")
     raise TransportError(f"no transport named {name!r} (installed: {', '.join(installed()) or 'none'}): "
                          f"install the distribution that provides it")
