@@ -213,7 +213,10 @@ class Connection:
     def close(self) -> None:
         with self._lock:
             if self._sftp is not None:
-                self._sftp.close()
+                try:
+                    self._sftp.close()
+                except (paramiko.SSHException, OSError, EOFError):
+                    pass  # a connection that is already gone is closed enough
                 self._sftp = None
         self.transport.close()
 
