@@ -39,6 +39,23 @@ def _client_over(name: str, endpoint):
     return kc, forwards
 
 
+def test_a_node_is_reached_through_the_relay_on_its_login_host(cluster, ssh_pool):
+    node = _node(cluster)
+    conn = ssh_pool.connect(node)
+    assert conn.run("id -un").stdout == f"{cluster.user}\n"
+    assert conn.transport is not ssh_pool.connect(cluster.endpoint()).transport
+    # the hop is a relay of ours on the login host (its program names itself; argv ends HOST PORT),
+    # not the sshd's direct-tcpip; closing the node's connection ends it
+    mine = f"pgrep -u \"$(id -u)\" -f 'cybershuttle-relay.* localhost {cluster.port}$' | wc -l"
+    relays = int(ssh_pool.connect(cluster.endpoint()).run(mine).stdout)
+    assert relays >= 1
+    ssh_pool.drop(node)
+    deadline = time.monotonic() + 5
+    while int(ssh_pool.connect(cluster.endpoint()).run(mine).stdout) != relays - 1:
+        assert time.monotonic() < deadline, "the relay outlived its node connection"
+        time.sleep(0.1)
+
+
 def test_a_kernel_behind_the_relay_answers_at_direct_speed(cluster, registered):
     """A trivial cell's round trip through the node hop: the relay keeps it at the direct path's;
     the login sshd's own direct-tcpip hop (Nagle meeting delayed ACK) is several times slower.
