@@ -51,6 +51,10 @@ def test_walltime_warning_then_resume_restores_the_namespace_on_a_new_job(regist
     assert "warning:   cybershuttle: the walltime of runtime wall ends in about 1 min" in stat, stat
     status = cli("runtime", "status", "wall")
     assert status.code == 0 and "warning:" in status.out and "ends in about 1 min" in status.out, status
+    from cybershuttle_server.handlers.compute import runtime_warning_events  # the sidebar's event
+
+    event = runtime_warning_events()[("runtime", "wall")]
+    assert event["state"] == "READY" and "ends in about 1 min" in event["warning"]
     # The walltime ends the job; --resume asks a new one with the same request and restores first.
     assert compute.wait(first_job, timeout=200).state == "TIMEOUT"
     shown = texts(kc, "%request_runtime wall --resource testcluster --walltime 2 --warn-before 1 --resume\n"
@@ -62,6 +66,48 @@ def test_walltime_warning_then_resume_restores_the_namespace_on_a_new_job(regist
     assert "restored big, config" in shown
     assert "2000000 True True" in shown
     run_ok(kc, "%stop_runtime wall")
+
+
+def test_a_warning_between_cells_shows_in_the_next_cell_and_no_checkpoint_is_taken_when_told(registered,
+                                                                                            local_kernel):
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime quiet --resource workstation --no-checkpoint\n%switch_runtime quiet")
+    # What the scheduler's signal does, sent by the kernel to itself once this cell has ended.
+    run_ok(kc, "import os, signal, threading\nthreading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR1)).start()")
+    time.sleep(3)
+    shown = texts(kc, "print('next')")
+    assert "the walltime of runtime quiet ends in about" in shown and "no checkpoint (--no-checkpoint)" in shown
+    assert shown.index("the walltime of runtime quiet") < shown.index("next"), shown
+    assert "the walltime" not in texts(kc, "print('once')")
+    run_ok(kc, "%stop_runtime quiet")
+
+
+def test_the_cli_checkpoints_and_resumes_a_runtime_on_a_plain_ssh_host(registered, cli):
+    import json
+
+    from cybershuttle import runtime
+
+    assert cli("runtime", "request", "cl", "--resource", "workstation").code == 0
+    try:
+        kc = runtime.client("cl")
+        run_ok(kc, "numbers = list(range(1000))\nsquare = lambda v: v * v")
+        kc.stop_channels()
+        saved = cli("runtime", "checkpoint", "cl", "--json")
+        assert saved.code == 0 and sorted(json.loads(saved.out)["saved"]) == ["numbers", "square"], saved
+        first_job = runtime.get("cl").job_id
+        assert cli("runtime", "stop", "cl").code == 0
+        resumed = cli("runtime", "request", "cl", "--resource", "workstation", "--resume")
+        assert resumed.code == 0 and runtime.get("cl").job_id != first_job, resumed
+        kc = runtime.client("cl")
+        out: list[str] = []
+        run_ok(kc, "print(sum(numbers), square(12))", hook=lambda m: out.append(m["content"].get("text", "")))
+        kc.stop_channels()
+        assert "499500 144" in "".join(out)
+        assert "restored numbers, square" in cli("runtime", "status", "cl").out
+    finally:
+        if runtime.find("cl") is not None:
+            runtime.stop("cl")
 
 
 def test_extend_says_so_where_the_site_does_not_let_users_raise_a_time_limit(registered, local_kernel):

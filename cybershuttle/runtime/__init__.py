@@ -207,11 +207,13 @@ def gone_reason(name: str) -> str | None:
 
 def connection_info(name: str) -> dict[str, Any]:
     """Connection info for a local client: 127.0.0.1 ports forwarded to the kernel."""
+    rt = get(name)
     with _local_lock:
         cached = _local.get(name)
-        if cached is not None:
-            return dict(cached[1])
-    rt = get(name)
+    if cached is not None and cached[2] == rt.job_id:
+        return dict(cached[1])
+    if cached is not None:
+        _close_local(name)  # forwards to a job another process stopped or replaced (a resume from the CLI)
     if rt.state != "READY":
         rt = wait(name)
     secrets = _read_secrets(name)
@@ -231,7 +233,7 @@ def connection_info(name: str) -> dict[str, Any]:
     info = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", "key": secrets["key"],
             **curve, **local_ports}
     with _local_lock:
-        _local[name] = (forwards, info)
+        _local[name] = (forwards, info, rt.job_id)
     return dict(info)
 
 
@@ -323,7 +325,7 @@ def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
 
 
 # -- helpers ---------------------------------------------------------------
-_local: dict[str, tuple[list[Forward], dict[str, Any]]] = {}
+_local: dict[str, tuple[list[Forward], dict[str, Any], str]] = {}  # name -> (forwards, info, job id)
 _local_lock = threading.Lock()
 
 

@@ -234,11 +234,10 @@ class Durable:
         name = self.config.get("runtime", "this runtime")
         start = time.time()
         try:
-            values, failed, meta = load_namespace(os.path.expanduser(path))
+            values, failed, meta = load_namespace(os.path.expanduser(path), self.shell.user_ns)
         except OSError as exc:
             self._notice(f"cybershuttle: runtime {name}: the checkpoint could not be read ({exc}); nothing restored")
             return
-        self.shell.user_ns.update(values)
         when = time.strftime("%H:%M:%S", time.localtime(meta.get("saved_at", 0)))
         text = (f"cybershuttle: runtime {name} resumed from the checkpoint of {when} (job {meta.get('job')}): "
                 f"restored {', '.join(sorted(values)) or 'nothing'}")
@@ -340,13 +339,25 @@ class Journal:
 
 # -- namespace files ---------------------------------------------------------
 class _Pickler(pickle.Pickler):
-    """The C pickler, with dill for what only dill can save by value: the notebook's own functions/classes."""
+    """The C pickler, with dill for what only dill can save by value: the notebook's own functions/classes.
+
+    A notebook class or function saved under its own name elsewhere in the namespace is referred to by
+    that name (restored first, it is the one its instances and callers get back); only the record of the
+    name itself, and nameless ones (a lambda), carry it by value.
+    """
+
+    def __init__(self, file, namespace, top):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.namespace, self.top = namespace, top
 
     def reducer_override(self, obj):
         if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
+            name = getattr(obj, "__qualname__", None)
+            if obj is not self.top and name == obj.__name__ and self.namespace.get(name) is obj:
+                return NotImplemented  # by reference: __main__.NAME
             import dill
 
-            return dill.loads, (dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True),)
+            return dill.loads, (dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=False),)
         return NotImplemented
 
 
@@ -361,7 +372,7 @@ def save_namespace(namespace, path, meta):
         header = json.dumps({**meta, "saved_at": time.time()}).encode()
         fh.write(MAGIC + _LEN.pack(len(header)) + header)
         for name, value in namespace.items():
-            kind, error = _save_one(fh, name, value)
+            kind, error = _save_one(fh, name, value, namespace)
             if kind:
                 saved.append(name)
             else:
@@ -378,14 +389,14 @@ def save_namespace(namespace, path, meta):
     return {"path": path, "saved": saved, "skipped": skipped, "bytes": size, "seconds": round(time.time() - start, 3)}
 
 
-def _save_one(fh, name, value):
+def _save_one(fh, name, value, namespace):
     encoded = name.encode()
     start = fh.tell()
     error = None
     if isinstance(value, types.ModuleType):
         attempts = (("m", lambda f: f.write(value.__name__.encode())),)
     else:
-        attempts = (("p", lambda f: _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(value)), ("d", _dill_dump(value)))
+        attempts = (("p", lambda f: _Pickler(f, namespace, value).dump(value)), ("d", _dill_dump(value)))
     for kind, dump in attempts:
         fh.seek(start)
         fh.truncate()
@@ -410,12 +421,16 @@ def _dill_dump(value):
     def dump(fh):
         import dill
 
-        dill.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+        dill.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL, recurse=False)
     return dump
 
 
-def load_namespace(path):
-    """(values by name, failures by name with why, the checkpoint's metadata)."""
+def load_namespace(path, into=None):
+    """(values by name, failures by name with why, the checkpoint's metadata).
+
+    `into` (the kernel's user namespace, `__main__`'s) receives each value as soon as it is loaded, in the
+    order saved, so a later record can refer to an earlier one by name (`__main__.NAME`).
+    """
     values, failed = {}, {}
     with open(path, "rb") as fh:
         if fh.read(len(MAGIC)) != MAGIC:
@@ -440,6 +455,8 @@ def load_namespace(path):
                     import dill
 
                     values[name] = dill.load(fh)
+                if into is not None:
+                    into[name] = values[name]
             except Exception as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}"[:200]
             fh.seek(body + size)
