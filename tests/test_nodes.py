@@ -138,26 +138,29 @@ def test_a_node_reaches_the_login_node_and_the_other_node_only(cluster, nodes_en
     assert "default" not in routes
 
 
+# csother, not csuser, is the one who logs in: every other test's runtimes run as csuser, so csuser
+# may well hold jobs on any node (and with several there, a session joins none of them).
 def test_ssh_to_a_node_without_a_job_there_is_refused(cluster, held_job):
-    refused = _to_node(cluster, "node1", cluster.user)
+    who = cluster.other_user
+    refused = _to_node(cluster, "node1", who)
     assert refused.returncode == 255
     assert "Access denied by pam_slurm_adopt: you have no active jobs on this node" in refused.stderr
-    # A job on node2 does not open node1.
-    held_job("node2")
-    still = _to_node(cluster, "node1", cluster.user)
+    # Another user's job on node1 does not open it to csother, nor csother's own job on node2.
+    held_job("node1", user=cluster.user)
+    held_job("node2", user=who)
+    still = _to_node(cluster, "node1", who)
     assert still.returncode == 255 and "no active jobs on this node" in still.stderr
 
 
 def test_ssh_to_a_node_works_while_the_user_has_a_job_there_and_joins_it(cluster, held_job):
-    job = held_job("node1")
-    inside = _to_node(cluster, "node1", cluster.user)
+    who = cluster.other_user
+    job = held_job("node1", user=who)
+    inside = _to_node(cluster, "node1", who)
     assert inside.returncode == 0, inside.stderr
     assert inside.stdout.split() == ["node1", f"job={job}"]  # adopted into the job
-    other = _to_node(cluster, "node1", cluster.other_user)  # csother has no job there
-    assert other.returncode == 255 and "no active jobs on this node" in other.stderr
     subprocess.run(["scancel", job], check=True)
     deadline = time.monotonic() + 60
-    while _to_node(cluster, "node1", cluster.user).returncode == 0:
+    while _to_node(cluster, "node1", who).returncode == 0:
         assert time.monotonic() < deadline, "SSH to node1 still allowed a minute after the job ended"
         time.sleep(1)
 
