@@ -207,12 +207,15 @@ def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_pa
     setup.write_text("project: {name: x}\nadditional_dependencies:\n  modules: [hello/2.0]\n")
     res = compute.get("testcluster")
     part = res.partition_info(res.default_partition)  # fill every node of it: the runtime must queue
-    blocker = compute.execute("sleep 6", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"])
-    runtime.request("queued", "testcluster", setup_file=str(setup))
+    # A walltime, and both given back whatever happens: a leaked whole-partition job without a time
+    # limit, pending behind others' runtimes, stops the queue for everyone (no backfill past it).
+    blocker = compute.execute("sleep 6", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"], walltime=2)
     seen: list[str] = []
-    runtime.wait("queued", progress=seen.append)
-    runtime.stop("queued")
-    compute.wait(blocker.id, timeout=60)
+    try:
+        runtime.request("queued", "testcluster", setup_file=str(setup), walltime=10)
+        runtime.wait("queued", progress=seen.append)
+    finally:
+        give_back(lambda: runtime.stop("queued"), lambda: compute.cancel(blocker.id))
     assert "job pending, position 1 in the queue" in seen
     assert "job running" in seen
     assert "cybershuttle: loading modules hello/2.0" in seen
@@ -239,8 +242,23 @@ def test_a_runtime_that_ends_mid_cell_fails_the_cell_instead_of_hanging(register
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
     walltime = " --walltime 1" if how == "walltime" else ""
-    run_ok(kc, f"%request_runtime doomed --resource testcluster --queue short{walltime}\n%switch_runtime doomed")
-    ends_mid_cell(kc, "doomed", how)
+    try:
+        run_ok(kc, f"%request_runtime doomed --resource testcluster --queue short{walltime}\n%switch_runtime doomed")
+        ends_mid_cell(kc, "doomed", how)
+    finally:
+        from cybershuttle import runtime
+
+        give_back(lambda: runtime.stop("doomed"))  # a leaked one holds a node's CPU for short's 30 minutes
+
+
+def give_back(*stops) -> None:
+    """Run each of `stops` (stop a runtime, cancel a job), whatever the test found: a leaked job holds
+    a node's CPUs, and one filling the partition stops the queue for everyone."""
+    for stop in stops:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - never started, or already ended
+            pass
 
 
 def ends_mid_cell(kc, name: str, how: str) -> None:
