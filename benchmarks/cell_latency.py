@@ -8,13 +8,15 @@
   P0 P without CurveZMQ encryption, to show what encryption costs.
   N  P's kernel on a compute node (the cluster's node partition), reached through the login
      node by each node transport (`measure_node(transport)`): node-ssh is SSH to the node
-     through our relay on the login node; allocation (A) a relay started inside the job.
+     through our relay on the login node; allocation (A) a relay started inside the job; node-tcp (T)
+     direct-tcpip from the login node straight to the kernel bound on the node's cluster address.
 
 Prints median and p90 of each and ends with
 `ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median> node_ratio=<N/L median>
-node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>` (N and A each
-with its own L, measured in alternating blocks, both kernels up). Goals: ratio and the node ratios <= 1.15,
-the p90 ratios <= 1.3, magic_ratio <= 1.15.
+node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>
+tcp_node_ratio=<T/L median> tcp_node_p90_ratio=<T/L p90>` (N, A and T each with its own L, measured in
+alternating blocks, both kernels up). Goals: ratio and the node ratios <= 1.15, the p90 ratios <= 1.3,
+magic_ratio <= 1.15.
 
     python benchmarks/cell_latency.py [--cells 200]
 """
@@ -111,7 +113,7 @@ def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple
 def node_figures(cells: int) -> str:
     """Measure every node transport; prints each and returns `node_ratio=... alloc_node_ratio=...`."""
     figures = []
-    for transport, prefix in (("node-ssh", "node"), ("allocation", "alloc_node")):
+    for transport, prefix in (("node-ssh", "node"), ("allocation", "alloc_node"), ("node-tcp", "tcp_node")):
         (n_med, n_p90), (l_med, l_p90) = measure_node(transport, cells)
         print(f"N ({transport}): median={n_med:.2f} ms  p90={n_p90:.2f} ms; local kernel in alternating blocks: "
               f"median={l_med:.2f} ms  p90={l_p90:.2f} ms", flush=True)

@@ -110,7 +110,8 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
     curve = {"curve_publickey": public.decode(), "curve_secretkey": secret.decode()} if encrypt else {}
     connection = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
                   "kernel_name": "", **curve, **{port: 0 for port in PORTS}}
-    job = compute.execute(durable.KERNEL_COMMAND, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
+    command = transports.kernel_command(res, durable.KERNEL_COMMAND)  # after its transport's prelude, if any
+    job = compute.execute(command, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
                           partition=partition, account=account, qos=qos, setup_file=setup_file,
                           nodes=nodes, tasks_per_node=tasks_per_node,
                           name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT, *durable.REQUIREMENTS),

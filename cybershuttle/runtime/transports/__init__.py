@@ -1,12 +1,13 @@
 """Transports: how a runtime's kernel is reached, found through the entry-point group `cybershuttle.transports`.
 
 Each entry point names a `Transport` subclass (see `base` for the contract).
-Cybershuttle's own pyproject.toml declares three:
+Cybershuttle's own pyproject.toml declares four:
 
     [project.entry-points."cybershuttle.transports"]
     login = ...        # the kernel runs on the resource's host: forwards over the pooled SSH connection
     node-ssh = ...     # a compute node reached by SSH through a relay on the login node
     allocation = ...   # a relay started inside the job's allocation (sites that forbid SSH to nodes)
+    node-tcp = ...     # direct-tcpip to the kernel on the node's cluster address (opt-in; CurveZMQ keeps it private)
 
 Registration asks every node transport whether the resource allows it
 (`detect`, kept in `facts["transports"]`); a runtime whose kernel landed on a
@@ -90,6 +91,8 @@ def detect(res: Resource, shell: Shell, facts: dict[str, Any]) -> list[Check]:
     allowed: list[str] = []
     refused: dict[str, str] = {}
     for name in node_transports():
+        if getattr(get(name), "opt_in", False) and res.transport != name:
+            continue  # probed only for a resource whose setting names it (node-tcp)
         try:
             why = get(name).allowed(probe, shell)
         except CybershuttleError as exc:
@@ -118,6 +121,16 @@ def chosen(res: Resource) -> str | None:
     if allowed is None:  # registered before transports were detected: the first installed one
         allowed = node_transports()
     return next((name for name in allowed if name != LOGIN), None)
+
+
+def kernel_command(res: Resource, command: str) -> str:
+    """The job command of a runtime kernel on `res`: `command`, after the prelude of the transport that will
+    reach it, if that transport has one (node-tcp binds the kernel to the node's cluster address)."""
+    from ...compute import schedulers
+
+    name = res.transport or (chosen(res) if schedulers.for_resource(res).runs_on_nodes else None)
+    prelude = getattr(get(name), "kernel_prelude", "") if name else ""  # optional: most transports need none
+    return f"{{ {prelude}; }} || exit 1; {command}" if prelude else command
 
 
 def describe(res: Resource) -> dict[str, Any]:
@@ -179,4 +192,4 @@ def close(runtime_name: str) -> None:
 
 
 __all__ = ["GROUP", "LOGIN", "Transport", "TransportError", "chosen", "close", "describe", "detect", "for_runtime", "get",
-           "installed", "name_for", "node_transports"]
+           "installed", "kernel_command", "name_for", "node_transports"]
