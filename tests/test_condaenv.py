@@ -20,6 +20,10 @@ import pytest
 from cybershuttle import compute, runtime
 from cybershuttle.compute import condaenv
 from cybershuttle.errors import CybershuttleError
+from cybershuttle.runtime import durable
+
+#: what runtime.request adds to every runtime's environment (its hash includes them)
+RUNTIME_PIP = (runtime.KERNEL_REQUIREMENT, *durable.REQUIREMENTS)
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
 REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))
@@ -82,7 +86,7 @@ def _remote(command: str) -> str:
 @pytest.mark.timeout(900)  # jobs may queue behind others on the 2-CPU cluster
 def test_a_runtime_starts_in_the_conda_environment_and_the_second_reuses_it(conda_cluster, tmp_path):
     setup = _write(tmp_path, "cybershuttle.yml", TEST_FILE)
-    env_hash = _hash_of(setup, (runtime.KERNEL_REQUIREMENT,))
+    env_hash = _hash_of(setup, RUNTIME_PIP)
     _forget(env_hash)
     seen: list[str] = []
     runtime.request("condart1", "condacluster", cpus=1, setup_file=setup)
@@ -266,7 +270,7 @@ def test_the_sidebars_event_stream_carries_a_starting_runtimes_environment_progr
     from cybershuttle_server.handlers import events
 
     setup = _write(tmp_path, "cybershuttle.yml", TEST_FILE.replace("csmath=0.1.0", "csmath") + "    - pip: [tomli]\n")
-    _forget(_hash_of(setup, (runtime.KERNEL_REQUIREMENT,)))
+    _forget(_hash_of(setup, RUNTIME_PIP))
     runtime.request("condaprog", "condacluster", cpus=1, setup_file=setup)
     seen = []
     try:
