@@ -146,3 +146,31 @@ def test_a_node_tcp_kernel_stays_private_from_another_user_with_a_job_on_the_sam
         other.connect(login).run(f"scancel {theirs}", login_shell=True, check=False)
         other.close_all()
         runtime.stop("tcppriv")
+
+
+def test_a_node_tcp_runtimes_subprocess_and_tunnel_go_through_the_other_node_transport(tcpcluster):
+    """node-tcp carries only the kernel's ports: a subprocess on the node's loopback is started and reached
+    through the node transport the resource also allows (node-ssh here)."""
+    import urllib.request
+
+    runtime.request("tcpsub", tcpcluster, partition="short")
+    rt = runtime.wait("tcpsub", timeout=180)
+    assert compute.get(tcpcluster).facts["transports"][0] in ("node-ssh", "allocation")
+    started = runtime.start_subprocess(
+        "tcpsub", "cd \"$(mktemp -d)\" && echo served-by-$(hostname) > index.html && "
+                  "exec python3 -m http.server 18768 --bind 127.0.0.1", ports=[18768])
+    local = started["ports"][18768]
+    body = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not body:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read().decode()
+        except OSError:
+            time.sleep(0.3)
+    assert body == f"served-by-{rt.node}\n"  # the node's own loopback, served here
+    assert runtime.stop_subprocess("tcpsub")["closed_ports"] == [18768]
+    kc = runtime.client("tcpsub")  # and the kernel still answers on the node's address
+    try:
+        assert _where(kc)[:2] == (rt.node, _node_addr(rt.node))
+    finally:
+        kc.stop_channels()
