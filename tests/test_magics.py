@@ -366,17 +366,22 @@ def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registere
     from cybershuttle import compute
     from cybershuttle.compute import soonest
 
-    short = compute.get("testcluster").partition_info("short")  # each blocker fills every node of it
+    res = compute.get("testcluster")
+    short, debug = res.partition_info("short"), res.partition_info("debug")  # short: node1; debug: node1+node2
     blockers = [compute.execute("sleep 30", "testcluster", cpus=short["cpus_per_node"], nodes=short["nodes"],
-                                partition="short") for _ in range(2)]
+                                partition="short", walltime=2) for _ in range(2)]  # each fills every node of short
     try:
-        # the node is full: both partitions have no idle node; 'short' has a pending job, 'debug' none
         deadline = time.time() + 20
         while compute.status(blockers[0].id).state != "RUNNING" and time.time() < deadline:
             time.sleep(0.2)
+        if debug["nodes"] > short["nodes"]:  # debug's other nodes are filled too, by one job that runs at once
+            blockers.append(compute.execute("sleep 30", "testcluster", cpus=debug["cpus_per_node"],
+                                            nodes=debug["nodes"] - short["nodes"], walltime=2))
+            while compute.status(blockers[-1].id).state != "RUNNING" and time.time() < deadline + 20:
+                time.sleep(0.2)
+        # every node is full: both partitions have no idle node; 'short' has a pending job, 'debug' none
         assert soonest("testcluster:short,testcluster:debug", None) == ("testcluster", "debug")
         assert soonest("testcluster:debug,workstation:", None) == ("workstation", None)
         assert soonest("nowhere:x,testcluster:debug", None) == ("testcluster", "debug")
     finally:
-        for job in blockers:
-            compute.cancel(job.id)
+        give_back(*(lambda job=job: compute.cancel(job.id) for job in blockers))
