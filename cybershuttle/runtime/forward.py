@@ -15,7 +15,11 @@ every such refusal as an ERROR ("Secsh channel N open FAILED: Connection
 refused"), dozens per runtime start and stop: those records are dropped, and
 every caller of `ssh.Connection.open_tunnel` gets the refusal as an SSHError.
 A refusal for any other reason (forwarding prohibited by the server) is a real
-failure and is logged once per forward.
+failure and is logged once per forward. Likewise a dropped connection: paramiko's
+transport thread logs "Socket exception: Connection reset by peer" when its socket
+dies, and in a notebook that line lands in the running cell; the pool opens a fresh
+transport on the next use, and a connection that cannot be re-established is an
+SSHError that says so, so the record only adds noise to a cell that goes on working.
 """
 from __future__ import annotations
 
@@ -36,15 +40,17 @@ _CHUNK = 256 * 1024  # socket.recv allocates this much up front: large enough fo
 _CHANNEL_CHUNK = 4 * 1024 * 1024
 
 
-class _QuietRefusals(logging.Filter):
-    """Drops paramiko's log record of a channel whose connection the server's side found refused."""
+class _QuietExpected(logging.Filter):
+    """Drops paramiko's records of what forwarding expects and recovers from: a channel refused because
+    nothing listens yet (or any more), and a transport whose socket was dropped (reconnected on next use)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
-        return not (msg.startswith("Secsh channel") and msg.endswith(" open FAILED: Connection refused: Connect failed"))
+        refused = msg.startswith("Secsh channel") and msg.endswith(" open FAILED: Connection refused: Connect failed")
+        return not (refused or msg.startswith("Socket exception: "))
 
 
-logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
+logging.getLogger("paramiko.transport").addFilter(_QuietExpected())
 
 
 def refused(exc: BaseException | None) -> bool:
