@@ -115,7 +115,7 @@ def forget_conda_env(setup_file: str) -> None:
 
     res = compute.get("bench-conda")
     setup = setupfile.load(setup_file)
-    env = environment.check(res, res.shell(), environment.from_setup(res, setup, (runtime.KERNEL_REQUIREMENT,)), setup)
+    env = environment.check(res, res.shell(), environment.from_setup(res, setup, runtime.kernel_requirements()), setup)
     if any(e["hash"] == env.conda.env_hash for e in condaenv.list_envs("bench-conda")):
         condaenv.remove_env("bench-conda", env.conda.env_hash, force=True)
 

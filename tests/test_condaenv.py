@@ -20,10 +20,9 @@ import pytest
 from cybershuttle import compute, runtime
 from cybershuttle.compute import condaenv
 from cybershuttle.errors import CybershuttleError
-from cybershuttle.runtime import durable
 
 #: what runtime.request adds to every runtime's environment (its hash includes them)
-RUNTIME_PIP = (runtime.KERNEL_REQUIREMENT, *durable.REQUIREMENTS)
+RUNTIME_PIP = runtime.kernel_requirements()
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
 REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))

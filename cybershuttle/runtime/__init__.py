@@ -39,6 +39,11 @@ from .forward import Forward, forwarder
 KIND = "runtime"
 PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
 KERNEL_REQUIREMENT = "ipykernel>=7"  # 7 understands CurveZMQ keys in the connection file
+
+
+def kernel_requirements() -> tuple[str, ...]:
+    """What every runtime's environment holds besides the setup file's packages (part of its cache key)."""
+    return (KERNEL_REQUIREMENT, *durable.REQUIREMENTS)
 #: the runtime states in which it holds a job (compute/states.py defines active and final)
 LIVE_STATES = tuple(s.value for s in compute.states.RuntimeState if s.active)
 
@@ -114,7 +119,7 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
     job = compute.execute(command, resource, cpus=cpus, memory=memory, gpus=gpus, walltime=walltime,
                           partition=partition, account=account, qos=qos, setup_file=setup_file,
                           nodes=nodes, tasks_per_node=tasks_per_node,
-                          name=f"runtime-{name}"[:60], extra_pip=(KERNEL_REQUIREMENT, *durable.REQUIREMENTS),
+                          name=f"runtime-{name}"[:60], extra_pip=kernel_requirements(),
                           files={"connection.json": json.dumps(connection).encode(), **files}, warn_before=warn)
     _write_secrets(name, {"key": key, **curve})
     rt = Runtime(name=name, resource=resource, job_id=job.id, request=job.request, setup_file=job.setup_file,
