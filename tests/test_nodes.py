@@ -295,6 +295,10 @@ def test_cli_and_magic_take_nodes_and_tasks_per_node(cli, nodes_resource):
     with capture_output() as cap:
         ip.run_line_magic("request_runtime", f"wide --resource {nodes_resource} --nodes 2 --tasks-per-node 3 --dry-run")
     assert "2 Node(s), 3 task(s) per node" in cap.stdout
+    ran = cli("compute", "execute", "srun hostname | sort", "--resource", nodes_resource, "--nodes", "2",
+              "--tasks-per-node", "1", "--walltime", "5", "--follow")
+    assert ran.code == 0, ran.err
+    assert ran.out.split() == ["node1", "node2"], ran.out
 
 
 

@@ -137,6 +137,8 @@ def _configure(args: argparse.Namespace) -> None:
     arg("--resources", choices=["CPU", "GPU"], help="GPU asks for one GPU unless --gpus says more"),
     arg("--cpus", type=int), arg("--gpus", type=int), arg("--memory", help="e.g. 4G or 512M"),
     arg("--walltime", metavar="MIN", help="minutes, or a Slurm time such as 1:30:00"),
+    arg("--nodes", type=int, help="nodes (Slurm): the command runs on the first; its parallel steps (srun) use all"),
+    arg("--tasks-per-node", type=int, help="tasks on each node for the command's parallel steps (Slurm)"),
     arg("--partition"), arg("--account"), arg("--qos"),
     arg("--setup-file", metavar="FILE", help="cybershuttle.yml: modules, pip packages, minimum resources"),
     arg("--name", help="a name for the job"), arg("--workdir", help="directory to run in (default: here, or home)"),
@@ -150,7 +152,7 @@ def _execute(args: argparse.Namespace) -> int:
     job = compute.execute(args.command, args.resource, cpus=args.cpus, gpus=args.gpus, memory=args.memory,
                           walltime=args.walltime, partition=args.partition, account=args.account, qos=args.qos,
                           resources_kind=args.resources, setup_file=args.setup_file, name=args.name,
-                          workdir=args.workdir)
+                          workdir=args.workdir, nodes=args.nodes, tasks_per_node=args.tasks_per_node)
     for note in job.notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
