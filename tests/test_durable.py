@@ -120,6 +120,36 @@ def test_extend_says_so_where_the_site_does_not_let_users_raise_a_time_limit(reg
     run_ok(kc, "%stop_runtime ext")
 
 
+def test_extend_raises_the_time_limit_where_the_site_lets_the_user(registered, local_kernel, cluster):
+    """A site that lets its users raise their jobs' limits: here the test makes the cluster's user a Slurm
+    operator for as long as it runs (that is who Slurm lets raise a time limit)."""
+    import subprocess
+
+    from cybershuttle import compute, runtime
+
+    def admin_level(level: str) -> None:
+        subprocess.run(["sacctmgr", "-i", "modify", "user", "where", f"name={cluster.user}", "set",
+                        f"adminlevel={level}"], check=True, capture_output=True, text=True, timeout=60)
+
+    def time_limit(native: str) -> str:
+        out = subprocess.run(["scontrol", "show", "job", native], capture_output=True, text=True, check=True).stdout
+        return next(w for w in out.split() if w.startswith("TimeLimit=")).split("=", 1)[1]
+
+    kc = local_kernel
+    run_ok(kc, "import cybershuttle_magic")
+    run_ok(kc, "%request_runtime extok --resource testcluster --walltime 5\n%wait_for_runtime extok")
+    admin_level("Operator")
+    try:
+        native = compute.get_job(runtime.get("extok").job_id).native_id
+        assert time_limit(native) == "00:05:00"
+        shown = texts(kc, "%extend_runtime extok --walltime +30")
+        assert "got 30 more minute(s)" in shown and "[ok]" in shown, shown
+        assert time_limit(native) == "00:35:00"
+    finally:
+        admin_level("None")
+        run_ok(kc, "%stop_runtime extok")
+
+
 def test_resume_without_a_checkpoint_is_refused_before_anything_is_submitted(registered, local_kernel):
     from cybershuttle import runtime
 
@@ -316,3 +346,35 @@ def test_a_session_snapshot_keeps_the_namespace_and_load_restore_state_brings_it
     finally:
         if runtime.find("st") is not None:
             runtime.stop("st")
+
+
+def test_a_notebook_session_started_with_state_checkpoints_its_runtimes_at_each_save(registered, tmp_path):
+    """`session.start(NAME, state=True)` (what a notebook runs; no metadata written into the open notebook):
+    the server's post-save hook then checkpoints the runtimes in use with each snapshot."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from cybershuttle import runtime, session
+    from cybershuttle.session import notebook as notebooks
+
+    runtime.request("st2", "testcluster")
+    runtime.wait("st2")
+    nb = tmp_path / "live.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("rows")]), nb)
+    try:
+        kc = runtime.client("st2")
+        run_ok(kc, "rows = [1, 2, 3]")
+        kc.stop_channels()
+        session.start("s2", notebook=str(nb), state=True)
+        session.stop()
+        snap = notebooks.post_save_hook({"type": "notebook"}, str(nb))
+        assert snap is not None and [s["runtime"] for s in snap.state] == ["st2"], snap
+        assert "rows" in snap.state[0]["saved"]
+        nbformat.write(new_notebook(cells=[new_code_cell("rows")]), tmp_path / "plain.ipynb")
+        session.start("s3", notebook=str(tmp_path / "plain.ipynb"))  # without state: snapshots only
+        session.stop()
+        plain = notebooks.post_save_hook({"type": "notebook"}, str(tmp_path / "plain.ipynb"))
+        assert plain is not None and plain.state == []
+    finally:
+        if runtime.find("st2") is not None:
+            runtime.stop("st2")

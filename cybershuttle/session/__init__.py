@@ -36,9 +36,10 @@ __all__ = ["Session", "SessionError", "Snapshot", "LoadResult", "Step", "start",
 FORMATS = ("sh", "ipynb")
 
 
-def start(name: str = "session1", *, notebook: str | None = None) -> Session:
-    """Record this process's cybershuttle calls (and IPython cells) into session `name`."""
-    return python.start(name, notebook=notebook)
+def start(name: str = "session1", *, notebook: str | None = None, state: bool = False) -> Session:
+    """Record this process's cybershuttle calls (and IPython cells) into session `name`;
+    `state`: the notebook's snapshots also checkpoint its runtimes' namespaces."""
+    return python.start(name, notebook=notebook, state=state)
 
 
 def stop(name: str | None = None) -> Session | None:

@@ -145,7 +145,8 @@ def take_snapshot(name: str, path: Path, nb: dict[str, Any] | None = None) -> Sn
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     runtimes = _live_runtimes()
-    state = _checkpoints(name, number, runtimes) if nb.get("metadata", {}).get(META_KEY, {}).get("state") else []
+    keep = nb.get("metadata", {}).get(META_KEY, {}).get("state") or store.keeps_state(name, absolute)
+    state = _checkpoints(name, number, runtimes) if keep else []
     snap = Snapshot(id=number, notebook=absolute, file=f"snapshots/{file.name}", time=time.time(), sha256=digest,
                     cells=len(nb.get("cells", [])), runtimes=runtimes, mounts=_mounts(),
                     datasets=_datasets(name), state=state)

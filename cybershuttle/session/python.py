@@ -47,12 +47,14 @@ _RUN_ON = re.compile(r"^\s*%%run_on\s+(\S+)")
 _RUNTIME_MAGIC = re.compile(r"^\s*%(request|wait_for|switch|stop|restart|stat)_runtime\b", re.M)
 
 
-def start(name: str = "session1", *, notebook: str | None = None) -> store.Session:
+def start(name: str = "session1", *, notebook: str | None = None, state: bool = False) -> store.Session:
     """Record the cybershuttle calls (and, in IPython, the cells) that follow into session `name`.
 
     A new session is created; an existing Python or notebook session is
     continued. Inside a Jupyter kernel the notebook is attached to the
-    session, so its saves become snapshots (see `notebook`).
+    session, so its saves become snapshots (see `notebook`); `state`: each
+    snapshot also checkpoints the namespaces of the runtimes in use, for
+    `session load NAME --restore-state`.
     """
     with _lock:
         if _state["name"] is not None:
@@ -68,7 +70,7 @@ def start(name: str = "session1", *, notebook: str | None = None) -> store.Sessi
         else:
             session = store.update(name, state="recording", recorder_pid=os.getpid(), stopped=None)
         if notebook:
-            store.add_notebook(name, os.path.abspath(notebook))
+            store.add_notebook(name, os.path.abspath(notebook), state=state)
         _state["name"] = name
         _install_wrappers()
         _state["ipython"] = _hook_ipython()

@@ -102,12 +102,22 @@ def update(name: str, **changes: Any) -> Session:
     return _session(entry.name, entry.data)
 
 
-def add_notebook(name: str, path: str) -> None:
+def add_notebook(name: str, path: str, *, state: bool = False) -> None:
+    """Group notebook `path` in session `name`; `state`: its snapshots also checkpoint its runtimes."""
     def change(data: dict[str, Any]) -> None:
         if path not in data.setdefault("notebooks", []):
             data["notebooks"].append(path)
+        if state and path not in data.setdefault("state_notebooks", []):
+            data["state_notebooks"].append(path)
 
     catalog().private.update(KIND, name, change)
+
+
+def keeps_state(name: str, path: str) -> bool:
+    """Whether notebook `path`'s snapshots in session `name` checkpoint its runtimes (asked at each save)."""
+    entry = catalog().private.find(KIND, name)
+    return entry is not None and any(os.path.realpath(p) == os.path.realpath(path)
+                                     for p in entry.data.get("state_notebooks", []))
 
 
 def owner_of_notebook(path: str) -> str | None:
