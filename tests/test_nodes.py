@@ -246,7 +246,8 @@ def nodes_resource(cluster, partition, tmp_path):
 def node_runtimes(request, cluster, partition, tmp_path, nodes_env):
     """The nodes' resource with each way a kernel on a node is reached (SSH to the node; a relay in the job)."""
     if request.param == "node-ssh" and nodes_env.get("CS_TEST_NODE_SSH") == "off":
-        pytest.skip("the cluster runs without SSH to its nodes (cluster.sh node-ssh off)")
+        pytest.fail("the test cluster runs without SSH to its nodes: turn it on with "
+                    "`bash tests/cluster/cluster.sh node-ssh on` (make test starts it on)", pytrace=False)
     return _register_nodes_resource(cluster, partition, tmp_path, request.param)
 
 

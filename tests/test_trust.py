@@ -249,7 +249,7 @@ def test_another_users_command_and_entry_point_models_run_only_once_trusted(site
 
 
 def test_another_users_pickled_model_stays_refused_even_when_trusted(site, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch  # a test dependency (pyproject [test]): the pickled model is a real one
     pickled = tmp_path / "pickled.pt"
     torch.save(torch.nn.Sequential(torch.nn.Linear(8, 3)), str(pickled))
     pickled = site.shared_copy(pickled)
