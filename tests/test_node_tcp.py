@@ -5,7 +5,6 @@ only by CurveZMQ and the HMAC key: tested against the second OS user holding a j
 from __future__ import annotations
 
 import shlex
-import statistics
 import time
 import uuid
 
@@ -14,7 +13,7 @@ import pytest
 from cybershuttle import compute, runtime
 from cybershuttle.runtime import transports
 
-from test_node_runtimes import _cells, _cluster_env, _output
+from test_node_runtimes import _cluster_env, _output, interleaved_medians_ms, served_through_tunnel
 from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401  (a fixture used below)
 
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
@@ -79,13 +78,7 @@ def test_a_kernel_on_each_node_binds_the_nodes_address_answers_through_node_tcp_
                 # A trivial cell's round trip against a local kernel's, in alternating blocks (the machine is
                 # shared). A 40 ms Nagle/delayed-ACK stall a cell would be 10x; this bound catches it. The issue's
                 # goal (1.15x) is benchmarks/cell_latency.py's (tcp_node_ratio).
-                _cells(kc, 10)
-                _cells(local_kernel, 10)
-                node_times, local_times = [], []
-                for _ in range(6):
-                    node_times += _cells(kc, 10)
-                    local_times += _cells(local_kernel, 10)
-                node_ms, local_ms = statistics.median(node_times) * 1000, statistics.median(local_times) * 1000
+                node_ms, local_ms = interleaved_medians_ms(kc, local_kernel)
                 assert node_ms <= local_ms * 1.5 + 2.0, (node_ms, local_ms)
         finally:
             kc.stop_channels()
@@ -151,22 +144,10 @@ def test_a_node_tcp_kernel_stays_private_from_another_user_with_a_job_on_the_sam
 def test_a_node_tcp_runtimes_subprocess_and_tunnel_go_through_the_other_node_transport(tcpcluster):
     """node-tcp carries only the kernel's ports: a subprocess on the node's loopback is started and reached
     through the node transport the resource also allows (node-ssh here)."""
-    import urllib.request
-
     runtime.request("tcpsub", tcpcluster, partition="short")
     rt = runtime.wait("tcpsub", timeout=180)
     assert compute.get(tcpcluster).facts["transports"][0] in ("node-ssh", "allocation")
-    started = runtime.start_subprocess(
-        "tcpsub", "cd \"$(mktemp -d)\" && echo served-by-$(hostname) > index.html && "
-                  "exec python3 -m http.server 18768 --bind 127.0.0.1", ports=[18768])
-    local = started["ports"][18768]
-    body = ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not body:
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=5).read().decode()
-        except OSError:
-            time.sleep(0.3)
+    _, body = served_through_tunnel("tcpsub", 18768)
     assert body == f"served-by-{rt.node}\n"  # the node's own loopback, served here
     assert runtime.stop_subprocess("tcpsub")["closed_ports"] == [18768]
     kc = runtime.client("tcpsub")  # and the kernel still answers on the node's address
