@@ -82,6 +82,15 @@ class Cluster:
         values.update(overrides)
         return Endpoint(**values)
 
+    def resource_yaml(self, name: str, kind: str = "slurm", partition: str | None = None, more: str = "") -> str:
+        """One entry of a resources file (the site file form) reaching this cluster's login node;
+        `more`: further lines of the entry, already indented."""
+        lines = [f"  - name: {name}", f"    kind: {kind}", f"    host: {self.host}", f"    port: {self.port}",
+                 f"    user: {self.user}", f"    key: {self.key}", f"    known_hosts: {self.known_hosts}"]
+        if partition:
+            lines.append(f"    partition: {partition}")
+        return "\n".join(lines) + "\n" + more
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
@@ -118,23 +127,8 @@ def ssh_pool():
 def resources_yml(cluster, tmp_path):
     """The site file form from the issue, pointing at the loopback cluster."""
     path = tmp_path / "resources.yml"
-    path.write_text(f"""resources:
-  - name: testcluster
-    kind: slurm
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-    partition: {cluster.partition}
-  - name: workstation
-    kind: ssh
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-""")
+    path.write_text("resources:\n" + cluster.resource_yaml("testcluster", partition=cluster.partition)
+                    + cluster.resource_yaml("workstation", kind="ssh"))
     return path
 
 

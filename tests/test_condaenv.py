@@ -34,18 +34,9 @@ TEST_FILE = (Path(__file__).parent / "data" / "conda_environment.yml").read_text
 def conda_cluster(cluster, tmp_path):
     env = _cluster_env()
     path = tmp_path / "resources.yml"
-    path.write_text(f"""resources:
-  - name: condacluster
-    kind: slurm
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-    partition: {cluster.partition}
-    conda:
-      channel_alias: {env["CS_TEST_CONDA_CHANNELS"]}
-""")
+    path.write_text("resources:\n" + cluster.resource_yaml(
+        "condacluster", partition=cluster.partition,
+        more=f"    conda:\n      channel_alias: {env['CS_TEST_CONDA_CHANNELS']}\n"))
     (result,) = compute.import_file(path)
     assert result.saved, result.to_dict()
     return env["CS_TEST_CONDA_CHANNELS"]

@@ -222,16 +222,8 @@ def _register_nodes_resource(cluster, partition, tmp_path, transport: str | None
     from cybershuttle import compute
 
     path = tmp_path / "nodes.yml"
-    path.write_text(f"""resources:
-  - name: nodescluster
-    kind: slurm
-    host: {cluster.host}
-    port: {cluster.port}
-    user: {cluster.user}
-    key: {cluster.key}
-    known_hosts: {cluster.known_hosts}
-    partition: {partition}
-""" + (f"    transport: {transport}\n" if transport else ""))
+    path.write_text("resources:\n" + cluster.resource_yaml(
+        "nodescluster", partition=partition, more=f"    transport: {transport}\n" if transport else ""))
     results = compute.import_file(path)
     assert [r.saved for r in results] == [True], [r.to_dict() for r in results]
     return "nodescluster"
