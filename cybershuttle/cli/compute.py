@@ -137,7 +137,7 @@ def _configure(args: argparse.Namespace) -> None:
     arg("--resources", choices=["CPU", "GPU"], help="GPU asks for one GPU unless --gpus says more"),
     arg("--cpus", type=int), arg("--gpus", type=int), arg("--memory", help="e.g. 4G or 512M"),
     arg("--walltime", metavar="MIN", help="minutes, or a Slurm time such as 1:30:00"),
-    arg("--nodes", type=int, help="nodes (Slurm): the command runs on the first; its parallel steps (srun) use all"),
+    arg("--nodes", type=int, help="nodes (Slurm): the command runs on the first; its parallel job steps use all"),
     arg("--tasks-per-node", type=int, help="tasks on each node for the command's parallel steps (Slurm)"),
     arg("--partition"), arg("--account"), arg("--qos"),
     arg("--setup-file", metavar="FILE", help="cybershuttle.yml: modules, pip packages, minimum resources"),
