@@ -2,6 +2,7 @@
 subprocess, and the loopback test cluster (`tests/cluster/cluster.sh`)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -33,6 +34,52 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         cat.public.close()
     registry._catalogs.clear()
     _unseal_dataset_caches(home)
+
+
+# `make test` runs the suite as two pytest processes side by side: the tests marked `waits` (minutes spent
+# waiting for Slurm's clock to end a job) in one, everything else in the other. Tests marked `cluster_alone`
+# change what every job on the cluster sees (they fill every node, cut every SSH session of the test user,
+# turn node SSH off, wipe the test user's environments), so none runs while a `waits` module runs beside it:
+# the waiting side holds this lock shared for each of its modules (module fixtures' runtimes included),
+# a `cluster_alone` test holds it alone for its own run.
+_CLUSTER_LOCK = Path(os.environ.get("CS_TEST_CLUSTER_LOCK", "/tmp/cybershuttle-tests-cluster.lock"))
+
+
+def _cluster_lock(mode: int):
+    lock = open(_CLUSTER_LOCK, "a")  # noqa: SIM115 - held across a yield
+    try:
+        os.chmod(_CLUSTER_LOCK, 0o666)  # tests run as root; a developer's run may not: either may take it
+    except PermissionError:
+        pass
+    fcntl.flock(lock, mode)
+    return lock
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _beside_the_rest(request):
+    """The waiting side: share the cluster for as long as this module's `waits` tests run, when that is all
+    this process runs of it (a run of the whole suite in one process needs no lock)."""
+    mine = [item for item in request.session.items if item.module is request.module]
+    if not mine or not all(item.get_closest_marker("waits") for item in mine):
+        yield
+        return
+    lock = _cluster_lock(fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        lock.close()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_alone(request):
+    if request.node.get_closest_marker("cluster_alone") is None:
+        yield
+        return
+    lock = _cluster_lock(fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        lock.close()
 
 
 def _unseal_dataset_caches(home: Path) -> None:

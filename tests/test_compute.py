@@ -257,6 +257,7 @@ def test_process_job_usage_comes_from_the_runner(registered):
     assert row["max_rss_mb"] >= 45 and row["cpu_s"] > 0 and row["elapsed_s"] > 0
 
 
+@pytest.mark.cluster_alone
 def test_pip_dependencies_go_into_a_cached_environment(registered, tmp_path):
     wheel = _tiny_wheel(tmp_path)
     conn = ssh.connect(compute.get("testcluster").endpoint)
@@ -313,6 +314,7 @@ def _tiny_wheel(tmp_path: Path) -> Path:
     return wheel
 
 
+@pytest.mark.waits
 def test_slurm_walltime_kill_is_reported_as_timeout(registered):
     # Slurm counts time limits in whole minutes and checks them about every 30 s.
     job = compute.execute("echo started; sleep 300", "testcluster", walltime=1, partition="short")

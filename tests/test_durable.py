@@ -28,6 +28,7 @@ def texts(kc, code: str, **kwargs) -> str:
     return "".join(out)
 
 
+@pytest.mark.waits
 def test_walltime_warning_then_resume_restores_the_namespace_on_a_new_job(registered, local_kernel, cli):
     from cybershuttle import compute, runtime
 
@@ -202,6 +203,7 @@ def numbered(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"^line (\d+)$", text, re.MULTILINE)]
 
 
+@pytest.mark.waits
 def test_a_notebook_whose_kernel_was_killed_sees_every_line_once_after_reattaching(registered):
     from cybershuttle import runtime
 
@@ -254,6 +256,7 @@ def cut_ssh_connections_of(pid: int, port: int) -> int:
     return killed
 
 
+@pytest.mark.waits
 def test_a_cell_whose_ssh_connection_was_cut_shows_every_line_once_in_order(registered, cluster):
     from cybershuttle import runtime
 
@@ -275,6 +278,7 @@ def test_a_cell_whose_ssh_connection_was_cut_shows_every_line_once_in_order(regi
 
 
 # -- idle runtimes give their allocation back ---------------------------------------
+@pytest.mark.waits
 def test_an_idle_runtime_checkpoints_gives_its_job_back_and_says_so_at_the_next_use(registered, local_kernel):
     from cybershuttle import compute, runtime
 

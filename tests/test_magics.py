@@ -200,6 +200,7 @@ def test_copy_data_in_every_direction(registered, tmp_path):
     assert "'cpa:nosuch.txt' does not exist" in text_of(nb.cells[7])
 
 
+@pytest.mark.cluster_alone
 def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_path):
     from cybershuttle import compute, runtime
 
@@ -237,7 +238,7 @@ def test_input_on_the_runtime_is_answered_through_the_notebook(registered, local
     run_ok(kc, "%stop_runtime ask")
 
 
-@pytest.mark.parametrize("how", ["scancel", "walltime"])
+@pytest.mark.parametrize("how", ["scancel", pytest.param("walltime", marks=pytest.mark.waits)])
 def test_a_runtime_that_ends_mid_cell_fails_the_cell_instead_of_hanging(registered, local_kernel, how):
     kc = local_kernel
     run_ok(kc, "import cybershuttle_magic")
@@ -331,6 +332,7 @@ def test_widget_on_a_runtime_follows_the_notebooks_changes(registered, local_ker
     run_ok(kc, "%stop_runtime wid")
 
 
+@pytest.mark.cluster_alone
 def test_a_dropped_ssh_connection_is_reestablished_and_the_running_cells_result_arrives(registered, local_kernel):
     import subprocess
 
@@ -362,6 +364,7 @@ def result_arrives_after(kc, drop) -> None:
     assert "".join(out).strip() == "result after the drop"
 
 
+@pytest.mark.cluster_alone
 def test_use_with_several_choices_picks_the_one_that_can_start_soonest(registered):
     from cybershuttle import compute
     from cybershuttle.compute import soonest

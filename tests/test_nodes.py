@@ -359,7 +359,7 @@ def test_a_notebook_reattaches_to_its_runtime_on_a_node(node_runtimes, tmp_path)
         _stop_quietly(runtime, "keepn")
 
 
-@pytest.mark.parametrize("how", ["scancel", "walltime"])
+@pytest.mark.parametrize("how", ["scancel", pytest.param("walltime", marks=pytest.mark.waits)])
 def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, local_kernel, how):
     from cybershuttle import runtime
 
@@ -374,6 +374,7 @@ def test_a_runtime_on_a_node_that_ends_mid_cell_fails_the_cell(node_runtimes, lo
         _stop_quietly(runtime, "doomedn")
 
 
+@pytest.mark.cluster_alone
 def test_dropped_connections_to_the_login_node_and_the_node_are_reestablished(node_runtimes, local_kernel):
     from cybershuttle import runtime
 

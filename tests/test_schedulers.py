@@ -167,6 +167,7 @@ def test_every_state_has_one_meaning_everywhere():
     assert all(states.final(word) for word in runs_own)
 
 
+@pytest.mark.cluster_alone
 def test_a_pending_slurm_job_has_a_queue_place_and_a_way_in(registered, cli):
     from cybershuttle import compute
 

@@ -457,6 +457,7 @@ def ledger_counts(shell, ledger: str) -> dict[int, int]:
     return counts
 
 
+@pytest.mark.waits
 def test_a_200_point_sweep_runs_every_point_once_lists_the_failures_and_reruns_them_alone(slurm, tmp_path, cli):
     from cybershuttle import compute, template
 
@@ -531,6 +532,7 @@ def test_a_200_point_sweep_runs_every_point_once_lists_the_failures_and_reruns_t
     shell.run(f"rm -f {shlex.quote(ledger)}")
 
 
+@pytest.mark.waits
 def test_a_walltime_kill_in_the_middle_of_a_task_leaves_the_rest_not_run_and_rerun_runs_them(slurm, tmp_path, cli):
     from cybershuttle import compute, template
 

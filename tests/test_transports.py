@@ -350,6 +350,7 @@ def node_ssh_off():
             subprocess.run(["bash", str(CLUSTER_SH), "node-ssh", "on"], check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.cluster_alone
 def test_a_site_without_node_ssh_gets_the_allocation_transport_by_itself(node_ssh_off, cluster, cli):
     """Registration finds node SSH refused and allocation allowed; asking for node-ssh anyway is refused
     with why; a runtime then reaches its kernel on the node with nothing set."""
