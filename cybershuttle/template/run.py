@@ -309,7 +309,16 @@ def extract(data: bytes | IO[bytes], into: Path) -> None:
     """Unpack a tar stream (bytes or a file), refusing members that would land outside `into`."""
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data) if isinstance(data, bytes) else data) as tar:
-        tar.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+            return
+        # A Python before extraction filters (3.10.12, 3.11.4; Debian 12's is 3.11.2): stricter than the
+        # data filter, plain files and directories with relative names only, no set-id bits.
+        kept = [m for m in tar if (m.isfile() or m.isdir()) and not m.name.startswith("/")
+                and ".." not in m.name.split("/")]
+        for member in kept:
+            member.mode &= 0o755
+        tar.extractall(into, members=kept)
 
 
 def fetch_tree(shell: Shell, command: str, into: Path, accept: tuple[int, ...] = (0,)) -> int:
