@@ -39,13 +39,14 @@ def _keys(site: Site) -> dict[str, Path]:
     return copies
 
 
-def _resources(site: Site, user: str, key: Path, known_hosts: Path | None = None, python: str | None = None) -> Path:
+def _resources(site: Site, user: str, key: Path, known_hosts: Path | None = None, python: str | None = None,
+               kind: str = "ssh") -> Path:
     """`user`'s resources file naming the cluster as `shared-hpc` (test_trust's public resource too)."""
     env = site_env()
     path = site.base / user / "resources.yml"
     path.write_text(f"""resources:
   - name: shared-hpc
-    kind: ssh
+    kind: {kind}
     host: {env['CS_TEST_HOST']}
     port: {env['CS_TEST_PORT']}
     user: {user}

@@ -19,7 +19,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from rest_api import SERVER_CONFIG, call
 from siteusers import Site, site, site_env  # noqa: F401  (fixture)
-from test_site_catalog import _keys, _resources
+from test_site_catalog import _keys, _notebook, _resources
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -327,13 +327,13 @@ async def test_a_template_run_through_rest_is_refused_in_one_line_saying_what_to
 
 
 # -- public resources ------------------------------------------------------------------------
-def _resources_file(site: Site, key: Path, python: str | None = None) -> Path:
+def _resources_file(site: Site, key: Path, python: str | None = None, kind: str = "ssh") -> Path:
     """csuser's resources file, with a known_hosts file csother can read too (a public resource's)."""
     known = site.base / "shared" / "known_hosts"
     known.parent.mkdir(exist_ok=True, mode=0o755)
     shutil.copy(site_env()["CS_TEST_KNOWN_HOSTS"], known)
     known.chmod(0o644)
-    return _resources(site, "csuser", key, known_hosts=known, python=python)
+    return _resources(site, "csuser", key, known_hosts=known, python=python, kind=kind)
 
 
 def _fingerprint(known: str, host: str, port: str) -> str:
@@ -393,6 +393,38 @@ def test_the_provisioner_starts_no_kernel_on_another_users_untrusted_resource(si
                                   "interpreter, host and host key;"), started.out + started.err
     assert "`cybershuttle trust add compute shared-hpc`" in started.out
     assert json.loads(bob.cli("runtime", "list", "--json").out) == []  # nothing half-made
+
+
+def test_another_users_public_slurm_resource_puts_ones_jobs_and_template_runs_under_ones_own_home(site):
+    # alice registers (and so probes) the resource: its recorded home is hers, 0700, not bob's to write in.
+    keys = _keys(site)
+    alice, bob = site.csuser, site.csother
+    made = alice.cli("compute", "import", str(_resources_file(site, keys["csuser"], kind="slurm")), "--public")
+    assert made.code == 0, made.err + made.out
+    # partition short: a 30-minute limit on anything a failed run leaves behind
+    assert bob.cli("compute", "configure", "shared-hpc", "--user", "csother", "--key", str(keys["csother"]),
+                   "--partition", "short").code == 0
+    nb = _notebook(site, "mine.ipynb", 3)
+    assert bob.cli("template", "add", "--name", "mine", "--notebook", str(nb)).code == 0
+    try:
+        ran = bob.cli("compute", "execute", "pwd; id -un", "--resource", "shared-hpc", "--walltime", "2", "--wait",
+                      "--json", "--trust")
+        assert ran.code == 0, ran.err
+        job = json.loads(ran.out)
+        assert job["workdir"] == "/home/csother" and job["jobdir"].startswith("/home/csother/.cybershuttle/jobs/")
+        assert bob.cli("compute", "logs", job["id"]).out.split() == ["/home/csother", "csother"]
+        run = bob.cli("template", "run", "--name", "mine", "--resource", "shared-hpc", "--json",
+                      env={"JUPYTER_DATA_DIR": str(bob.cs_home / "jupyter")})
+        [record] = json.loads(run.out)
+        assert run.code == 0 and record["status"] == "COMPLETED", (record, run.err)
+        assert record["remote_dir"].startswith("/home/csother/.cybershuttle/template-runs/")
+    finally:
+        for left in json.loads(bob.cli("compute", "jobs", "--json").out or "[]"):
+            bob.cli("compute", "cancel", left["id"])
+    shown = {u.name: json.loads(u.cli("compute", "show", "shared-hpc", "--json").out)["facts"] for u in (alice, bob)}
+    assert {name: facts["home"] for name, facts in shown.items()} == {"csuser": "/home/csuser",
+                                                                      "csother": "/home/csother"}
+    assert shown["csother"]["free_disk_mb"] > 0  # measured in his own home, not taken from hers
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ from .job import (Job, LogPiece, cancel, enter_command, execute, follow, logs, q
 from .job import get as get_job
 from .job import list_jobs as jobs
 from .request import Request, RequestError
-from .resources import (Check, Registration, Resource, ResourceSpecError, configure, get, import_file, list_all,
-                        register_local, soonest, statuses, validate_and_register)
+from .resources import (Check, Registration, Resource, ResourceSpecError, configure, get, home_dir, import_file,
+                        list_all, register_local, soonest, statuses, validate_and_register)
 from .resources import list_all as list  # noqa: A001 - `cybershuttle compute list`
 from .usage import usage
 
 __all__ = [
     "Check", "Job", "LogPiece", "Registration", "Request", "RequestError", "Resource", "ResourceSpecError", "cancel",
-    "configure", "enter_command", "execute", "follow", "get", "get_job", "import_file", "jobs", "list", "logs",
-    "queue_place", "read_log", "refresh", "register_local", "scheduler", "schedulers", "soonest", "states", "status",
-    "statuses", "usage", "validate_and_register", "wait", "watch",
+    "configure", "enter_command", "execute", "follow", "get", "get_job", "home_dir", "import_file", "jobs", "list",
+    "logs", "queue_place", "read_log", "refresh", "register_local", "scheduler", "schedulers", "soonest", "states",
+    "status", "statuses", "usage", "validate_and_register", "wait", "watch",
 ]

@@ -25,7 +25,7 @@ from ..errors import CybershuttleError
 from ..setupfile import SetupFile
 from . import condaenv
 from .condaenv import ENVS_DIR
-from .resources import Resource
+from .resources import Resource, home_dir
 from .shell import Shell, write_file
 
 
@@ -133,7 +133,7 @@ def check(resource: Resource, shell: Shell, env: Environment, setup: SetupFile |
         return env
     system, _, machine = next((v for k, _, v in values if k == "uname"), "Linux x86_64").partition(" ")
     if any(k == "nobuilder" for k, _, _ in values):
-        write_file(shell, f"{resource.facts.get('home') or '.'}/{builder}", condaenv.BUILDER.read_bytes(), 0o700)
+        write_file(shell, f"{home_dir(resource, shell)}/{builder}", condaenv.BUILDER.read_bytes(), 0o700)
     platform = condaenv.platform_of(machine, system)
     _probed[(resource.name, resource.host, builder)] = platform
     return _with_conda(resource, env, conda, platform, builder)

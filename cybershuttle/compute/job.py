@@ -27,7 +27,7 @@ from ..errors import CybershuttleError, NotFoundError, OutputTooLargeError, SSHE
 from ..registry import catalog, dump_record, load_record
 from . import environment, request, resources, schedulers, states
 from .resources import Resource
-from .shell import write_file
+from .shell import Shell, write_file
 
 KIND = "job"
 #: the active job states (compute/states.py is their one definition)
@@ -121,8 +121,8 @@ def execute(command: str, resource: str, *, cpus: int | None = None, gpus: int |
     env = environment.check(res, shell, env, setup)
     job_name = _job_name(name, command)
     token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    jobdir = f"{_jobs_root(res)}/{token}"
-    run_in = workdir or (str(Path.cwd()) if not res.remote else res.facts.get("home") or "~")
+    jobdir = f"{_jobs_root(res, shell)}/{token}"
+    run_in = workdir or (str(Path.cwd()) if not res.remote else resources.home_dir(res, shell))
     for filename, data in (files or {}).items():
         write_file(shell, f"{jobdir}/{filename}", data, 0o600)
     # A warning at more than half the walltime would come before any work was done.
@@ -349,13 +349,10 @@ def watch(job: Job, ready: str, timeout: float | None,
 
 
 # -- helpers ---------------------------------------------------------------
-def _jobs_root(res: Resource) -> str:
+def _jobs_root(res: Resource, shell: Shell) -> str:
     if not res.remote:
         return str(profile.active().subdir("jobs"))
-    home = res.facts.get("home")
-    if not home:
-        raise CybershuttleError(f"resource {res.name} has no recorded home directory: re-register it")
-    return f"{home}/.cybershuttle/jobs"
+    return f"{resources.home_dir(res, shell)}/.cybershuttle/jobs"
 
 
 def _job_name(name: str | None, command: str) -> str:

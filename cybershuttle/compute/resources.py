@@ -11,6 +11,12 @@ and saves only when every required check passed.
 The parts that belong to one person (login name, key, Slurm account, default
 partition, QoS) can be set per user with `configure()`: they are kept in that
 user's private catalog and override a site resource's defaults.
+
+So do the facts that describe an account rather than the machine (PER_USER_FACTS:
+the home directory and the free space in it). Registration probes them in the
+registering account; anyone else using a public resource (or a login configured
+in place of the registered one) gets their own from `home_dir()`, probed once
+over their own login and kept beside their settings.
 """
 from __future__ import annotations
 
@@ -31,6 +37,9 @@ from .shell import LocalShell, RemoteShell, Shell
 KIND = "compute"
 PROFILE_KIND = "compute-profile"
 PERSONAL_FIELDS = ("user", "key", "account", "partition", "qos")
+#: Facts of the account they were probed in, not of the machine. Host facts (hostname, CPUs,
+#: partitions, transports) and the interpreter (what trust pins) are the same for every user.
+PER_USER_FACTS = ("home", "free_disk_mb")
 
 
 class ResourceSpecError(CybershuttleError):
@@ -229,6 +238,29 @@ def configure(name: str, **settings: str | None) -> Resource:
     return get(name)
 
 
+def home_dir(res: Resource, shell: Shell | None = None) -> str:
+    """The active user's home directory on `res`: where their job, runtime and template-run directories go.
+
+    Recorded at registration for the one who registered, so their hot paths make no round
+    trip; another user's is read over their own login (so only once they trust the
+    resource: `res.shell()` asks) the first time, and kept in their private catalog.
+    """
+    home = res.facts.get("home") or _remembered(res, _personal(res.name)).get("home")
+    if home:
+        return home
+    values = _basic_facts(_key_values((shell or res.shell()).run(_PER_USER, timeout=30).stdout))
+    facts = {k: values[k] for k in PER_USER_FACTS if values.get(k) is not None}
+    if not facts.get("home"):
+        raise CybershuttleError(f"{res.name}: $HOME is empty for {res.user or _login_name()} there; "
+                                f"check the login with `cybershuttle compute configure {res.name} --user NAME`")
+    cat = catalog()
+    facts["login"] = _login(res)
+    current = cat.private.find(PROFILE_KIND, res.name)
+    cat.private.add(PROFILE_KIND, res.name, {**(current.data if current else {}), "facts": facts}, cat.user,
+                    replace=True)
+    return facts["home"]
+
+
 def status(resource: Resource, timeout: float = 10.0) -> dict[str, Any]:
     """Live status: reachable, and what its scheduler says (for Slurm the idle/total nodes)."""
     try:
@@ -274,12 +306,34 @@ def _start_score(res: Resource, part: str | None) -> tuple[int, int]:
 
 
 def _from_entry(entry: Entry) -> Resource:
+    cat = catalog()
     data = dict(entry.data)
     known = {f.name for f in fields(Resource)}
-    personal = catalog().private.find(PROFILE_KIND, entry.name)
-    if personal is not None:
-        data.update({k: v for k, v in personal.data.items() if k in PERSONAL_FIELDS})
-    return Resource(name=entry.name, scope=entry.scope, **{k: v for k, v in data.items() if k in known and k != "scope"})
+    personal = _personal(entry.name)
+    data.update({k: v for k, v in personal.items() if k in PERSONAL_FIELDS})
+    res = Resource(name=entry.name, scope=entry.scope,
+                   **{k: v for k, v in data.items() if k in known and k != "scope"})
+    own = entry.scope == "private" or entry.owner == cat.public.identity(cat.user)
+    if own and res.user == entry.data.get("user"):
+        return res  # probed in this very account at registration
+    shared = {k: v for k, v in res.facts.items() if k not in PER_USER_FACTS}
+    return replace(res, facts={**shared, **_remembered(res, personal)})
+
+
+def _personal(name: str) -> dict[str, Any]:
+    """The active user's own settings (and per-user facts) for resource `name`."""
+    found = catalog().private.find(PROFILE_KIND, name)
+    return found.data if found is not None else {}
+
+
+def _remembered(res: Resource, personal: dict[str, Any]) -> dict[str, Any]:
+    """The per-user facts `home_dir` kept, while they are still those of the login `res` uses."""
+    facts = personal.get("facts") or {}
+    return {k: facts[k] for k in PER_USER_FACTS if k in facts} if facts.get("login") == _login(res) else {}
+
+
+def _login(res: Resource) -> str:
+    return f"{res.user or _login_name()}@{res.host}:{res.port}" if res.remote else f"{_login_name()}@this machine"
 
 
 def _parse_spec(spec: dict[str, Any]) -> Resource:
@@ -377,11 +431,12 @@ def unknown_partition(resource: Resource, wanted: str) -> str:
     return f"{resource.name} has no partition {wanted!r} (partitions: {known})"
 
 
+_PER_USER = ('printf "home=%s\\n" "$HOME"; '
+             "df -Pk \"$HOME\" | awk 'NR==2 {printf \"free_disk_kb=%s\\n\", $4}'")
 _BASICS = (
-    'printf "home=%s\\n" "$HOME"; printf "hostname=%s\\n" "$(hostname)"; '
+    _PER_USER + '; printf "hostname=%s\\n" "$(hostname)"; '
     'printf "cpus=%s\\n" "$(nproc)"; '
     "awk '/MemTotal/ {printf \"memory_kb=%s\\n\", $2}' /proc/meminfo; "
-    "df -Pk \"$HOME\" | awk 'NR==2 {printf \"free_disk_kb=%s\\n\", $4}'; "
     'if command -v nvidia-smi >/dev/null 2>&1; then printf "gpus=%s\\n" "$(nvidia-smi -L | wc -l)"; fi'
 )
 _TOOLS = (
@@ -394,7 +449,10 @@ _TOOLS = (
 
 
 def _probe_basics(shell: Shell) -> dict[str, Any]:
-    values = _key_values(shell.run(_BASICS, timeout=30).stdout)
+    return _basic_facts(_key_values(shell.run(_BASICS, timeout=30).stdout))
+
+
+def _basic_facts(values: dict[str, str]) -> dict[str, Any]:
     facts: dict[str, Any] = {"home": values.get("home"), "hostname": values.get("hostname")}
     for key, out, div in (("cpus", "cpus", 1), ("memory_kb", "memory_mb", 1024), ("free_disk_kb", "free_disk_mb", 1024),
                           ("gpus", "gpus", 1)):

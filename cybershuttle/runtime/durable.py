@@ -92,8 +92,8 @@ def site_idle_timeout_min() -> float | None:
 def checkpoint_path(resource: compute.Resource, name: str, label: str | None = None) -> str:
     """Where runtime `name`'s checkpoint (or the one saved as `label`) lives on its resource (private,
     on the shared filesystem)."""
-    home = resource.facts.get("home") or "~"
-    return f"{home}/.cybershuttle/runtimes/{name}/" + (f"{label}.checkpoint" if label else "checkpoint")
+    leaf = f"{label}.checkpoint" if label else "checkpoint"
+    return f"{compute.home_dir(resource)}/.cybershuttle/runtimes/{name}/{leaf}"
 
 
 def job_files(name: str, resource: compute.Resource, options: Options, walltime_s: int | None,

@@ -41,9 +41,8 @@ def place(spec: str, what: str = "path") -> Place:
     rt = get(names.validate(name, "runtime name"))
     res = compute.get(rt.resource)
     workdir = compute.get_job(rt.job_id).workdir
-    home = res.facts.get("home") or "~"
     if path == "~" or path.startswith("~/"):
-        full = posixpath.normpath(home + path[1:])
+        full = posixpath.normpath(compute.home_dir(res) + path[1:])
     else:
         full = posixpath.normpath(posixpath.join(workdir, path)) if path not in ("", ".") else workdir
     storage = Storage(name=f"runtime-{name}", location=full, protocol="sftp" if res.remote else "file",

@@ -405,10 +405,7 @@ def _resource(name: str | None) -> compute.Resource:
 
 
 def _remote_dir(res: compute.Resource, run_id: str) -> str:
-    home = res.facts.get("home")
-    if not home:
-        raise CybershuttleError(f"resource {res.name} has no recorded home directory: re-register it")
-    return f"{home}/.cybershuttle/template-runs/{run_id}"
+    return f"{compute.home_dir(res)}/.cybershuttle/template-runs/{run_id}"
 
 
 def local_dir(name: str, run_id: str, output: str | None) -> Path:

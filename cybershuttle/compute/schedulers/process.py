@@ -88,7 +88,9 @@ class ProcessScheduler(Scheduler):
             return str(_RUNNER)
         source = _RUNNER.read_bytes()
         digest = hashlib.sha256(source).hexdigest()[:12]
-        path = f"{res.facts.get('home') or '.'}/.cybershuttle/bin/runner-{digest}.py"
+        from ..resources import home_dir  # resources imports the schedulers: asked at use
+
+        path = f"{home_dir(res, shell)}/.cybershuttle/bin/runner-{digest}.py"
         if (res.name, path) not in _runners_checked:
             if not shell.run(f"test -f {shlex.quote(path)}", check=False).ok:
                 write_file(shell, path, source, 0o700)
