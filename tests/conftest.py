@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,19 +41,35 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # waiting for Slurm's clock to end a job) in one, everything else in the other. Tests marked `cluster_alone`
 # change what every job on the cluster sees (they fill every node, cut every SSH session of the test user,
 # turn node SSH off, wipe the test user's environments), so none runs while a `waits` module runs beside it:
-# the waiting side holds this lock shared for each of its modules (module fixtures' runtimes included),
-# a `cluster_alone` test holds it alone for its own run.
+# the waiting side holds a lock shared for each of its modules (module fixtures' runtimes included), a
+# `cluster_alone` test holds it alone for its own run. flock alone favours the waiting side: it lets go
+# between modules and takes the lock again before a waiting test has woken, module after module. So
+# both first pass a turnstile: a `cluster_alone` test keeps it while it waits and runs, which holds the
+# waiting side's next module back until it is done.
 _CLUSTER_LOCK = Path(os.environ.get("CS_TEST_CLUSTER_LOCK", "/tmp/cybershuttle-tests-cluster.lock"))
 
 
-def _cluster_lock(mode: int):
-    lock = open(_CLUSTER_LOCK, "a")  # noqa: SIM115 - held across a yield
+def _lock_file(path: Path):
+    lock = open(path, "a")  # noqa: SIM115 - held across a yield
     try:
-        os.chmod(_CLUSTER_LOCK, 0o666)  # tests run as root; a developer's run may not: either may take it
+        os.chmod(path, 0o666)  # tests run as root; a developer's run may not: either may take it
     except PermissionError:
         pass
-    fcntl.flock(lock, mode)
     return lock
+
+
+@contextmanager
+def _holding_the_cluster(mode: int):
+    turnstile, lock = _lock_file(_CLUSTER_LOCK.with_name(_CLUSTER_LOCK.name + ".turn")), _lock_file(_CLUSTER_LOCK)
+    try:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, mode)
+        if mode == fcntl.LOCK_SH:
+            turnstile.close()  # in: let the next one queue
+        yield
+    finally:
+        lock.close()
+        turnstile.close()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,11 +80,8 @@ def _beside_the_rest(request):
     if not mine or not all(item.get_closest_marker("waits") for item in mine):
         yield
         return
-    lock = _cluster_lock(fcntl.LOCK_SH)
-    try:
+    with _holding_the_cluster(fcntl.LOCK_SH):
         yield
-    finally:
-        lock.close()
 
 
 @pytest.fixture(autouse=True)
@@ -75,11 +89,8 @@ def _cluster_alone(request):
     if request.node.get_closest_marker("cluster_alone") is None:
         yield
         return
-    lock = _cluster_lock(fcntl.LOCK_EX)
-    try:
+    with _holding_the_cluster(fcntl.LOCK_EX):
         yield
-    finally:
-        lock.close()
 
 
 def _unseal_dataset_caches(home: Path) -> None:
