@@ -4,7 +4,9 @@ One selector thread serves every forward of the process: it accepts on local
 listening sockets (127.0.0.1 only), opens a `direct-tcpip` channel per
 connection on the resource's pooled transport, and pumps bytes both ways.
 Every socket gets TCP_NODELAY: kernel messages are small, and Nagle's
-algorithm would hold each one back for ~40 ms.
+algorithm would hold each one back for ~40 ms. Bytes from the kernel are
+written to the local socket by the SSH transport's own thread where that
+cannot block (see `_Direct`): one thread per message instead of two.
 
 When the SSH connection drops, the forwarded connections close; ZeroMQ
 reconnects by itself, and the next accepted connection opens its channel on
@@ -23,6 +25,7 @@ SSHError that says so, so the record only adds noise to a cell that goes on work
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -31,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import paramiko
-from paramiko.common import OPEN_FAILED_CONNECT_FAILED
+from paramiko.channel import Channel
+from paramiko.common import MSG_CHANNEL_DATA, OPEN_FAILED_CONNECT_FAILED, cMSG_CHANNEL_WINDOW_ADJUST
+from paramiko.message import Message
 
 log = logging.getLogger(__name__)
 _CHUNK = 256 * 1024  # socket.recv allocates this much up front: large enough for bulk, cheap for small messages
@@ -169,6 +174,12 @@ class Forwarder:
                 except Exception:  # one broken connection must not stop the others
                     log.debug("forwarding error", exc_info=True)
 
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the forwarding thread soon, without waiting for it (any thread may call this)."""
+        with self._lock:
+            self._pending.append(fn)
+        self._wakeup_w.send(b"x")
+
     def _accept(self, fwd: Forward) -> None:
         try:
             client, _ = fwd.listener.accept()
@@ -189,24 +200,27 @@ class Forwarder:
         client.setblocking(False)
         chan.setblocking(False)
         fwd.pairs.append((client, chan))
+        _Direct.attach(chan, client, self._post)
         self._selector.register(client, selectors.EVENT_READ, ("pump", (chan, fwd)))
         self._selector.register(chan, selectors.EVENT_READ, ("pump", (client, fwd)))
 
     def _pump(self, source, target_and_fwd) -> None:
         target, fwd = target_and_fwd
-        try:
-            data = source.recv(_CHANNEL_CHUNK if isinstance(source, paramiko.Channel) else _CHUNK)
-        except (BlockingIOError, socket.timeout):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close_pair(source, target, fwd)
-            return
-        try:
-            _send_all(target, data)
-        except OSError:
-            self._close_pair(source, target, fwd)
+        direct = getattr(source, "_cybershuttle_direct", None)
+        with direct.lock if direct is not None else contextlib.nullcontext():  # the order of a pair's bytes
+            try:
+                data = source.recv(_CHANNEL_CHUNK if isinstance(source, paramiko.Channel) else _CHUNK)
+            except (BlockingIOError, socket.timeout):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_pair(source, target, fwd)
+                return
+            try:
+                _send_all(target, data)
+            except OSError:
+                self._close_pair(source, target, fwd)
 
     def _close_pair(self, a, b, fwd: Forward) -> None:
         self._forget(a)
@@ -222,6 +236,80 @@ class Forwarder:
             sock.close()
         except OSError:
             pass
+
+
+class _Direct:
+    """A channel's data written to its local socket by the SSH transport's own thread.
+
+    paramiko's transport thread puts each packet's data in the channel's buffer and
+    wakes the reader, so every kernel message used to cross two threads (and hand the
+    GIL over) before reaching the local socket. Here the transport thread sends it
+    itself when that cannot block: nothing of the channel is buffered and the
+    non-blocking socket takes all of it. Otherwise (a full socket, the forwarding
+    thread busy with this pair) the rest goes to the channel's buffer as before; the
+    pair's lock keeps the bytes in order. The channel's window is credited as
+    `Channel.recv` does, but from the forwarding thread: the transport thread must
+    not wait for a key exchange it runs itself. Measured (client process, trivial
+    cell): 0.3-0.4 ms less CPU, round trip 1.12 -> 1.04 and 1.16 -> 1.12 x a local
+    kernel's in the same run.
+    """
+
+    __slots__ = ("client", "post", "lock")
+
+    def __init__(self, client: socket.socket, post: Callable[[Callable[[], None]], None]) -> None:
+        self.client = client
+        self.post = post
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def attach(chan, client: socket.socket, post: Callable[[Callable[[], None]], None]) -> None:
+        """Send `chan`'s data to `client` from its transport's thread (a plain socket, or a paramiko whose
+        insides differ from what this relies on, keeps the usual way through the forwarding thread)."""
+        if not isinstance(chan, Channel):
+            return
+        transport = chan.get_transport()
+        table = getattr(transport, "_channel_handler_table", None)
+        if not isinstance(table, dict) or table.get(MSG_CHANNEL_DATA) not in (Channel._feed, _Direct.feed) \
+                or not hasattr(chan, "in_buffer") or not hasattr(chan, "_check_add_window"):
+            return
+        if table.get(MSG_CHANNEL_DATA) is not _Direct.feed:  # this transport's own table: others keep theirs
+            transport._channel_handler_table = {**table, MSG_CHANNEL_DATA: _Direct.feed}
+        chan._cybershuttle_direct = _Direct(client, post)
+
+    @staticmethod
+    def feed(chan: Channel, m) -> None:
+        """The transport's handler of channel data (every channel of the transport; most take the usual way)."""
+        direct = getattr(chan, "_cybershuttle_direct", None)
+        if direct is None or not direct.lock.acquire(blocking=False):
+            Channel._feed(chan, m)
+            return
+        try:
+            data = m if isinstance(m, bytes) else m.get_binary()
+            sent = 0
+            if not chan.in_buffer.read_ready():
+                try:
+                    sent = direct.client.send(data)
+                except OSError:  # full (BlockingIOError) or closed: the buffer and the forwarding thread see to it
+                    sent = 0
+            if sent < len(data):
+                Channel._feed(chan, data[sent:])
+        finally:
+            direct.lock.release()
+        if sent:
+            ack = chan._check_add_window(sent)
+            if ack > 0:
+                direct.post(lambda: _window_adjust(chan, ack))
+
+
+def _window_adjust(chan: Channel, ack: int) -> None:
+    """Tell the server it may send `ack` more bytes on `chan` (what `Channel.recv` does after reading)."""
+    if chan.closed:
+        return
+    m = Message()
+    m.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
+    m.add_int(chan.remote_chanid)
+    m.add_int(ack)
+    chan.transport._send_user_message(m)
 
 
 def _send_all(target, data: bytes) -> None:
