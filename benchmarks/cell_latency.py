@@ -82,12 +82,9 @@ def run_kernel(kernel_name: str, cells: int, setup: list[str] | None = None) -> 
                 kc.execute_interactive("%stop_runtime mbench", timeout=60, output_hook=lambda m: None)
 
 
-def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """((median, p90) through `transport` to a kernel on a compute node, (median, p90) of a local kernel), in ms.
-
-    The two are measured in alternating blocks of 10 cells, both kernels running: on a shared machine
-    the load changes from minute to minute, and each block of one is compared with the other's next to it.
-    """
+def node_kernelspec(transport: str) -> str:
+    """The kernelspec of a runtime on a compute node reached through `transport` (the cluster registered
+    as `bench-<transport>`)."""
     from cybershuttle import compute
     from cybershuttle.runtime import provisioner
 
@@ -99,9 +96,18 @@ def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple
     if not result.saved:
         sys.exit(f"cannot register the cluster with transport {transport}: {result.to_dict()}")
     provisioner.install_kernelspec(name, name=f"cybershuttle-{name}", partition=c["CS_TEST_NODE_PARTITION"])
+    return f"cybershuttle-{name}"
+
+
+def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((median, p90) through `transport` to a kernel on a compute node, (median, p90) of a local kernel), in ms.
+
+    The two are measured in alternating blocks of 10 cells, both kernels running: on a shared machine
+    the load changes from minute to minute, and each block of one is compared with the other's next to it.
+    """
     node_times: list[float] = []
     local_times: list[float] = []
-    with Kernel(f"cybershuttle-{name}") as node, Kernel("python3") as local:
+    with Kernel(node_kernelspec(transport)) as node, Kernel("python3") as local:
         measure(node, 0)
         measure(local, 0)  # warm-up only
         for _ in range(max(1, cells // 10)):
