@@ -15,7 +15,7 @@ Prints median and p90 of each and ends with
 `ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median> node_ratio=<N/L median>
 node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>
 tcp_node_ratio=<T/L median> tcp_node_p90_ratio=<T/L p90>` (N, A and T each with its own L, measured in
-alternating blocks, both kernels up). Goals: ratio and the node ratios <= 1.15, the p90 ratios <= 1.3,
+alternating blocks, both kernels up; L, P and P0 likewise, all three up). Goals: ratio and the node ratios <= 1.15, the p90 ratios <= 1.3,
 magic_ratio <= 1.15.
 
     python benchmarks/cell_latency.py [--cells 200]
@@ -105,15 +105,22 @@ def measure_node(transport: str, cells: int) -> tuple[tuple[float, float], tuple
     The two are measured in alternating blocks of 10 cells, both kernels running: on a shared machine
     the load changes from minute to minute, and each block of one is compared with the other's next to it.
     """
-    node_times: list[float] = []
-    local_times: list[float] = []
     with Kernel(node_kernelspec(transport)) as node, Kernel("python3") as local:
-        measure(node, 0)
-        measure(local, 0)  # warm-up only
-        for _ in range(max(1, cells // 10)):
-            node_times += measure(node, 10, warm=0)
-            local_times += measure(local, 10, warm=0)
-    return stats(node_times), stats(local_times)
+        figures = alternating({"N": node, "L": local}, cells)
+    return figures["N"], figures["L"]
+
+
+def alternating(clients: dict, cells: int) -> dict[str, tuple[float, float]]:
+    """(median, p90) in ms of `cells` trivial cells on each client, measured in alternating blocks of 10,
+    every kernel up: on a shared machine the load changes from minute to minute, and a block of one
+    is compared with the others' next to it."""
+    times: dict[str, list[float]] = {label: [] for label in clients}
+    for kc in clients.values():
+        measure(kc, 0)  # warm-up only
+    for _ in range(max(1, cells // 10)):
+        for label, kc in clients.items():
+            times[label] += measure(kc, 10, warm=0)
+    return {label: stats(ts) for label, ts in times.items()}
 
 
 def node_figures(cells: int) -> str:
@@ -142,16 +149,12 @@ def main() -> None:
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
-    results = {}
-    for label, kernel_name, setup in (
-        ("L", "python3", None),
-        ("P", "cybershuttle-bench", None),
-        ("P0", "cybershuttle-bench-plain", None),
-        ("M", "python3", ["import cybershuttle_magic",
-                          "%request_runtime mbench --resource bench-ssh\n%switch_runtime mbench"]),
-    ):
-        results[label] = run_kernel(kernel_name, cells, setup)
-        print(f"{label}: median={results[label][0]:.2f} ms  p90={results[label][1]:.2f} ms", flush=True)
+    with Kernel("python3") as local, Kernel("cybershuttle-bench") as p, Kernel("cybershuttle-bench-plain") as p0:
+        results = alternating({"L": local, "P": p, "P0": p0}, cells)
+    results["M"] = run_kernel("python3", cells, ["import cybershuttle_magic",
+                                                 "%request_runtime mbench --resource bench-ssh\n%switch_runtime mbench"])
+    for label, (median, p90) in results.items():
+        print(f"{label}: median={median:.2f} ms  p90={p90:.2f} ms", flush=True)
     nodes = node_figures(cells)
     (l_med, l_p90), (p_med, p_p90), (m_med, _) = results["L"], results["P"], results["M"]
     p0_med, p0_p90 = results["P0"]
