@@ -41,11 +41,11 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # waiting for Slurm's clock to end a job) in one, everything else in the other. Tests marked `cluster_alone`
 # change what every job on the cluster sees (they fill every node, cut every SSH session of the test user,
 # turn node SSH off, wipe the test user's environments), so none runs while a `waits` module runs beside it:
-# the waiting side holds a lock shared for each of its modules (module fixtures' runtimes included), a
-# `cluster_alone` test holds it alone for its own run. flock alone favours the waiting side: it lets go
-# between modules and takes the lock again before a waiting test has woken, module after module. So
+# a `waits` test holds a lock shared (its function fixtures' runtimes included: no module fixture of theirs
+# holds a job), a `cluster_alone` test holds it alone. flock alone favours the waiting side: it lets go
+# between tests and takes the lock again before a `cluster_alone` test has woken, test after test. So
 # both first pass a turnstile: a `cluster_alone` test keeps it while it waits and runs, which holds the
-# waiting side's next module back until it is done.
+# waiting side's next test back until it is done.
 _CLUSTER_LOCK = Path(os.environ.get("CS_TEST_CLUSTER_LOCK", "/tmp/cybershuttle-tests-cluster.lock"))
 
 
@@ -72,24 +72,17 @@ def _holding_the_cluster(mode: int):
         turnstile.close()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _beside_the_rest(request):
-    """The waiting side: share the cluster for as long as this module's `waits` tests run, when that is all
-    this process runs of it (a run of the whole suite in one process needs no lock)."""
-    mine = [item for item in request.session.items if item.module is request.module]
-    if not mine or not all(item.get_closest_marker("waits") for item in mine):
-        yield
-        return
-    with _holding_the_cluster(fcntl.LOCK_SH):
-        yield
-
-
 @pytest.fixture(autouse=True)
-def _cluster_alone(request):
-    if request.node.get_closest_marker("cluster_alone") is None:
+def _sharing_the_cluster(request):
+    """A `waits` test shares the cluster with the other side's tests; a `cluster_alone` test has it alone."""
+    if request.node.get_closest_marker("cluster_alone") is not None:
+        mode = fcntl.LOCK_EX
+    elif request.node.get_closest_marker("waits") is not None:
+        mode = fcntl.LOCK_SH
+    else:
         yield
         return
-    with _holding_the_cluster(fcntl.LOCK_EX):
+    with _holding_the_cluster(mode):
         yield
 
 
