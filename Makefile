@@ -59,8 +59,8 @@ $(CHROMIUM):
 
 # Starts the loopback cluster, runs the three suites (pytest; jest for the sidebar's components;
 # Playwright for the sidebar in a real JupyterLab), always stops the cluster, and fails if any failed.
-# pytest runs as two processes: the tests marked `waits` (each spends a minute or more waiting for
-# Slurm's clock) beside all the others; their report follows the others' (tests/conftest.py says how
+# pytest runs as two processes: the tests marked `waits` (most of their time spent waiting, for
+# Slurm's clock or a timeout) beside all the others; their report follows the others' (tests/conftest.py says how
 # the two sides keep out of each other's way). Exit 5 is pytest's "PYTEST_ARGS selected none of mine".
 test: install sidebar $(CHROMIUM)
 	bash $(CLUSTER) start

@@ -37,15 +37,15 @@ def cs_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _unseal_dataset_caches(home)
 
 
-# `make test` runs the suite as two pytest processes side by side: the tests marked `waits` (minutes spent
-# waiting for Slurm's clock to end a job) in one, everything else in the other. Tests marked `cluster_alone`
-# change what every job on the cluster sees (they fill every node, cut every SSH session of the test user,
-# turn node SSH off, wipe the test user's environments), so none runs while a `waits` module runs beside it:
-# a `waits` test holds a lock shared (its function fixtures' runtimes included: no module fixture of theirs
-# holds a job), a `cluster_alone` test holds it alone. flock alone favours the waiting side: it lets go
-# between tests and takes the lock again before a `cluster_alone` test has woken, test after test. So
-# both first pass a turnstile: a `cluster_alone` test keeps it while it waits and runs, which holds the
-# waiting side's next test back until it is done.
+# `make test` runs the suite as two pytest processes side by side: the tests marked `waits` (most of their
+# time spent waiting: for Slurm's clock to end a job, for a timeout to pass) in one, everything else in the
+# other. Tests marked `cluster_alone` change what every job on the cluster sees (they fill every node, cut
+# every SSH session of the test user, turn node SSH off, wipe the test user's environments), so none runs
+# while a `waits` test runs beside it: a `waits` test holds a lock shared (its function fixtures' runtimes
+# included: no module fixture of theirs holds a job), a `cluster_alone` test holds it alone. flock alone
+# favours the waiting side: it lets go between tests and takes the lock again before a `cluster_alone`
+# test has woken, test after test. So both first pass a turnstile: a `cluster_alone` test keeps it while
+# it waits and runs, which holds the waiting side's next test back until it is done.
 _CLUSTER_LOCK = Path(os.environ.get("CS_TEST_CLUSTER_LOCK", "/tmp/cybershuttle-tests-cluster.lock"))
 
 

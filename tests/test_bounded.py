@@ -115,6 +115,7 @@ def via_proxy(cluster, proxy, tmp_path):
 
 
 # -- the pool: one dead host stalls nothing else --------------------------------
+@pytest.mark.waits
 def test_a_host_that_never_speaks_ssh_does_not_stall_other_connections(cluster, ssh_pool, silent):
     stuck: list[BaseException] = []
 
@@ -136,6 +137,7 @@ def test_a_host_that_never_speaks_ssh_does_not_stall_other_connections(cluster, 
     assert f"check that an SSH server listens on port {silent.port}" in str(stuck[0])
 
 
+@pytest.mark.waits
 async def test_other_routes_answer_within_3_s_while_a_host_never_speaks_ssh(jp_fetch, cluster, silent):
     from cybershuttle.registry import catalog
 
@@ -315,6 +317,7 @@ def napping(tmp_path):
     return "nap"
 
 
+@pytest.mark.waits
 async def test_long_template_runs_do_not_occupy_the_rest_worker_threads(jp_fetch, napping, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -69,6 +69,7 @@ def test_walltime_warning_then_resume_restores_the_namespace_on_a_new_job(regist
     run_ok(kc, "%stop_runtime wall")
 
 
+@pytest.mark.waits
 def test_a_warning_between_cells_shows_in_the_next_cell_and_no_checkpoint_is_taken_when_told(registered,
                                                                                             local_kernel):
     kc = local_kernel
@@ -84,6 +85,7 @@ def test_a_warning_between_cells_shows_in_the_next_cell_and_no_checkpoint_is_tak
     run_ok(kc, "%stop_runtime quiet")
 
 
+@pytest.mark.waits
 def test_the_cli_checkpoints_and_resumes_a_runtime_on_a_plain_ssh_host(registered, cli):
     import json
 

@@ -117,6 +117,7 @@ def test_impossible_requests_fail_the_cell_with_a_clear_message(registered, tmp_
     assert any(o.output_type == "error" for o in nb.cells[1].outputs)
 
 
+@pytest.mark.waits
 def test_interrupt_stops_the_remote_cell_and_the_runtime_survives(registered, tmp_path):
     nb = new_notebook(cells=[new_code_cell(c) for c in (
         "import cybershuttle_magic", "%request_runtime intr --resource workstation\n%switch_runtime intr",

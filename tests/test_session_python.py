@@ -52,6 +52,7 @@ def test_calls_are_recorded_replayed_and_exported(cs_home, cli):
     assert [(s["name"], s["kind"], s["state"]) for s in listed] == [("py1", "python", "stopped")]
 
 
+@pytest.mark.waits
 def test_cells_are_recorded_with_the_runtime_they_ran_on(local_kernel, cs_home):
     from cybershuttle import compute, runtime, session
 
