@@ -17,19 +17,28 @@ Paths, all on the loopback sshd and all started before the first measurement:
       path, whose local kernel re-publishes every remote IOPub message);
   N:<transport>  P's kernel on a compute node of the cluster's node partition, reached
       through the login node by that transport (node-ssh, allocation), when the cluster has nodes.
+  S   the peer, sshpyk 1.25 (an SSH kernel provisioner: OpenSSH client port forwarding over
+      one ControlMaster connection, no encryption of kernel traffic), running the same
+      ipykernel in the same remote environment as P's kernel on the login node. A comparator
+      only, never a dependency: it lives in a venv of its own (made on first use with
+      `python -m venv` + pip into PEER_VENV) and is driven by this script run in that venv
+      (`--peer-worker`); skipped with --no-peer or when it cannot be installed.
 
 Runs are interleaved (L, P, P0, M, L, P, ...) so that load from other processes on
 a shared machine falls on every path alike; each figure is the median of its runs.
 The last line is `ratio=<worst P/L of the two cells> one_ratio= many_ratio=
-magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport>`; the goal is
-ratio <= 1.25 and node_ratio <= 1.25.
+magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport> vs_peer=<P/S, one>`; the
+goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_peer < 1 (ahead of the peer).
 
-    python benchmarks/cell_throughput.py [--runs 7]
+    python benchmarks/cell_throughput.py [--runs 7] [--no-peer]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +51,8 @@ CELLS = {
     "one": f"import sys\nsys.stdout.write('x' * {SIZE})\n",
     "many": f"import sys\nline = 'x' * 99 + '\\n'\nfor _ in range({SIZE // 100}):\n    sys.stdout.write(line)\n",
 }
+PEER = "sshpyk==1.25"
+PEER_VENV = Path("/var/tmp/cybershuttle-bench-sshpyk-1.25")
 MAGIC_SETUP = ("import cybershuttle_magic", "%request_runtime tput --resource bench-ssh\n%switch_runtime tput")
 
 
@@ -75,7 +86,12 @@ def start(kernel_name: str, setup: tuple[str, ...] = ()):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
-    runs = parser.parse_args().runs
+    parser.add_argument("--no-peer", action="store_true", help="do not measure the peer (sshpyk)")
+    parser.add_argument("--peer-worker", metavar="KERNEL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer_worker:
+        return peer_worker(args.peer_worker)
+    runs = args.runs
     isolated_home()
     register_cluster()
     from cybershuttle.runtime import provisioner
@@ -90,12 +106,17 @@ def main() -> None:
     try:
         for label, (kernel_name, setup) in paths.items():
             kernels[label] = start(kernel_name, setup)
-        for kc in (kc for _, kc in kernels.values()):  # warm up: the first large message grows buffers
-            timed(kc, CELLS["one"])
+        if not args.no_peer:
+            peer = Peer.start(kernels["P"][1])
+            if peer:
+                kernels["S"] = (peer, peer)
+                times["S"] = {cell: [] for cell in CELLS}
+        for label, (_, kc) in kernels.items():  # warm up: the first large message grows buffers
+            kc.timed("one") if label == "S" else timed(kc, CELLS["one"])
         for _ in range(runs):
             for label, (_, kc) in kernels.items():
                 for cell, code in CELLS.items():
-                    elapsed, received = timed(kc, code)
+                    elapsed, received = kc.timed(cell) if label == "S" else timed(kc, code)
                     assert received >= SIZE, (label, cell, received)
                     times[label][cell].append(elapsed)
     finally:
@@ -105,15 +126,143 @@ def main() -> None:
             kc.stop_channels()
             km.shutdown_kernel(now=label != "P")
     med = {label: {cell: statistics.median(ts) for cell, ts in by_cell.items()} for label, by_cell in times.items()}
-    for label in paths:
+    for label in times:
         print(f"{label}: one 20 MB write {med[label]['one']:.3f} s, many small writes {med[label]['many']:.3f} s",
               flush=True)
-    ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in paths}
+    ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in times}
     print("P0_ratio=%.2f (without encryption)" % max(ratio["P0"].values()))
+    vs_peer = ""
+    if "S" in ratio:
+        print(f"peer_one_ratio={ratio['S']['one']:.2f} peer_many_ratio={ratio['S']['many']:.2f} "
+              f"(sshpyk; ours: one_ratio={ratio['P']['one']:.2f} many_ratio={ratio['P']['many']:.2f})")
+        vs_peer = f" vs_peer={med['P']['one'] / med['S']['one']:.2f}"
     nodes = [max(r.values()) for label, r in ratio.items() if label.startswith("N:")]
     node = f" node_ratio={max(nodes):.2f}" if nodes else ""
     print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
-          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}")
+          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}{vs_peer}")
+
+
+class Peer:
+    """The peer's kernel, driven by this script in the peer's own venv (a child process
+    that times each cell itself, the same way `timed` does here)."""
+
+    def __init__(self, proc: subprocess.Popen, config: Path):
+        self.proc = proc
+        self.config = config
+
+    @classmethod
+    def start(cls, ours) -> "Peer | None":
+        python = peer_python()
+        if python is None:
+            return None
+        # The same remote interpreter (and so the same ipykernel) as our runtime kernel's.
+        remote_python = run_for_output(ours, "import sys; print(sys.executable, end='')")
+        c = cluster_env()
+        home = Path(os.environ["CYBERSHUTTLE_HOME"])  # private (mkdtemp, 0700) and thrown away
+        config = home / "peer-ssh-config"
+        # sshpyk requires a dedicated host alias with a ControlMaster; host keys stay checked.
+        config.write_text(f"""Host cs-bench-sshpyk
+  HostName {c["CS_TEST_HOST"]}
+  Port {c["CS_TEST_PORT"]}
+  User {c["CS_TEST_USER"]}
+  IdentityFile {c["CS_TEST_KEY"]}
+  IdentitiesOnly yes
+  UserKnownHostsFile {c["CS_TEST_KNOWN_HOSTS"]}
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ControlMaster auto
+  ControlPath {home}/peer-cm-%C
+  ControlPersist 10m
+""")
+        add = subprocess.run([
+            str(python.parent / "sshpyk"), "add", "--kernel-name", "cs-bench-sshpyk", "--display-name", "sshpyk",
+            "--language", "python", "--ssh-host-alias", "cs-bench-sshpyk", "--ssh-config", str(config),
+            "--remote-python", remote_python, "--remote-kernel-name", "python3", "--replace"],
+            capture_output=True, text=True)
+        if add.returncode:
+            print(f"S: sshpyk add failed, peer skipped: {(add.stdout + add.stderr).strip()[-500:]}", flush=True)
+            return None
+        proc = subprocess.Popen([str(python), __file__, "--peer-worker", "cs-bench-sshpyk"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        peer = cls(proc, config)
+        if proc.stdout.readline().strip() != "ready":
+            print("S: the peer's kernel did not start, peer skipped", flush=True)
+            peer.shutdown_kernel()
+            return None
+        return peer
+
+    def ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def timed(self, cell: str) -> tuple[float, int]:
+        answer = self.ask(cell)
+        if not answer:
+            raise RuntimeError(f"the peer's worker ended (exit {self.proc.wait()})")
+        elapsed, received = json.loads(answer)
+        return elapsed, received
+
+    def stop_channels(self) -> None:
+        pass
+
+    def shutdown_kernel(self, now: bool = False) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=120)
+        # The peer's ControlMaster would outlive this run by ControlPersist otherwise.
+        subprocess.run(["ssh", "-F", str(self.config), "-O", "exit", "cs-bench-sshpyk"], capture_output=True)
+
+
+def peer_python() -> Path | None:
+    """The peer's venv python, made on first use; None (and a line saying why) when it cannot be."""
+    python = PEER_VENV / "bin" / "python"
+    check = [str(python), "-c", "import sshpyk.provisioning"]
+    if python.exists() and not subprocess.run(check, capture_output=True).returncode:
+        return python
+    print(f"S: installing {PEER} into {PEER_VENV} (once)", flush=True)
+    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], capture_output=True, text=True)
+    if not made.returncode:
+        made = subprocess.run([str(python), "-m", "pip", "install", "-q", PEER], capture_output=True, text=True)
+    if made.returncode or subprocess.run(check, capture_output=True).returncode:
+        print(f"S: cannot install {PEER}, peer skipped: {made.stderr.strip()[-300:]}", flush=True)
+        return None
+    return python
+
+
+def run_for_output(kc, code: str) -> str:
+    out = []
+    reply = kc.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")))
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(out)
+
+
+def peer_worker(kernel_name: str) -> None:
+    """In the peer's venv: start its kernel, then time the cells named on stdin, one JSON line each."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the peer prints stays off the answer channel
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    os.makedirs(jupyter_runtime_dir(), mode=0o700, exist_ok=True)  # the peer writes there before it exists
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name)
+    km.start_kernel()
+    kc = km.client()
+    try:  # the remote kernel goes down with this worker, whatever happens
+        kc.start_channels()
+        kc.wait_for_ready(timeout=300)
+        print("ready", file=answers, flush=True)
+        for line in sys.stdin:
+            cell = line.strip()
+            if cell in CELLS:
+                elapsed, received = timed(kc, CELLS[cell])
+                print(json.dumps([elapsed, received]), file=answers, flush=True)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
 
 
 def node_kernelspecs() -> dict[str, str]:
