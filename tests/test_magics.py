@@ -211,9 +211,14 @@ def test_live_wait_shows_queue_position_and_environment_setup(registered, tmp_pa
     part = res.partition_info(res.default_partition)  # fill every node of it: the runtime must queue
     # A walltime, and both given back whatever happens: a leaked whole-partition job without a time
     # limit, pending behind others' runtimes, stops the queue for everyone (no backfill past it).
-    blocker = compute.execute("sleep 6", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"], walltime=2)
+    blocker = compute.execute("sleep 8", "testcluster", cpus=part["cpus_per_node"], nodes=part["nodes"], walltime=2)
     seen: list[str] = []
     try:
+        # Running before the runtime asks: a job still ending on a node (another test's) would keep the
+        # blocker pending too, and the runtime would wait second in line.
+        deadline = time.time() + 120
+        while compute.status(blocker.id).state != "RUNNING" and time.time() < deadline:
+            time.sleep(0.2)
         runtime.request("queued", "testcluster", setup_file=str(setup), walltime=10)
         runtime.wait("queued", progress=seen.append)
     finally:
