@@ -39,13 +39,13 @@ from .forward import Forward, forwarder
 KIND = "runtime"
 PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
 KERNEL_REQUIREMENT = "ipykernel>=7"  # 7 understands CurveZMQ keys in the connection file
+#: the runtime states in which it holds a job (compute/states.py defines active and final)
+LIVE_STATES = tuple(s.value for s in compute.states.RuntimeState if s.active)
 
 
 def kernel_requirements() -> tuple[str, ...]:
     """What every runtime's environment holds besides the setup file's packages (part of its cache key)."""
     return (KERNEL_REQUIREMENT, *durable.REQUIREMENTS)
-#: the runtime states in which it holds a job (compute/states.py defines active and final)
-LIVE_STATES = tuple(s.value for s in compute.states.RuntimeState if s.active)
 
 
 class RuntimeError_(CybershuttleError):
