@@ -452,8 +452,12 @@ class Catalog:
         """Who writes: the OS user, or the role the site's database knows this session as."""
         return self.public.identity(self.user) if public else self.user
 
+    def owns(self, entry: Entry) -> bool:
+        """Whether `entry` is the active user's: private, or public and written by them."""
+        return entry.scope != "public" or entry.owner == self._writer(True)
+
     def _check_owner(self, entry: Entry, verb: str) -> None:
-        if entry.scope == "public" and entry.owner != self._writer(True):
+        if not self.owns(entry):
             raise not_owner(entry.kind, entry.name, entry.owner, verb)
 
 

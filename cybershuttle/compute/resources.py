@@ -306,15 +306,13 @@ def _start_score(res: Resource, part: str | None) -> tuple[int, int]:
 
 
 def _from_entry(entry: Entry) -> Resource:
-    cat = catalog()
     data = dict(entry.data)
     known = {f.name for f in fields(Resource)}
     personal = _personal(entry.name)
     data.update({k: v for k, v in personal.items() if k in PERSONAL_FIELDS})
     res = Resource(name=entry.name, scope=entry.scope,
                    **{k: v for k, v in data.items() if k in known and k != "scope"})
-    own = entry.scope == "private" or entry.owner == cat.public.identity(cat.user)
-    if own and res.user == entry.data.get("user"):
+    if catalog().owns(entry) and res.user == entry.data.get("user"):
         return res  # probed in this very account at registration
     shared = {k: v for k, v in res.facts.items() if k not in PER_USER_FACTS}
     return replace(res, facts={**shared, **_remembered(res, personal)})
