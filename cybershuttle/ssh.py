@@ -210,6 +210,18 @@ class Connection:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"{self.endpoint.label}: cannot forward to {remote_host}:{remote_port}: {exc}") from exc
 
+    def open_unix(self, path: str) -> paramiko.Channel:
+        """A channel to the Unix socket `path` on the server (OpenSSH's `direct-streamlocal@openssh.com`).
+
+        A refusal because nothing listens there is a `paramiko.ChannelException` with code
+        OPEN_FAILED_CONNECT_FAILED in the SSHError's cause (see `forward.refused`); a server
+        that forbids it (`AllowStreamLocalForwarding no`) answers "administratively prohibited".
+        """
+        try:
+            return _open_streamlocal(self.transport, path, CONNECT_TIMEOUT_S)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.endpoint.label}: cannot forward to the Unix socket {path}: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             if self._sftp is not None:
@@ -548,6 +560,46 @@ def _interactive_handler(prompter: Prompter) -> Callable[[str, str, list[tuple[s
         return [prompter(text, not echo) for text, echo in prompts]
 
     return handler
+
+
+def _open_streamlocal(transport: paramiko.Transport, path: str, timeout: float) -> paramiko.Channel:
+    """`Transport.open_channel` for the channel type it does not know: its steps, with the
+    streamlocal payload (socket path, two reserved fields: OpenSSH's PROTOCOL, section 2.4)."""
+    from paramiko.common import cMSG_CHANNEL_OPEN
+    from paramiko.message import Message
+
+    if not transport.is_active():
+        raise paramiko.SSHException("SSH session not active")
+    with transport.lock:
+        window = transport.default_window_size
+        packet = transport.default_max_packet_size
+        chanid = transport._next_channel()
+        m = Message()
+        m.add_byte(cMSG_CHANNEL_OPEN)
+        m.add_string("direct-streamlocal@openssh.com")
+        m.add_int(chanid)
+        m.add_int(window)
+        m.add_int(packet)
+        m.add_string(path)
+        m.add_string("")
+        m.add_int(0)
+        chan = paramiko.Channel(chanid)
+        transport._channels.put(chanid, chan)
+        transport.channel_events[chanid] = event = threading.Event()
+        transport.channels_seen[chanid] = True
+        chan._set_transport(transport)
+        chan._set_window(window, packet)
+    transport._send_user_message(m)
+    deadline = time.monotonic() + timeout
+    while not event.wait(0.1):
+        if not transport.is_active():
+            raise transport.get_exception() or paramiko.SSHException("SSH session ended")
+        if time.monotonic() > deadline:
+            raise paramiko.SSHException("timeout opening the channel")
+    opened = transport._channels.get(chanid)
+    if opened is None:
+        raise transport.get_exception() or paramiko.SSHException("the server refused the channel")
+    return opened
 
 
 def _drain_stderr(chan: paramiko.Channel, err: bytearray, keep: int) -> None:

@@ -88,10 +88,11 @@ def _show(args: argparse.Namespace) -> None:
     t = runtime.transports.describe(res)
     why = "set by the resource" if t["set_by_resource"] else f"detected; allowed: {', '.join(t['allowed']) or 'none'}"
     print(f"  transport: " + (f"{t['transport']}: {t['summary']} ({why})" if t["transport"] else f"none ({why})"))
+    print("  kernels:   " + ("Unix sockets in the job's 0700 directory, forwarded over SSH" if t["kernel_sockets"] == "unix"
+                             else "127.0.0.1 ports, CurveZMQ-encrypted"))
 
     for rt in [r for r in runtime.list_all() if r.resource == res.name and r.state in runtime.LIVE_STATES]:
-        transport = "CurveZMQ-encrypted, forwarded over SSH" if rt.encrypted else "UNENCRYPTED"
-        print(f"  runtime:   {rt.name} ({rt.state.lower()}, job {rt.job_id}, {transport})")
+        print(f"  runtime:   {rt.name} ({rt.state.lower()}, job {rt.job_id}, {runtime.privacy(rt)})")
 
 
 @group.verb("register", "check a resource and register it when every required check passes",

@@ -53,6 +53,7 @@ def main(argv):
     state = os.path.join(jobdir, "durable")
     os.makedirs(state, mode=0o700, exist_ok=True)
     connection = os.path.join(jobdir, "connection.json")
+    _place_sockets(connection, jobdir)
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
@@ -66,6 +67,32 @@ def main(argv):
         app.start()
     finally:
         _remove(connection)
+
+
+#: a Unix socket's path holds at most 107 bytes (Linux; 103 on macOS); ZeroMQ's ipc endpoints need the room
+_SOCKET_PATH_MAX = 100
+
+
+def _place_sockets(connection, jobdir):
+    """An "ipc" connection file gets its sockets' place: `kernel-N` in this 0700 job directory, whose
+    mode alone keeps them private, so the CurveZMQ keys are dropped. A directory whose path leaves no
+    room for a socket's, or that others may enter, keeps 127.0.0.1 ports with the keys (the client
+    reads which from the file)."""
+    with open(connection) as fh:
+        info = json.load(fh)
+    if info.get("transport") != "ipc":
+        return
+    base = os.path.join(os.path.abspath(jobdir), "kernel")
+    private = not os.stat(jobdir).st_mode & 0o077  # made 0700; a directory opened to others would not do
+    if private and len(base) + 3 <= _SOCKET_PATH_MAX:
+        info = {k: v for k, v in info.items() if not k.startswith("curve_")}
+        info.update(transport="ipc", ip=base)
+    else:
+        info.update(transport="tcp", ip="127.0.0.1")
+    tmp = connection + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, connection)
 
 
 class Durable:

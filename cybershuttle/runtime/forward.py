@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -51,7 +52,8 @@ class _QuietExpected(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
-        refused = msg.startswith("Secsh channel") and msg.endswith(" open FAILED: Connection refused: Connect failed")
+        # TCP: "...: Connection refused: Connect failed"; a Unix socket: "...: open failed: Connect failed"
+        refused = msg.startswith("Secsh channel") and " open FAILED: " in msg and msg.endswith(": Connect failed")
         return not (refused or msg.startswith("Socket exception: "))
 
 
@@ -73,15 +75,21 @@ def refused(exc: BaseException | None) -> bool:
 
 @dataclass
 class Forward:
-    """A local port whose connections reach `remote_host:remote_port` over SSH."""
+    """A local port (or Unix socket) whose connections reach `target` (host:port, or a remote
+    Unix socket's path) over SSH: `open()` gives one channel there."""
 
-    local_port: int
-    remote_host: str
-    remote_port: int
-    open_channel: Callable[[str, int], paramiko.Channel]
+    local_port: int  # 0 for a Unix socket
+    target: str
+    open: Callable[[], paramiko.Channel]
     listener: socket.socket
+    local_path: str | None = None  # the local Unix socket (0600, in a 0700 directory of the caller's)
     pairs: list[tuple[socket.socket, paramiko.Channel]] = field(default_factory=list)
     warned: bool = False  # a real failure (not a refusal) was logged once already
+
+    @property
+    def key(self) -> int | str:
+        """What `Forwarder.probe` takes: the local port, or the local socket's path."""
+        return self.local_path or self.local_port
 
 
 class Forwarder:
@@ -93,7 +101,7 @@ class Forwarder:
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, ("wakeup", None))
         self._pending: list[Callable[[], None]] = []
-        self._by_port: dict[int, Forward] = {}
+        self._by_key: dict[int | str, Forward] = {}
         self._thread = threading.Thread(target=self._loop, name="cybershuttle-forwarder", daemon=True)
         self._thread.start()
 
@@ -102,16 +110,30 @@ class Forwarder:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        listener.setblocking(False)
-        fwd = Forward(listener.getsockname()[1], remote_host, remote_port, open_channel, listener)
-        self._call(lambda: self._selector.register(listener, selectors.EVENT_READ, ("accept", fwd)))
+        return self._listen(Forward(listener.getsockname()[1], f"{remote_host}:{remote_port}",
+                                    lambda: open_channel(remote_host, remote_port), listener))
+
+    def add_unix(self, local_path: str, remote_path: str, open_unix: Callable[[str], paramiko.Channel]) -> Forward:
+        """Listen on the Unix socket `local_path` (made 0600; its directory should be the caller's 0700 one)
+        and forward it to the Unix socket `remote_path` on the far side."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # no moment in which the socket is open to others
+        try:
+            listener.bind(local_path)
+        finally:
+            os.umask(old)
+        return self._listen(Forward(0, remote_path, lambda: open_unix(remote_path), listener, local_path))
+
+    def _listen(self, fwd: Forward) -> Forward:
+        fwd.listener.listen(16)
+        fwd.listener.setblocking(False)
+        self._call(lambda: self._selector.register(fwd.listener, selectors.EVENT_READ, ("accept", fwd)))
         with self._lock:
-            self._by_port[fwd.local_port] = fwd
+            self._by_key[fwd.key] = fwd
         return fwd
 
-    def probe(self, local_port: int) -> bool | None:
-        """Whether something listens at the remote end of the forward on `local_port`.
+    def probe(self, key: int | str) -> bool | None:
+        """Whether something listens at the remote end of the forward `key` (its `Forward.key`).
 
         One channel opened and closed (a round trip over the SSH connection, no
         remote process): True when it opens, False when the server says the
@@ -119,11 +141,11 @@ class Forwarder:
         the SSH connection is down).
         """
         with self._lock:
-            fwd = self._by_port.get(local_port)
+            fwd = self._by_key.get(key)
         if fwd is None:
             return None
         try:
-            fwd.open_channel(fwd.remote_host, fwd.remote_port).close()
+            fwd.open().close()
         except Exception as exc:
             return False if refused(exc) else None
         return True
@@ -137,8 +159,11 @@ class Forwarder:
             fwd.pairs.clear()
 
         with self._lock:
-            self._by_port.pop(fwd.local_port, None)
+            self._by_key.pop(fwd.key, None)
         self._call(close)
+        if fwd.local_path:
+            with contextlib.suppress(OSError):
+                os.unlink(fwd.local_path)
 
     # -- the loop ------------------------------------------------------------
     def _call(self, fn: Callable[[], None]) -> None:
@@ -185,16 +210,17 @@ class Forwarder:
             client, _ = fwd.listener.accept()
         except BlockingIOError:
             return
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if client.family != socket.AF_UNIX:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            chan = fwd.open_channel(fwd.remote_host, fwd.remote_port)
+            chan = fwd.open()
         except Exception as exc:
             # A refusal is expected while a kernel starts, restarts or after it exited; ZeroMQ retries on its own.
             if refused(exc) or fwd.warned:
-                log.debug("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
+                log.debug("cannot forward to %s: %s", fwd.target, exc)
             else:
                 fwd.warned = True
-                log.warning("cannot forward to %s:%s: %s", fwd.remote_host, fwd.remote_port, exc)
+                log.warning("cannot forward to %s: %s", fwd.target, exc)
             client.close()
             return
         client.setblocking(False)

@@ -40,7 +40,7 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     qos = Unicode(None, allow_none=True)
     setup_file = Unicode(None, allow_none=True)
     timeout = Float(600.0, help="seconds to wait for the runtime to start")
-    encrypt = Bool(True, help="CurveZMQ on every socket (off only for benchmarks)")
+    encrypt = Bool(True, help="private kernel sockets: Unix sockets, or CurveZMQ on TCP (off only for benchmarks)")
 
     runtime_name: str | None = None
     _alive_checked_at: float = 0.0
@@ -82,9 +82,11 @@ class CybershuttleProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if self._stopping:
             # KernelManager polls every 0.1 s until the kernel has exited. Once it has, the server
             # refuses a channel to its heartbeat port: one SSH round trip, no remote process.
+            from .. import runtime
             from .forward import forwarder
 
-            listening = await asyncio.to_thread(forwarder().probe, int(self.connection_info.get("hb_port", 0)))
+            hb = runtime.forward_key(self.connection_info, "hb_port")
+            listening = await asyncio.to_thread(forwarder().probe, hb)
             if listening is False:
                 self._exit_code = 0
                 return self._exit_code

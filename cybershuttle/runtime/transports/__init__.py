@@ -80,6 +80,8 @@ def detect(res: Resource, shell: Shell, facts: dict[str, Any]) -> list[Check]:
 
     if res.transport is not None:
         get(res.transport)  # an unknown name is refused before anything else is said
+    if res.remote:
+        facts["unix_sockets"] = ssh_forwards_unix_sockets(res)
     probe = replace(res, facts=facts)
     if not schedulers.for_resource(res).runs_on_nodes:
         facts["transports"] = [LOGIN]  # jobs run on the resource's own host
@@ -123,6 +125,41 @@ def chosen(res: Resource) -> str | None:
     return next((name for name in allowed if name != LOGIN), None)
 
 
+def _reaching(res: Resource) -> list[str]:
+    """The transports that may reach a runtime's kernel on `res` (its own host, and its nodes')."""
+    from ...compute import schedulers
+
+    if res.transport:
+        return [res.transport]
+    node = chosen(res) if schedulers.for_resource(res).runs_on_nodes else None
+    return [LOGIN] + ([node] if node else [])
+
+
+def ssh_forwards_unix_sockets(res: Resource) -> bool:
+    """Whether the SSH server of `res` forwards to Unix sockets (one channel to a socket that does not
+    exist: "connect failed" says it would, "administratively prohibited" that it will not)."""
+    from ... import ssh
+    from ..forward import refused
+
+    try:
+        ssh.connect(res.endpoint).open_unix("/nonexistent/cybershuttle-probe").close()
+    except CybershuttleError as exc:
+        return refused(exc)
+    return True
+
+
+def unix_sockets(res: Resource, *, probe: bool = True) -> bool:
+    """Whether runtime kernels on `res` bind Unix sockets (private by their 0700 directory, no CurveZMQ):
+    a remote resource whose SSH server forwards them and every transport that may reach the kernel can.
+    This machine's kernels keep loopback TCP with CurveZMQ (no SSH hop, so nothing to save)."""
+    if not res.remote:
+        return False
+    allowed = res.facts.get("unix_sockets")
+    if allowed is None and probe:  # registered before this was detected
+        allowed = ssh_forwards_unix_sockets(res)
+    return bool(allowed) and all(get(name).unix_sockets for name in _reaching(res))
+
+
 def kernel_command(res: Resource, command: str) -> str:
     """The job command of a runtime kernel on `res`: `command`, after the prelude of the transport that will
     reach it, if that transport has one (node-tcp binds the kernel to the node's cluster address)."""
@@ -146,7 +183,8 @@ def describe(res: Resource) -> dict[str, Any]:
         except TransportError as exc:
             summary = str(exc)
     return {"transport": name, "summary": summary, "set_by_resource": bool(res.transport),
-            "allowed": list(res.facts.get("transports", [])), "on_nodes": on_nodes}
+            "allowed": list(res.facts.get("transports", [])), "on_nodes": on_nodes,
+            "kernel_sockets": "unix" if unix_sockets(res, probe=False) else "tcp"}
 
 
 def name_for(rt: Any, res: Resource) -> str:
@@ -192,4 +230,4 @@ def close(runtime_name: str) -> None:
 
 
 __all__ = ["GROUP", "LOGIN", "Transport", "TransportError", "chosen", "close", "describe", "detect", "for_runtime", "get",
-           "installed", "kernel_command", "name_for", "node_transports"]
+           "installed", "kernel_command", "name_for", "node_transports", "ssh_forwards_unix_sockets", "unix_sockets"]

@@ -6,9 +6,9 @@ Slurm an overlapping step of the job) on an exec channel of the pooled login
 SSH connection. It gets a fresh secret token on its stdin and answers the port
 it listens on. Each forwarded connection is then a `direct-tcpip` channel from
 the login node to `node:port` that first presents the token and the loopback
-port it wants (a kernel port, a runtime's web server); the relay answers `+`
-once connected, so a port where nothing listens is refused at once, as a
-`direct-tcpip` channel would be.
+port or Unix socket it wants (the kernel's sockets, a runtime's web server);
+the relay answers `+` once connected, so a socket where nothing listens is
+refused at once, as a `direct-tcpip` channel would be.
 
 Why the bytes do not travel over the step's own stdin/stdout (measured on
 this cluster, one runtime, same run: one step per kernel connection gave
@@ -139,7 +139,16 @@ class AllocationTransport(Transport):
         return "127.0.0.1"  # the job runs on the login host itself (a one-node cluster)
 
     # -- the contract ------------------------------------------------------
+    unix_sockets = True  # the relay connects to the kernel's Unix sockets on the node itself
+
     def open_channel(self, host: str, port: int) -> Any:
+        return self._through_relay(f"{host} {int(port)}", f"{host}:{port}")
+
+    def open_unix(self, path: str) -> Any:
+        return self._through_relay(f"unix {path}", path)
+
+    def _through_relay(self, target: str, what: str) -> Any:
+        """A channel to the relay that has presented the token and `target` (`host port`, or `unix PATH`)."""
         self.start()
         node = self.node_address()
         try:
@@ -150,7 +159,7 @@ class AllocationTransport(Transport):
             raise TransportError(f"{self._where()}: the login node cannot reach the relay on {node}:{self._port} "
                                  f"({exc})") from exc
         try:
-            chan.sendall(f"{self._token} {host} {int(port)}\n".encode())
+            chan.sendall(f"{self._token} {target}\n".encode())
             chan.settimeout(ssh.CONNECT_TIMEOUT_S)
             answer = chan.recv(1)  # one round trip, once per connection
             chan.settimeout(None)
@@ -160,8 +169,8 @@ class AllocationTransport(Transport):
         if answer != b"+":
             chan.close()
             # Nothing listens at host:port on the node (a kernel starting, restarting or gone): expected.
-            raise TransportError(f"{self._where()}: nothing listens on {host}:{port} on the kernel's host") \
-                from ConnectionRefusedError(f"{host}:{port}")
+            raise TransportError(f"{self._where()}: nothing listens on {what} on the kernel's host") \
+                from ConnectionRefusedError(what)
         return chan
 
     def shell(self) -> AllocationShell:

@@ -8,10 +8,11 @@ needed on the node. Protocol:
   stdin, never on a command line.
 * stdout: one line `LISTEN <port>` once it listens (every address of the node,
   an ephemeral port), then nothing.
-* Each TCP connection to that port first sends `<token> <host> <port>\\n`;
-  with the right token and a loopback host the relay connects to host:port
-  on the node (the kernel's ports, a runtime's web server), answers one byte
-  `+` and copies bytes both ways; anything else (a wrong token, nothing
+* Each TCP connection to that port first sends `<token> <host> <port>\\n`,
+  or `<token> unix <absolute path>\\n`; with the right token and a loopback
+  host the relay connects to host:port on the node (a runtime's web server),
+  or to that Unix socket (the kernel's, in its job directory), answers one
+  byte `+` and copies bytes both ways; anything else (a wrong token, nothing
   listening there) is closed without an answer.
 * stdin at EOF (the SSH session that started it closed) ends the relay.
 
@@ -75,7 +76,7 @@ def read_header(conn):
         data += chunk
     line, rest = data.split(b"\n", 1)
     conn.settimeout(None)
-    return line.decode("ascii", "replace").split(), rest
+    return line.decode("utf-8", "replace").split(" ", 2), rest
 
 
 def serve(conn, token):
@@ -90,11 +91,19 @@ def serve(conn, token):
         if not words or len(words) != 3 or not hmac.compare_digest(words[0].encode(), token):
             return conn.close()
         host, port = words[1], words[2]
-        if host not in LOOPBACK or not port.isdigit():
+        if host == "unix" and port.startswith("/"):
+            target = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                target.connect(port)
+            except OSError:
+                target.close()
+                raise
+        elif host in LOOPBACK and port.isdigit():
+            target = socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT_S)
+            target.settimeout(None)
+            tune(target)
+        else:
             return conn.close()
-        target = socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT_S)
-        target.settimeout(None)
-        tune(target)
         conn.sendall(b"+")  # connected: the caller can tell a listening port from a refused one
         if rest:
             target.sendall(rest)

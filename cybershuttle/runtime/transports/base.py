@@ -1,6 +1,7 @@
 """The `Transport` contract: how a runtime's kernel is reached on the host it runs on.
 
-A kernel binds 127.0.0.1 on its own host. When that host is the resource's
+A kernel binds Unix sockets in its 0700 job directory (or, where a transport
+cannot reach those, 127.0.0.1 ports with CurveZMQ) on its own host. When that host is the resource's
 (login) host, the pooled SSH connection forwards to it directly ("login").
 When Slurm put it on a compute node, a transport carries the connections
 there: SSH to the node through the login node ("node-ssh"), or, on sites that
@@ -32,6 +33,9 @@ class Transport(ABC):
     preference: ClassVar[int] = 100
     #: whether it reaches a compute node (False: the resource's own host only)
     for_nodes: ClassVar[bool] = True
+    #: whether `open_unix` reaches Unix sockets on the kernel's host. A runtime whose transports all do
+    #: gets a kernel on Unix sockets in its 0700 job directory: no TCP port, so no CurveZMQ needed.
+    unix_sockets: ClassVar[bool] = False
 
     def __init__(self, res: Resource, rt: Any) -> None:
         self.res = res
@@ -53,6 +57,13 @@ class Transport(ABC):
     def open_channel(self, host: str, port: int) -> Any:
         """A byte stream to `host:port` as seen on the kernel's host (a paramiko.Channel, or anything with
         fileno/setblocking/recv/send/sendall/close/closed): what `forward.Forwarder.add` forwards to."""
+
+    def open_unix(self, path: str) -> Any:
+        """A byte stream to the Unix socket `path` on the kernel's host (like `open_channel`); a transport
+        that sets `unix_sockets` implements it."""
+        from ...errors import CybershuttleError
+
+        raise CybershuttleError(f"transport {self.name} cannot reach Unix sockets on the kernel's host")
 
     @abstractmethod
     def shell(self) -> Shell:

@@ -1,5 +1,6 @@
 """The "login" transport: the kernel runs on the resource's own host (an SSH workstation, a one-node
-cluster, this machine), so its ports are forwarded with `direct-tcpip` over the pooled SSH connection."""
+cluster, this machine), so its sockets are forwarded over the pooled SSH connection (`direct-streamlocal@openssh.com` to
+its Unix sockets, or `direct-tcpip` to its ports)."""
 from __future__ import annotations
 
 import socket
@@ -21,6 +22,19 @@ class LoginTransport(Transport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         return ssh.connect(self.res.endpoint).open_tunnel(host, port)
+
+    unix_sockets = True
+
+    def open_unix(self, path: str) -> Any:
+        if not self.res.remote:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        return ssh.connect(self.res.endpoint).open_unix(path)
 
     def shell(self):
         return self.res.shell()

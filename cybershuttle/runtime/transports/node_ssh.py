@@ -84,6 +84,11 @@ class NodeSSHTransport(Transport):
     def open_channel(self, host: str, port: int) -> Any:
         return ssh.connect(self.endpoint).open_tunnel(host, port)
 
+    unix_sockets = True  # the node's sshd, like the login node's (one sshd_config per site, as a rule)
+
+    def open_unix(self, path: str) -> Any:
+        return ssh.connect(self.endpoint).open_unix(path)
+
     def shell(self) -> RemoteShell:
         return RemoteShell(self.endpoint)
 
