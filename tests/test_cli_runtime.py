@@ -33,7 +33,7 @@ def test_request_list_status_restart_stop_on_slurm(cli, registered):
         assert "clirt" in table and "READY" in table and first_job in table
         status = cli("runtime", "status", "clirt")
         assert status.code == 0 and "runtime clirt on testcluster: READY" in status.out
-        assert "CurveZMQ-encrypted" in status.out and "walltime 10" in status.out
+        assert "private Unix sockets" in status.out and "walltime 10" in status.out
         assert json.loads(cli("runtime", "status", "clirt", "--json").out)["job"]["state"] == "RUNNING"
         again = cli("runtime", "request", "clirt", "--resource", "testcluster")
         assert f"Re-attached to runtime clirt on testcluster (job {first_job}" in again.out

@@ -58,7 +58,7 @@ def test_cells_run_on_the_runtime_with_every_kind_of_output(registered, tmp_path
     assert any(o.output_type == "stream" and o.name == "stderr" and "to stderr" in o.text for o in cells[4].outputs)
     assert text_of(cells[5]).strip() == "local root"
     assert text_of(cells[6]).strip() == "from bash csuser"
-    assert "CurveZMQ-encrypted" in text_of(cells[7])
+    assert "private Unix sockets" in text_of(cells[7])
     assert "stopped" in text_of(cells[8])
     assert text_of(cells[9]).strip() == "back root"
 

@@ -21,7 +21,7 @@ import pytest
 from cybershuttle import compute, runtime
 
 from conftest import CLUSTER_SH, run_ok
-from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401  (a fixture used below)
+from test_privacy import _print_secret_for, snoop_targets, zmq_for_other_user  # noqa: F401  (a fixture used below)
 from test_terminal import _type_and_read, jupyter_server  # noqa: F401  (jupyter_server: a fixture used below)
 
 NODES = ("node1", "node2")
@@ -257,13 +257,12 @@ def test_a_kernel_on_a_node_stays_private_from_another_user_with_a_job_on_the_sa
         node = other.connect(cluster.endpoint(host=on_node.node, port=22, user=cluster.other_user,
                                               key=cluster.other_key, via=login, hop="relay"))
         assert node.run("hostname").stdout.strip() == on_node.node  # they are on the kernel's node
-        ports = ",".join(str(on_node.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port",
-                                                                 "control_port", "hb_port"))
+        assert on_node.ipc_path  # Unix sockets in the job directory, on the node's filesystem view
         printer = _print_secret_for(kc, secret, 4)
         snooped = node.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                           f"127.0.0.1 {ports} {secret} 3", timeout=60).stdout
+                           f"{snoop_targets(on_node.remote_ports, on_node.ipc_path)} {secret} 3", timeout=60).stdout
         printer.join(60)
-        assert "leaked=False" in snooped, snooped
+        assert "leaked=False denied=5" in snooped, snooped
         assert node.run("test -e /tmp/pwned", check=False).exit_code != 0  # their execute_request never ran
         secrets = runtime._read_secrets("nrt")
         shown = node.run("ps -eo args", check=False).stdout + other.connect(login).run("ps -eo args").stdout

@@ -14,9 +14,8 @@ from cybershuttle import compute, runtime
 from cybershuttle.runtime import transports
 
 from test_node_runtimes import _cluster_env, _output, interleaved_medians_ms, served_through_tunnel
-from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401  (a fixture used below)
+from test_privacy import _print_secret_for, snoop_targets, zmq_for_other_user  # noqa: F401  (a fixture used below)
 
-PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 @pytest.fixture
@@ -118,9 +117,9 @@ def test_a_node_tcp_kernel_stays_private_from_another_user_with_a_job_on_the_sam
         job = compute.get_job(rt.job_id)
         # the server key is in the job's connection file, which they cannot read
         assert node.run(f"cat {shlex.quote(job.jobdir + '/connection.json')}", check=False).exit_code != 0
-        ports = ",".join(str(rt.remote_ports[p]) for p in PORTS)
+        assert rt.ipc_path is None  # node-tcp: ports on the cluster address, CurveZMQ
         snoop = (f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                 f"{addr} {ports} {secret} 3")
+                 f"{snoop_targets(rt.remote_ports, host=addr)} {secret} 3")
         printer = _print_secret_for(kc, secret, 4)
         from_node = node.run(snoop, timeout=60).stdout
         printer.join(60)

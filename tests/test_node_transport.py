@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -29,9 +30,16 @@ def _client_over(name: str, endpoint):
 
     rt, secrets = runtime.get(name), runtime._read_secrets(name)
     info = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", **secrets}
-    forwards = [forwarder().add("127.0.0.1", rt.remote_ports[p], lambda h, q: ssh.connect(endpoint).open_tunnel(h, q))
-                for p in runtime.PORTS]
-    info.update({p: f.local_port for p, f in zip(runtime.PORTS, forwards)})
+    if rt.ipc_path:  # the kernel's Unix sockets, to Unix sockets in a 0700 directory here
+        local = tempfile.mkdtemp(prefix="cs-test-", dir="/tmp") + "/k"
+        forwards = [forwarder().add_unix(f"{local}-{rt.remote_ports[p]}", f"{rt.ipc_path}-{rt.remote_ports[p]}",
+                                         lambda path: ssh.connect(endpoint).open_unix(path)) for p in runtime.PORTS]
+        info = {k: v for k, v in info.items() if not k.startswith("curve_")}
+        info.update({"transport": "ipc", "ip": local, **{p: rt.remote_ports[p] for p in runtime.PORTS}})
+    else:
+        forwards = [forwarder().add("127.0.0.1", rt.remote_ports[p],
+                                    lambda h, q: ssh.connect(endpoint).open_tunnel(h, q)) for p in runtime.PORTS]
+        info.update({p: f.local_port for p, f in zip(runtime.PORTS, forwards)})
     kc = BlockingKernelClient()
     kc.load_connection_info(info)
     kc.start_channels()

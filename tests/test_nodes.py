@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CLUSTER_SH, run_ok
 from test_magics import ends_mid_cell, result_arrives_after, run_notebook, text_of
-from test_privacy import _print_secret_for, zmq_for_other_user  # noqa: F401 - a fixture, used by name
+from test_privacy import _print_secret_for, snoop_targets, zmq_for_other_user  # noqa: F401 - a fixture, used by name
 
 # The real setup files (shared/data's, copied unchanged into tests/data).
 REAL_FILES = sorted((Path(__file__).parent / "data" / "cybershuttle_yml").glob("*.yml"))
@@ -416,17 +416,16 @@ def test_another_user_on_the_same_node_reads_nothing_and_cannot_execute(nodes_re
     try:
         assert rt.node in ("node1", "node2")
         held_job(rt.node, user=cluster.other_user)
-        ports = ",".join(str(rt.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port", "control_port",
-                                                           "hb_port"))
+        assert rt.ipc_path
         printer = _print_secret_for(kc, secret, 4)
         snooped = _to_node(cluster, rt.node, cluster.other_user,
                            f"hostname; PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                           f"127.0.0.1 {ports} {secret} 3")
+                           f"{snoop_targets(rt.remote_ports, rt.ipc_path)} {secret} 3")
         printer.join(60)
         assert snooped.returncode == 0, snooped.stderr
         host, result = snooped.stdout.split("\n", 1)
         assert host == rt.node  # csother really was on the kernel's node
-        assert "leaked=False" in result, result
+        assert "leaked=False denied=5" in result, result
         out: list[str] = []
         kc.execute_interactive(f"print({secret!r})", timeout=30,
                                output_hook=lambda m: out.append(m["content"].get("text", "")))

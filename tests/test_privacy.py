@@ -1,4 +1,5 @@
-"""Runtime kernels stay private on shared hosts: encrypted, loopback-only, no key material exposed."""
+"""Runtime kernels stay private on shared hosts: Unix sockets in 0700 directories (or CurveZMQ on
+loopback ports), no key material exposed."""
 from __future__ import annotations
 
 import json
@@ -15,16 +16,28 @@ import pytest
 
 from cybershuttle import compute, profile, runtime, ssh
 
+# argv: the kernel's five sockets (ZeroMQ endpoints, shell first, comma-separated), the secret, seconds.
+# Subscribes to all, injects an execute_request on the first; for Unix sockets it also tries a plain
+# connect and counts the ones the system refuses for permission (`denied`).
 SNOOP = r'''
-import sys, time, zmq
-host, ports, secret = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], sys.argv[3].encode()
+import errno, socket, sys, time, zmq
+targets, secret = sys.argv[1].split(","), sys.argv[2].encode()
+denied = 0
+for target in targets:
+    if target.startswith("ipc://"):
+        try:
+            socket.socket(socket.AF_UNIX).connect(target[len("ipc://"):])
+        except PermissionError:
+            denied += 1
+        except OSError:
+            pass
 ctx = zmq.Context()
 subs = []
-for port in ports:
-    s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect(f"tcp://{host}:{port}"); subs.append(s)
-shell = ctx.socket(zmq.DEALER); shell.connect(f"tcp://{host}:{ports[0]}")
+for target in targets:
+    s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect(target); subs.append(s)
+shell = ctx.socket(zmq.DEALER); shell.connect(targets[0])
 shell.send_multipart([b"<IDS|MSG>", b"", b'{"msg_type": "execute_request"}', b"{}", b"{}", b'{"code": "import os; os.system(\'touch /tmp/pwned\')"}'])
-frames, leaked, deadline = 0, False, time.time() + float(sys.argv[4])
+frames, leaked, deadline = 0, False, time.time() + float(sys.argv[3])
 poller = zmq.Poller()
 for s in subs + [shell]:
     poller.register(s, zmq.POLLIN)
@@ -33,8 +46,16 @@ while time.time() < deadline:
         for part in sock.recv_multipart():
             frames += 1
             leaked = leaked or secret in part
-print(f"frames={frames} leaked={leaked}")
+print(f"frames={frames} leaked={leaked} denied={denied}")
 '''
+ORDER = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+
+
+def snoop_targets(ports: dict, ipc_path: str | None = None, host: str = "127.0.0.1") -> str:
+    """A kernel's five sockets as SNOOP takes them: Unix sockets `{ipc_path}-{port}`, or host:port."""
+    if ipc_path:
+        return ",".join(f"ipc://{ipc_path}-{int(ports[p])}" for p in ORDER)
+    return ",".join(f"tcp://{host}:{int(ports[p])}" for p in ORDER)
 
 
 @pytest.fixture
@@ -68,19 +89,25 @@ def test_other_users_and_plain_zmq_clients_read_nothing_and_cannot_execute(regis
     secret = f"TOPSECRET-{uuid.uuid4().hex}"
     Path("/tmp/pwned").unlink(missing_ok=True)
     try:
-        remote_ports = ",".join(str(rt.remote_ports[p]) for p in ("shell_port", "iopub_port", "stdin_port",
-                                                                  "control_port", "hb_port"))
+        assert rt.ipc_path and rt.ipc_path.startswith(compute.get_job(rt.job_id).jobdir + "/")  # Unix sockets
+        assert runtime.status("private")["transport"].startswith("private Unix sockets, forwarded over SSH")
         printer = _print_secret_for(kc, secret, 4)
         other = ssh.Pool()
         try:
             conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
             snooped = conn.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                               f"127.0.0.1 {remote_ports} {secret} 3", timeout=60).stdout
+                               f"{snoop_targets(rt.remote_ports, rt.ipc_path)} {secret} 3", timeout=60).stdout
         finally:
             other.close_all()
+        # This machine's end: Unix sockets in a 0700 directory, tried by the second user here (runuser)
         info = runtime.connection_info("private")
-        local_ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
-        local = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, local_ports)), secret, "3"],
+        assert info["transport"] == "ipc" and "curve_secretkey" not in info
+        local_dir = os.path.dirname(info["ip"])
+        assert stat.S_IMODE(os.stat(local_dir).st_mode) == 0o700
+        assert all(stat.S_IMODE(os.stat(f"{info['ip']}-{info[p]}").st_mode) == 0o600 for p in ORDER)
+        local = subprocess.run(["runuser", "-u", cluster.other_user, "--", "env", f"PYTHONPATH={zmq_for_other_user}",
+                                "/usr/bin/python3", f"{zmq_for_other_user}/snoop.py",
+                                snoop_targets(info, info["ip"]), secret, "3"],
                                capture_output=True, text=True, timeout=60).stdout
         printer.join(60)
         # the real client, with the keys, did receive it
@@ -88,8 +115,8 @@ def test_other_users_and_plain_zmq_clients_read_nothing_and_cannot_execute(regis
         kc.execute_interactive(f"print({secret!r})", timeout=30,
                                output_hook=lambda m: out.append(m["content"].get("text", "")))
         assert secret in "".join(out)
-        assert "leaked=False" in snooped, snooped
-        assert "leaked=False" in local, local
+        assert "leaked=False denied=5" in snooped, snooped  # the system refused all five sockets
+        assert "leaked=False denied=5" in local, local
         assert not Path("/tmp/pwned").exists()  # the injected execute_request never ran
     finally:
         kc.stop_channels()
@@ -102,12 +129,18 @@ def test_kernel_listens_on_loopback_and_files_are_private(registered, cluster):
     job = compute.get_job(rt.job_id)
     conn = ssh.connect(compute.get("testcluster").endpoint)
     # The kernel runs on a compute node: look there, from inside its job (beside the kernel's own step).
-    on_node = compute.scheduler(job).step_command(job, "ss -ltnH 2>/dev/null || netstat -ltn; echo ===; ps -eo args")
+    on_node = compute.scheduler(job).step_command(
+        job, "ss -ltnpH 2>/dev/null || netstat -ltnp; echo ===; ps -eo args; echo ===; pgrep -u \"$USER\" -f durable_kernel")
     try:
-        listening, node_ps = conn.run(on_node, login_shell=True, check=False).stdout.split("===\n", 1)
-        for port in rt.remote_ports.values():
-            lines = [ln for ln in listening.splitlines() if f":{port} " in ln]
-            assert lines and all("127.0.0.1:" in ln for ln in lines), (port, lines)
+        listening, node_ps, kernel_pids = conn.run(on_node, login_shell=True, check=False).stdout.split("===\n", 2)
+        kernel_pids = kernel_pids.split()
+        # the kernel's five sockets are Unix sockets in its job directory; it listens on no TCP port
+        assert rt.ipc_path == f"{job.jobdir}/kernel", rt.ipc_path
+        sockets = conn.run(f"ls {job.jobdir}").stdout.split()
+        assert sorted(f"kernel-{port}" for port in rt.remote_ports.values()) == sorted(
+            name for name in sockets if name.startswith("kernel-")), sockets
+        assert kernel_pids
+        assert not [ln for ln in listening.splitlines() if any(f"pid={pid}," in ln for pid in kernel_pids)], listening
         modes = conn.run(f"stat -c '%a %n' {job.jobdir} {job.jobdir}/connection.json {job.jobdir}/job.sh").stdout
         # jupyter_client sets the sticky bit on the directory it writes into: only permission bits matter
         assert [m[-3:] for m in modes.split()[0::2]] == ["700", "600", "600"], modes
@@ -157,18 +190,43 @@ def test_the_snooper_reads_an_unencrypted_kernel(local_kernel):
     kc = local_kernel
     secret = f"TOPSECRET-{uuid.uuid4().hex}"
     printer = _print_secret_for(kc, secret, 4)
-    info = kc.get_connection_info()
-    ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
-    out = subprocess.run([sys_python(), "-c", SNOOP, "127.0.0.1", ",".join(map(str, ports)), secret, "3"],
+    out = subprocess.run([sys_python(), "-c", SNOOP, snoop_targets(kc.get_connection_info()), secret, "3"],
                          capture_output=True, text=True, timeout=60).stdout
     printer.join(60)
     assert "leaked=True" in out, out
 
 
-def test_compute_show_says_the_runtime_is_encrypted(registered, cli):
+def test_the_snooper_reads_a_unix_socket_kernel_it_may_enter(tmp_path):
+    """Control for the Unix sockets: a kernel whose socket directory the snooper may enter is read
+    (so `leaked=False denied=5` above comes from the directory's mode, not from a snooper that fails)."""
+    from jupyter_client.manager import KernelManager
+
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o755)
+    os.chmod(tmp_path, 0o755)
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(open_dir / "kernel"))
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        secret = f"TOPSECRET-{uuid.uuid4().hex}"
+        printer = _print_secret_for(kc, secret, 4)
+        info = kc.get_connection_info()
+        out = subprocess.run([sys_python(), "-c", SNOOP, snoop_targets(info, info["ip"]), secret, "3"],
+                             capture_output=True, text=True, timeout=60).stdout
+        printer.join(60)
+        assert "leaked=True denied=0" in out, out
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_compute_show_says_the_runtime_is_private(registered, cli):
     runtime.request("shown", "workstation")
     try:
         out = cli("compute", "show", "workstation").out
-        assert "runtime:   shown (requested" in out and "CurveZMQ-encrypted, forwarded over SSH" in out
+        assert "runtime:   shown (requested" in out and "private Unix sockets, forwarded over SSH" in out
+        assert "kernels:   Unix sockets in the job's 0700 directory" in out
     finally:
         runtime.stop("shown")

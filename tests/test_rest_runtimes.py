@@ -24,7 +24,7 @@ async def test_status_subprocess_and_restart_of_a_runtime(jp_fetch, registered):
         await blocking(runtime.wait, "restrt", timeout=120)
         code, body = await call(jp_fetch, "runtimes/restrt")
         assert code == 200 and body["state"] == "READY" and body["job"]["state"] == "RUNNING"
-        assert body["transport"].startswith("CurveZMQ-encrypted")
+        assert body["transport"].startswith("private Unix sockets")
         first_job = body["job_id"]
 
         command = ("mkdir -p ~/cs-rest-web && cd ~/cs-rest-web && echo rest-$(id -un) > index.html && "

@@ -168,7 +168,7 @@ def test_the_relay_takes_no_token_from_a_command_line_and_refuses_a_wrong_one(al
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert relay._token not in ps
     probe = (f"import socket; s=socket.create_connection(({relay.node_address()!r}, {relay._port})); "
-             f"s.sendall(b'{'0' * 64} 127.0.0.1 {rt.remote_ports['shell_port']}\\n'); s.settimeout(5); "
+             f"s.sendall(b'{'0' * 64} unix {rt.ipc_path}-{rt.remote_ports['shell_port']}\\n'); s.settimeout(5); "
              "print('answer', repr(s.recv(100)))")
     out = subprocess.run(["runuser", "-u", cluster.other_user, "--", "/usr/bin/python3", "-c", probe],
                          capture_output=True, text=True, timeout=30)
@@ -292,7 +292,7 @@ def test_another_user_on_the_same_node_gets_nothing_from_the_relay(alloc_runtime
     assert other_job.isdigit(), hold
     try:
         probe = (f"import socket; s=socket.create_connection(('127.0.0.1', {relay._port})); "
-                 f"s.sendall(b'{'f' * 64} 127.0.0.1 {rt.remote_ports['iopub_port']}\\n'); s.settimeout(5); "
+                 f"s.sendall(b'{'f' * 64} unix {rt.ipc_path}-{rt.remote_ports['iopub_port']}\\n'); s.settimeout(5); "
                  "print('answer', repr(s.recv(100)))")
         out = subprocess.run(["bash", str(CLUSTER_SH), "exec", rt.node, "runuser", "-u", cluster.other_user, "--",
                               "/usr/bin/python3", "-c", probe], capture_output=True, text=True, timeout=60)

@@ -138,7 +138,8 @@ def request(name: str, resource: str, *, cpus: int | None = None, memory: str | 
                           files={"connection.json": json.dumps(connection).encode(), **files}, warn_before=warn)
     _write_secrets(name, {"key": key, **curve})
     rt = Runtime(name=name, resource=resource, job_id=job.id, request=job.request, setup_file=job.setup_file,
-                 created=time.time(), encrypted=bool(curve), durable=options.to_dict())
+                 created=time.time(), encrypted=bool(curve), durable=options.to_dict(),
+                 ipc_path=f"{job.jobdir}/kernel" if sockets == "ipc" else None)  # `wait` reads what the kernel chose
     catalog().private.add(KIND, name, _to_data(rt), catalog().user, replace=True)
     _close_local(name)
     return rt, False
@@ -431,7 +432,9 @@ def _ended_message(job: compute.Job) -> str:
 
 def _remove_remote_files(job: compute.Job) -> None:
     try:
-        compute.get(job.resource).shell().run(f"rm -f {shlex.quote(job.jobdir + '/connection.json')}", timeout=30)
+        # the connection file, and the kernel's Unix sockets (a kernel that was killed leaves them behind)
+        compute.get(job.resource).shell().run(f"rm -f {shlex.quote(job.jobdir + '/connection.json')} "
+                                              f"{shlex.quote(job.jobdir)}/kernel-*", timeout=30)
     except CybershuttleError:
         pass  # unreachable now: removed on the next contact (see issue note)
 

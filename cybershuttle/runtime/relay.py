@@ -106,7 +106,7 @@ def open(conn, host: str, port: int, *, wrap: Callable[[str], str] = lambda cmd:
     where = where or conn.endpoint.host
     # the exec request's answer is awaited under the pool's watchdog (an SSHError, never a hang)
     chan = conn.session(lambda c: c.exec_command(wrap(command(host, port, python))),
-                        f"starting the relay to {host}:{port}")
+                        f"starting the relay to {host}:{port}", bulk=True)
     try:
         line = _status_line(chan)
     except BaseException:
