@@ -5,7 +5,7 @@
      provisioner (the kernelspec path JupyterLab and papermill use);
   M  the same kind of runtime reached through a local kernel after `%switch_runtime`
      (the magic path, which unavoidably crosses two kernels).
-  P0 P without CurveZMQ encryption, to show what encryption costs.
+  P0 P on plain TCP ports (no Unix sockets, no CurveZMQ), to show what privacy costs.
   N  P's kernel on a compute node (the cluster's node partition), reached through the login
      node by each node transport (`measure_node(transport)`): node-ssh is SSH to the node
      through our relay on the login node; allocation (A) a relay started inside the job; node-tcp (T)
@@ -158,8 +158,8 @@ def main() -> None:
     nodes = node_figures(cells)
     (l_med, l_p90), (p_med, p_p90), (m_med, _) = results["L"], results["P"], results["M"]
     p0_med, p0_p90 = results["P0"]
-    print(f"cells={cells}; P and M are CurveZMQ-encrypted, P0 is P without encryption: "
-          f"encrypted/plain median {p_med / p0_med:.2f}, p90 {p_p90 / p0_p90:.2f}")
+    print(f"cells={cells}; P and M are private (Unix sockets), P0 is P on plain TCP ports: "
+          f"private/plain median {p_med / p0_med:.2f}, p90 {p_p90 / p0_p90:.2f}")
     print(f"ratio={p_med / l_med:.2f} p90_ratio={p_p90 / l_p90:.2f} magic_ratio={m_med / (l_med + p_med):.2f} "
           f"{nodes}")
 

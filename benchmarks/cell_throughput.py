@@ -10,9 +10,10 @@ Paths, all on the loopback sshd and all started before the first measurement:
 
   L   an ipykernel started locally and driven directly (the baseline);
   P   a runtime kernel driven through the Cybershuttle provisioner (the kernelspec
-      path of JupyterLab, nbclient and papermill): CurveZMQ on every socket,
-      forwarded in-process over the pooled SSH transport;
-  P0  P without CurveZMQ, to show what encryption costs (never used for real);
+      path of JupyterLab, nbclient and papermill): Unix sockets in its 0700 job
+      directory, forwarded in-process over the pooled SSH transport to Unix sockets
+      in a 0700 directory here (private without CurveZMQ);
+  P0  P on plain 127.0.0.1 ports without CurveZMQ, as the peer runs (never used for real);
   M   a runtime reached through a local kernel after `%switch_runtime` (the magic
       path, whose local kernel re-publishes every remote IOPub message);
   N:<transport>  P's kernel on a compute node of the cluster's node partition, reached
@@ -130,7 +131,7 @@ def main() -> None:
         print(f"{label}: one 20 MB write {med[label]['one']:.3f} s, many small writes {med[label]['many']:.3f} s",
               flush=True)
     ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in times}
-    print("P0_ratio=%.2f (without encryption)" % max(ratio["P0"].values()))
+    print("P0_ratio=%.2f (plain TCP ports, not private)" % max(ratio["P0"].values()))
     vs_peer = ""
     if "S" in ratio:
         print(f"peer_one_ratio={ratio['S']['one']:.2f} peer_many_ratio={ratio['S']['many']:.2f} "
