@@ -125,6 +125,7 @@ class Cluster:
     other_user: str
     other_key: str
     state_dir: str
+    no_unix_port: int = 0  # the same sshd, without forwarding to Unix sockets (AllowStreamLocalForwarding no)
 
     def endpoint(self, **overrides):
         from cybershuttle.ssh import Endpoint
@@ -161,6 +162,7 @@ def cluster() -> Cluster:
         key=env["CS_TEST_KEY"], known_hosts=env["CS_TEST_KNOWN_HOSTS"],
         partition=env["CS_TEST_SLURM_PARTITION"], other_user=env.get("CS_TEST_OTHER_USER", ""),
         other_key=env.get("CS_TEST_OTHER_KEY", ""), state_dir=env.get("CS_CLUSTER_DIR", ""),
+        no_unix_port=int(env.get("CS_TEST_NO_UNIX_PORT", 0)),
     )
 
 
@@ -215,3 +217,19 @@ def run_ok(kc, code: str, hook=None, **kwargs):
     reply = kc.execute_interactive(code, output_hook=hook or (lambda m: None), **kwargs)
     assert reply["content"]["status"] == "ok", reply["content"]
     return reply
+
+
+LARGE_OUTPUT = 20_000_000
+
+
+def assert_large_output_whole(kc) -> None:
+    """20 MB of output, in one write and in 200,000 numbered writes of 100 bytes, reaches `kc` whole and
+    in order (every hop of a runtime's sockets: a piece lost or reordered shows as a wrong text)."""
+    one = f"import sys\nsys.stdout.write('x' * {LARGE_OUTPUT})\n"
+    many = f"import sys\nfor i in range({LARGE_OUTPUT // 100}):\n    sys.stdout.write('%099d\\n' % i)\n"
+    for code, expected in ((one, "x" * LARGE_OUTPUT),
+                           (many, "".join("%099d\n" % i for i in range(LARGE_OUTPUT // 100)))):
+        pieces: list[str] = []
+        run_ok(kc, code, hook=lambda m: pieces.append(m["content"].get("text", "")), timeout=120)
+        text = "".join(pieces)
+        assert len(text) == len(expected) and text == expected, (code[:40], len(text))

@@ -20,7 +20,7 @@ import pytest
 
 from cybershuttle import compute, runtime
 
-from conftest import CLUSTER_SH, run_ok
+from conftest import CLUSTER_SH, assert_large_output_whole, run_ok
 from test_privacy import _print_secret_for, snoop_targets, zmq_for_other_user  # noqa: F401  (a fixture used below)
 from test_terminal import _type_and_read, jupyter_server  # noqa: F401  (jupyter_server: a fixture used below)
 
@@ -120,6 +120,7 @@ def test_a_runtime_on_a_node_runs_there_and_answers_at_local_speed(on_node, loca
         # ACK stall a cell); this bound catches that. The goal (1.15x) is benchmarks/cell_latency.py's.
         node_ms, local_ms = interleaved_medians_ms(kc, local_kernel)
         assert node_ms <= local_ms * 1.5 + 2.0, (node_ms, local_ms)
+        assert_large_output_whole(kc)  # through the node's session inside the login one, from its Unix sockets
     finally:
         kc.stop_channels()
 

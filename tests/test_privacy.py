@@ -16,6 +16,8 @@ import pytest
 
 from cybershuttle import compute, profile, runtime, ssh
 
+from conftest import assert_large_output_whole, run_ok
+
 # argv: the kernel's five sockets (ZeroMQ endpoints, shell first, comma-separated), the secret, seconds.
 # Subscribes to all, injects an execute_request on the first; for Unix sockets it also tries a plain
 # connect and counts the ones the system refuses for permission (`denied`).
@@ -115,6 +117,7 @@ def test_other_users_and_plain_zmq_clients_read_nothing_and_cannot_execute(regis
         kc.execute_interactive(f"print({secret!r})", timeout=30,
                                output_hook=lambda m: out.append(m["content"].get("text", "")))
         assert secret in "".join(out)
+        assert_large_output_whole(kc)  # the login host's Unix sockets, through the pooled connection
         assert "leaked=False denied=5" in snooped, snooped  # the system refused all five sockets
         assert "leaked=False denied=5" in local, local
         assert not Path("/tmp/pwned").exists()  # the injected execute_request never ran
@@ -233,3 +236,87 @@ def test_compute_show_says_the_runtime_is_private(registered, cli):
         assert "kernels:   Unix sockets in the job's 0700 directory" in out
     finally:
         runtime.stop("shown")
+
+
+def test_a_site_that_forbids_unix_socket_forwarding_gets_curvezmq_on_loopback_ports(cluster, cli,
+                                                                                     zmq_for_other_user):
+    """An sshd with `AllowStreamLocalForwarding no` (the cluster's second port): registration finds it out,
+    and its runtimes' kernels listen on 127.0.0.1 ports with CurveZMQ, private all the same."""
+    from cybershuttle.errors import SSHError
+
+    assert cluster.no_unix_port, "re-run `bash tests/cluster/cluster.sh start` (no CS_TEST_NO_UNIX_PORT)"
+    pool = ssh.Pool()
+    try:  # the same sshd forwards to munge's socket (open to every user) on one port, and not on the other
+        munge = "/var/run/munge/munge.socket.2"
+        pool.connect(cluster.endpoint()).open_unix(munge).close()
+        with pytest.raises(SSHError, match="cannot forward to the Unix socket"):
+            pool.connect(cluster.endpoint(port=cluster.no_unix_port)).open_unix(munge)
+    finally:
+        pool.close_all()
+    result = compute.validate_and_register(dict(name="nounix", kind="ssh", host=cluster.host,
+                                                port=cluster.no_unix_port, user=cluster.user, key=cluster.key,
+                                                known_hosts=cluster.known_hosts))
+    assert result.saved, result.to_dict()
+    assert compute.get("nounix").facts["unix_sockets"] is False
+    assert "kernels:   127.0.0.1 ports, CurveZMQ-encrypted" in cli("compute", "show", "nounix").out
+    runtime.request("ontcp", "nounix")
+    rt = runtime.wait("ontcp")
+    kc = runtime.client("ontcp")
+    secret = f"TOPSECRET-{uuid.uuid4().hex}"
+    try:
+        assert rt.ipc_path is None and set(rt.remote_ports.values()) != {1, 2, 3, 4, 5}
+        assert runtime.status("ontcp")["transport"].startswith("CurveZMQ-encrypted, forwarded over SSH")
+        info = runtime.connection_info("ontcp")
+        assert info["transport"] == "tcp" and info["curve_secretkey"]
+        printer = _print_secret_for(kc, secret, 4)
+        other = ssh.Pool()
+        try:
+            conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
+            snooped = conn.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
+                               f"{snoop_targets(rt.remote_ports)} {secret} 3", timeout=60).stdout
+        finally:
+            other.close_all()
+        printer.join(60)
+        assert "leaked=False" in snooped, snooped  # it connects (a TCP port), and reads nothing
+        out: list[str] = []
+        run_ok(kc, f"print({secret!r})", hook=lambda m: out.append(m["content"].get("text", "")))
+        assert secret in "".join(out)
+    finally:
+        kc.stop_channels()
+        runtime.stop("ontcp")
+
+
+@pytest.mark.parametrize("room, mode, expected", [
+    (True, 0o700, "ipc"),   # the job directory as made: Unix sockets, the CurveZMQ keys dropped
+    (False, 0o700, "tcp"),  # no room for a socket's path (~107 bytes): 127.0.0.1 ports, keys kept
+    (True, 0o755, "tcp"),   # a directory others may enter would not keep a socket private
+])
+def test_the_kernel_places_its_sockets_where_they_stay_private(tmp_path, room, mode, expected):
+    import importlib.util
+    import signal
+
+    source = Path(runtime.__file__).with_name("durable_kernel.py")
+    before = signal.getsignal(signal.SIGUSR1)
+    spec = importlib.util.spec_from_file_location("durable_kernel_sockets", source)
+    dk = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(dk)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    jobdir = Path("/tmp") / f"cs-{uuid.uuid4().hex[:8]}" if room else tmp_path / ("d" * 90)
+    jobdir.mkdir(mode=mode)
+    os.chmod(jobdir, mode)
+    try:
+        connection = jobdir / "connection.json"
+        connection.write_text(json.dumps({"transport": "ipc", "ip": "127.0.0.1", "key": "k",
+                                          "curve_publickey": "P", "curve_secretkey": "S", "shell_port": 0}))
+        dk._place_sockets(str(connection), str(jobdir))
+        info = json.loads(connection.read_text())
+        assert stat.S_IMODE(connection.stat().st_mode) == 0o600
+        assert info["transport"] == expected
+        if expected == "ipc":
+            assert info["ip"] == f"{jobdir}/kernel" and "curve_secretkey" not in info
+        else:
+            assert info["ip"] == "127.0.0.1" and info["curve_secretkey"] == "S"
+    finally:
+        shutil.rmtree(jobdir, ignore_errors=True)

@@ -19,6 +19,8 @@ import pytest
 
 from cybershuttle.errors import CybershuttleError
 
+from conftest import assert_large_output_whole
+
 
 def _env() -> dict[str, str]:
     from conftest import CLUSTER_SH
@@ -263,6 +265,7 @@ def test_a_kernel_on_a_compute_node_through_its_allocation(alloc_runtime, local_
         where = _output(kc, "import os, socket; print(os.environ['SLURMD_NODENAME'], socket.gethostname())").split()
         assert where == [rt.node, rt.node]
         remote, local = _interleaved(kc, local_kernel, 80)
+        assert_large_output_whole(kc)  # through the relay in the allocation, from the kernel's Unix sockets
     finally:
         kc.stop_channels()
     native = compute.get_job(rt.job_id).native_id

@@ -31,7 +31,8 @@
 #     a slurm config without it is a real site's config and is never overwritten.
 #
 # Environment overrides: CS_CLUSTER_DIR (state dir, default /var/tmp/cybershuttle-cluster),
-# CS_TEST_PORT (sshd port, default 2222), CS_DB_PORT (MariaDB port, default 3307).
+# CS_TEST_PORT (sshd port, default 2222), CS_TEST_NO_UNIX_PORT (the same sshd without Unix-socket
+# forwarding, default CS_TEST_PORT + 1), CS_DB_PORT (MariaDB port, default 3307).
 set -euo pipefail
 
 # ----------------------------------------------------------------------------- settings
@@ -40,6 +41,9 @@ STATE=${CS_CLUSTER_DIR:-/var/tmp/cybershuttle-cluster}
 # Absolute, because the path ends up in config files read by daemons with another cwd.
 STATE=$(realpath -m -- "$STATE")
 PORT=${CS_TEST_PORT:-2222}
+# A second port of the same sshd, where forwarding to Unix sockets is off: a site with
+# `AllowStreamLocalForwarding no`, whose runtimes fall back to TCP ports with CurveZMQ.
+NO_UNIX_PORT=${CS_TEST_NO_UNIX_PORT:-$((PORT + 1))}
 # MariaDB gets its own port (not 3306) so it cannot clash with a database already on the box.
 DB_PORT=${CS_DB_PORT:-3307}
 
@@ -300,13 +304,15 @@ ensure_sshd() {
     read -r kt kb _ <"$hostkey.pub"
     if [[ $PORT == 22 ]]; then hp_ip=127.0.0.1 hp_name=localhost
     else hp_ip="[127.0.0.1]:$PORT" hp_name="[localhost]:$PORT"; fi
-    { printf '%s %s %s\n%s %s %s\n' "$hp_ip" "$kt" "$kb" "$hp_name" "$kt" "$kb"; node_known_hosts; } |
+    { printf '%s %s %s\n%s %s %s\n' "$hp_ip" "$kt" "$kb" "$hp_name" "$kt" "$kb"
+      printf '[127.0.0.1]:%s %s %s\n' "$NO_UNIX_PORT" "$kt" "$kb"; node_known_hosts; } |
         write_file "$KNOWN_HOSTS" 0644 root:root
 
     # Own config file: nothing of the system's /etc/ssh/sshd_config applies.
     write_file "$cfg" 0600 root:root <<EOF
 $MARKER
 Port $PORT
+Port $NO_UNIX_PORT
 ListenAddress 127.0.0.1
 HostKey $hostkey
 PidFile $SSHD_PID
@@ -318,6 +324,8 @@ KbdInteractiveAuthentication no
 # hence the usermod -p '*' for the test users.
 UsePAM no
 $(sshd_common_settings)
+Match LocalPort $NO_UNIX_PORT
+    AllowStreamLocalForwarding no
 EOF
     local changed=$FILE_CHANGED
 
@@ -327,6 +335,8 @@ EOF
         stop_daemon sshd "$SSHD_PID" sshd
     fi
     port_open "$PORT" && die "port $PORT on 127.0.0.1 is already in use by another program (set CS_TEST_PORT)"
+    port_open "$NO_UNIX_PORT" &&
+        die "port $NO_UNIX_PORT on 127.0.0.1 is already in use by another program (set CS_TEST_NO_UNIX_PORT)"
     install -d -m 0755 /run/sshd     # privilege-separation directory sshd insists on
     /usr/sbin/sshd -t -f "$cfg" || die "sshd rejected $cfg"
     # Absolute path: sshd re-executes itself per connection.  -E: log to our file.
@@ -696,6 +706,7 @@ write_env_file() {
             CS_CLUSTER_DIR "$STATE" \
             CS_TEST_HOST 127.0.0.1 \
             CS_TEST_PORT "$PORT" \
+            CS_TEST_NO_UNIX_PORT "$NO_UNIX_PORT" \
             CS_TEST_USER "$TEST_USER" \
             CS_TEST_KEY "$KEYS/$TEST_USER" \
             CS_TEST_KNOWN_HOSTS "$KNOWN_HOSTS" \

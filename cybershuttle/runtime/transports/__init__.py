@@ -135,17 +135,57 @@ def _reaching(res: Resource) -> list[str]:
     return [LOGIN] + ([node] if node else [])
 
 
-def ssh_forwards_unix_sockets(res: Resource) -> bool:
-    """Whether the SSH server of `res` forwards to Unix sockets (one channel to a socket that does not
-    exist: "connect failed" says it would, "administratively prohibited" that it will not)."""
-    from ... import ssh
-    from ..forward import refused
+# Listens on a Unix socket in a fresh 0700 directory, says where, answers one connection with "+", cleans up.
+_UNIX_PROBE = r'''
+import os, socket, sys, tempfile
+d = tempfile.mkdtemp(prefix="cs-probe-")
+path = os.path.join(d, "s")
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.bind(path); s.listen(1); s.settimeout(20)
+    print(path, flush=True)
+    c = s.accept()[0]; c.sendall(b"+"); c.close()
+except OSError:
+    pass
+finally:
+    s.close()
+    for p in (path, d):
+        try:
+            os.unlink(p) if p == path else os.rmdir(p)
+        except OSError:
+            pass
+'''
 
+
+def ssh_forwards_unix_sockets(res: Resource) -> bool:
+    """Whether the SSH server of `res` forwards to Unix sockets: a socket made there for the purpose is
+    reached through it. (OpenSSH answers a socket nobody listens on, a server that forbids it
+    (`AllowStreamLocalForwarding no`) and an unknown channel type alike, so only a real one tells.)"""
+    import shlex
+
+    from ... import ssh
+
+    conn = ssh.connect(res.endpoint)
+    chan = conn.session(lambda c: c.exec_command(f"{shlex.quote(res.python or 'python3')} -c "
+                                                 f"{shlex.quote(_UNIX_PROBE)}"), "probing Unix-socket forwarding")
     try:
-        ssh.connect(res.endpoint).open_unix("/nonexistent/cybershuttle-probe").close()
-    except CybershuttleError as exc:
-        return refused(exc)
-    return True
+        chan.settimeout(ssh.CONNECT_TIMEOUT_S)
+        path = chan.makefile("rb").readline().decode(errors="replace").strip()
+        if not path.startswith("/"):
+            return False  # no Python there to make the socket: keep to TCP with CurveZMQ
+        try:
+            probe = conn.open_unix(path)
+        except CybershuttleError:
+            return False
+        try:
+            probe.settimeout(ssh.CONNECT_TIMEOUT_S)
+            return probe.recv(1) == b"+"
+        finally:
+            probe.close()
+    except (OSError, EOFError):  # a silent or vanished probe: not evidence that it works
+        return False
+    finally:
+        chan.close()
 
 
 def unix_sockets(res: Resource, *, probe: bool = True) -> bool:
