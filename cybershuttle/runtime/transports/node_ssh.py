@@ -75,11 +75,23 @@ class NodeSSHTransport(Transport):
         """Connect to the node now, so that an unknown host key or an unreachable node is said here,
         in one line naming the runtime, its job and the node (the forwarder's thread could only log it)."""
         try:
-            ssh.connect(self.endpoint)
+            conn = ssh.connect(self.endpoint)
         except CybershuttleError as exc:
             error = type(exc)(f"runtime {self.rt.name} (job {self.rt.job_id}) on node {self.rt.node}: {exc}")
             error.next_step = exc.next_step
             raise error from exc
+        if self.rt.ipc_path and self.rt.remote_ports:
+            # Registration saw the login node's sshd forward to Unix sockets; a node's may not, and then every
+            # connection would look like a kernel not there yet (OpenSSH answers both alike): say it once here.
+            hb = f"{self.rt.ipc_path}-{int(self.rt.remote_ports['hb_port'])}"
+            try:
+                conn.open_unix(hb).close()
+            except CybershuttleError as exc:
+                raise CybershuttleError(
+                    f"runtime {self.rt.name} (job {self.rt.job_id}): the SSH server of node {self.rt.node} does not "
+                    f"forward to the kernel's socket {hb} ({exc}): either the job has just ended, or the nodes "
+                    f"forbid forwarding to Unix sockets (AllowStreamLocalForwarding no); then set `transport: "
+                    f"allocation` on {self.res.name}") from exc
 
     def open_channel(self, host: str, port: int) -> Any:
         return ssh.connect(self.endpoint).open_tunnel(host, port)
