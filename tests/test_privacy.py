@@ -17,6 +17,7 @@ import pytest
 from cybershuttle import compute, profile, runtime, ssh
 
 from conftest import assert_large_output_whole, run_ok
+from test_journal import dk  # noqa: F401 - a fixture: durable_kernel.py loaded as a job loads it
 
 # argv: the kernel's five sockets (ZeroMQ endpoints, shell first, comma-separated), the secret, seconds.
 # Subscribes to all, injects an execute_request on the first; for Unix sockets it also tries a plain
@@ -77,6 +78,17 @@ def zmq_for_other_user(tmp_path_factory):
     shutil.rmtree(target, ignore_errors=True)
 
 
+def _snoop_as_the_other_user(cluster, zmq_dir: Path, targets: str, secret: str) -> str:
+    """SNOOP's report, run by the second test user over their own SSH login to the cluster's login node."""
+    other = ssh.Pool()
+    try:
+        conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
+        return conn.run(f"PYTHONPATH={zmq_dir} /usr/bin/python3 {zmq_dir}/snoop.py {targets} {secret} 3",
+                        timeout=60).stdout
+    finally:
+        other.close_all()
+
+
 def _print_secret_for(kc, secret: str, seconds: float) -> threading.Thread:
     code = f"import time\nfor _ in range({int(seconds * 10)}):\n    print({secret!r}, flush=True)\n    time.sleep(0.1)"
     thread = threading.Thread(target=lambda: kc.execute_interactive(code, timeout=60, output_hook=lambda m: None))
@@ -94,13 +106,8 @@ def test_other_users_and_plain_zmq_clients_read_nothing_and_cannot_execute(regis
         assert rt.ipc_path and rt.ipc_path.startswith(compute.get_job(rt.job_id).jobdir + "/")  # Unix sockets
         assert runtime.status("private")["transport"].startswith("private Unix sockets, forwarded over SSH")
         printer = _print_secret_for(kc, secret, 4)
-        other = ssh.Pool()
-        try:
-            conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
-            snooped = conn.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                               f"{snoop_targets(rt.remote_ports, rt.ipc_path)} {secret} 3", timeout=60).stdout
-        finally:
-            other.close_all()
+        snooped = _snoop_as_the_other_user(cluster, zmq_for_other_user, snoop_targets(rt.remote_ports, rt.ipc_path),
+                                           secret)
         # This machine's end: Unix sockets in a 0700 directory, tried by the second user here (runuser)
         info = runtime.connection_info("private")
         assert info["transport"] == "ipc" and "curve_secretkey" not in info
@@ -269,13 +276,7 @@ def test_a_site_that_forbids_unix_socket_forwarding_gets_curvezmq_on_loopback_po
         info = runtime.connection_info("ontcp")
         assert info["transport"] == "tcp" and info["curve_secretkey"]
         printer = _print_secret_for(kc, secret, 4)
-        other = ssh.Pool()
-        try:
-            conn = other.connect(cluster.endpoint(user=cluster.other_user, key=cluster.other_key))
-            snooped = conn.run(f"PYTHONPATH={zmq_for_other_user} /usr/bin/python3 {zmq_for_other_user}/snoop.py "
-                               f"{snoop_targets(rt.remote_ports)} {secret} 3", timeout=60).stdout
-        finally:
-            other.close_all()
+        snooped = _snoop_as_the_other_user(cluster, zmq_for_other_user, snoop_targets(rt.remote_ports), secret)
         printer.join(60)
         assert "leaked=False" in snooped, snooped  # it connects (a TCP port), and reads nothing
         out: list[str] = []
@@ -291,18 +292,7 @@ def test_a_site_that_forbids_unix_socket_forwarding_gets_curvezmq_on_loopback_po
     (False, 0o700, "tcp"),  # no room for a socket's path (~107 bytes): 127.0.0.1 ports, keys kept
     (True, 0o755, "tcp"),   # a directory others may enter would not keep a socket private
 ])
-def test_the_kernel_places_its_sockets_where_they_stay_private(tmp_path, room, mode, expected):
-    import importlib.util
-    import signal
-
-    source = Path(runtime.__file__).with_name("durable_kernel.py")
-    before = signal.getsignal(signal.SIGUSR1)
-    spec = importlib.util.spec_from_file_location("durable_kernel_sockets", source)
-    dk = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(dk)
-    finally:
-        signal.signal(signal.SIGUSR1, before)
+def test_the_kernel_places_its_sockets_where_they_stay_private(dk, tmp_path, room, mode, expected):
     jobdir = Path("/tmp") / f"cs-{uuid.uuid4().hex[:8]}" if room else tmp_path / ("d" * 90)
     jobdir.mkdir(mode=mode)
     os.chmod(jobdir, mode)
