@@ -17,6 +17,7 @@ host needs no node transport ("login"), unless the setting says otherwise.
 """
 from __future__ import annotations
 
+import socket
 import threading
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -192,7 +193,7 @@ def unix_sockets(res: Resource, *, probe: bool = True) -> bool:
     """Whether runtime kernels on `res` bind Unix sockets (private by their 0700 directory, no CurveZMQ):
     a remote resource whose SSH server forwards them and every transport that may reach the kernel can.
     This machine's kernels keep loopback TCP with CurveZMQ (no SSH hop, so nothing to save)."""
-    if not res.remote:
+    if not res.remote or not hasattr(socket, "AF_UNIX"):  # Windows' Python: no Unix sockets here to forward to
         return False
     allowed = res.facts.get("unix_sockets")
     if allowed is None and probe:  # registered before this was detected
