@@ -70,11 +70,13 @@ def test_connect_writes_a_connection_file_a_jupyter_client_uses(cli, registered,
     proc = subprocess.Popen([str(CLI), "runtime", "connect", "conn", "--file", str(conn)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        line = ""
+        line, said = "", ""
         while "forwarding" not in line:
             line = proc.stdout.readline()
             assert line, proc.stderr.read()
-        assert conn.stat().st_mode & 0o077 == 0  # it holds the kernel's keys
+            said += line
+        assert f"use it with: jupyter console --existing {conn}" in said, said  # Unix sockets: no keys to lose
+        assert conn.stat().st_mode & 0o077 == 0  # it holds the kernel's key
         from jupyter_client.blocking import BlockingKernelClient
 
         kc = BlockingKernelClient(connection_file=str(conn))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -173,11 +174,14 @@ def _connect(args: argparse.Namespace) -> int:
         finally:
             path.unlink(missing_ok=True)
     print(f"connection file: {path}")
-    print(f"  use it with: cybershuttle runtime connect {args.name} --console, or any client that loads the "
-          "whole file (jupyter_client's load_connection_file: the kernel is CurveZMQ-encrypted)")
+    if json.loads(path.read_text()).get("curve_secretkey"):
+        print(f"  use it with: cybershuttle runtime connect {args.name} --console, or any client that loads the "
+              "whole file (jupyter_client's load_connection_file: the kernel is CurveZMQ-encrypted)")
+    else:  # Unix sockets, private by their directory: any client, `jupyter console --existing` too
+        print(f"  use it with: jupyter console --existing {path}, or any Jupyter client")
     if not forwarded:
-        return 0  # the kernel runs on this machine: its ports need no forward
-    print("forwarding the kernel's ports while this runs; Ctrl-C (or SIGTERM) ends it", flush=True)
+        return 0  # the kernel runs on this machine: its sockets need no forward
+    print("forwarding the kernel's sockets while this runs; Ctrl-C (or SIGTERM) ends it", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
