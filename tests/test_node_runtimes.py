@@ -125,6 +125,34 @@ def test_a_runtime_on_a_node_runs_there_and_answers_at_local_speed(on_node, loca
         kc.stop_channels()
 
 
+def test_a_node_whose_sshd_forbids_unix_socket_forwarding_is_said_at_connect(on_node, cluster):
+    """The login node's sshd forwards to Unix sockets (registration saw it), a node's does not: reaching the
+    kernel is refused in one line naming the runtime, the job, the node and the setting to use, instead of
+    looking like a kernel that is not there yet. Each node's sshd also listens on the cluster's no-Unix-socket
+    port, as a site whose nodes forbid it (the resource's facts name that port: where its nodes' sshd is)."""
+    from dataclasses import replace
+
+    from cybershuttle.errors import CybershuttleError
+    from cybershuttle.runtime.transports.node_ssh import NodeSSHTransport
+
+    res = compute.get(on_node.resource)
+    assert res.facts["unix_sockets"] is True and on_node.ipc_path
+    usual = NodeSSHTransport(res, on_node)
+    try:
+        usual.start()  # the nodes as configured: the kernel's socket is reached
+    finally:
+        usual.close()
+    strict = NodeSSHTransport(replace(res, facts={**res.facts, "node_ssh_port": cluster.no_unix_port}), on_node)
+    try:
+        with pytest.raises(CybershuttleError) as refused:
+            strict.start()
+        said = str(refused.value)
+        assert f"runtime nrt (job {on_node.job_id})" in said and f"node {on_node.node}" in said, said
+        assert "AllowStreamLocalForwarding no" in said and "transport: allocation" in said, said
+    finally:
+        strict.close()
+
+
 def test_a_web_server_on_the_node_is_reached_here_through_the_runtimes_tunnels(on_node):
     local, body = served_through_tunnel("nrt", 18767)
     assert body == f"served-by-{on_node.node}\n"  # bound to the node's own loopback, served here

@@ -170,6 +170,7 @@ node_known_hosts() {
         fi
         read -r kt kb _ <"$key.pub"
         printf '%s,%s %s %s\n' "$node" "$(node_addr "$node")" "$kt" "$kb"
+        printf '[%s]:%s,[%s]:%s %s %s\n' "$node" "$NO_UNIX_PORT" "$(node_addr "$node")" "$NO_UNIX_PORT" "$kt" "$kb"
     done
 }
 
@@ -194,8 +195,10 @@ ensure_node_sshd() {
     pidf=$(node_sshd_pid "$node") cfg=$dir/sshd_config
     write_file "$cfg" 0600 root:root <<EOF
 $MARKER
-# sshd of compute node $node (inside its network namespace; port 22 on its own addresses).
+# sshd of compute node $node (inside its network namespace; port 22 on its own addresses, and
+# $NO_UNIX_PORT: the same sshd as at a site whose nodes forbid forwarding to Unix sockets).
 Port 22
+Port $NO_UNIX_PORT
 ListenAddress 0.0.0.0
 HostKey $dir/ssh_host_ed25519_key
 PidFile $pidf
@@ -206,6 +209,8 @@ KbdInteractiveAuthentication no
 # PAM for pam_slurm_adopt (service $NODE_PAM_SERVICE, see $NODE_PAM_FILE).
 UsePAM yes
 $(sshd_common_settings)
+Match LocalPort $NO_UNIX_PORT
+    AllowStreamLocalForwarding no
 EOF
     changed=$FILE_CHANGED
     if live_pid "$pidf" "$NODE_PAM_SERVICE" >/dev/null; then
