@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -76,6 +78,8 @@ def test_connect_writes_a_connection_file_a_jupyter_client_uses(cli, registered,
             assert line, proc.stderr.read()
             said += line
         assert f"use it with: jupyter console --existing {conn}" in said, said  # Unix sockets: no keys to lose
+        sockets_dir = Path(json.loads(conn.read_text())["ip"]).parent
+        assert sockets_dir.is_dir() and stat.S_IMODE(sockets_dir.stat().st_mode) == 0o700
         assert conn.stat().st_mode & 0o077 == 0  # it holds the kernel's key
         from jupyter_client.blocking import BlockingKernelClient
 
@@ -93,6 +97,7 @@ def test_connect_writes_a_connection_file_a_jupyter_client_uses(cli, registered,
         proc.wait(20)
         cli("runtime", "stop", "conn")
     assert proc.returncode == 0 and not conn.exists()  # its ports died with the process: no stale file
+    assert not sockets_dir.exists()  # nor its local sockets' directory
 
 
 def test_connect_console_runs_jupyter_console_on_the_runtime(cli, registered):

@@ -30,10 +30,12 @@ can re-attach to a runtime that is still running instead of starting another.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import shlex
+import shutil
 import tempfile
 import threading
 import time
@@ -258,8 +260,8 @@ def connection_info(name: str) -> dict[str, Any]:
         transport.start()
         if rt.ipc_path:
             # Unix sockets here too, in a fresh 0700 directory: a shared machine (JupyterHub) has other users.
-            local_dir = tempfile.mkdtemp(prefix="cs-", dir=_short_tmp())
-            where = {"transport": "ipc", "ip": f"{local_dir}/{name}"}
+            local_dir = tempfile.mkdtemp(prefix=_LOCAL_PREFIX, dir=_short_tmp())
+            where = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
         for port_name in PORTS:
             port = local_ports[port_name]
             if rt.ipc_path:
@@ -377,6 +379,19 @@ def _close_local(name: str) -> None:
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(cached[1]["ip"]))
     transports.close(name)
+
+
+_LOCAL_PREFIX = "cybershuttle-"  # of the 0700 directories of a runtime's local sockets
+
+
+@atexit.register
+def _remove_local_sockets() -> None:
+    """This process's local Unix sockets end with it, as their forwards do: no directory left in /tmp."""
+    with _local_lock:
+        infos = [cached[1] for cached in _local.values()]
+    for info in infos:
+        if info.get("transport") == "ipc" and os.path.basename(os.path.dirname(info["ip"])).startswith(_LOCAL_PREFIX):
+            shutil.rmtree(os.path.dirname(info["ip"]), ignore_errors=True)
 
 
 def _short_tmp() -> str | None:
