@@ -220,9 +220,10 @@ class Connection:
     def open_unix(self, path: str) -> paramiko.Channel:
         """A channel to the Unix socket `path` on the server (OpenSSH's `direct-streamlocal@openssh.com`).
 
-        A refusal because nothing listens there is a `paramiko.ChannelException` with code
-        OPEN_FAILED_CONNECT_FAILED in the SSHError's cause (see `forward.refused`); a server
-        that forbids it (`AllowStreamLocalForwarding no`) answers "administratively prohibited".
+        A refusal is a `paramiko.ChannelException` with code OPEN_FAILED_CONNECT_FAILED in the
+        SSHError's cause (see `forward.refused`). OpenSSH answers so both when nothing listens
+        there and when it forbids such channels (`AllowStreamLocalForwarding no`): see
+        `runtime.transports.ssh_forwards_unix_sockets` for telling them apart.
         """
         try:
             return _open_streamlocal(self.transport, path, CONNECT_TIMEOUT_S)

@@ -31,7 +31,6 @@ can re-attach to a runtime that is still running instead of starting another.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import shlex
@@ -253,9 +252,7 @@ def connection_info(name: str) -> dict[str, Any]:
     forwards: list[Forward] = []
     local_ports = {p: int(rt.remote_ports[p]) for p in PORTS}
     where: dict[str, Any] = {"transport": "tcp", "ip": "127.0.0.1"}
-    if rt.ipc_path and not res.remote:
-        where = {"transport": "ipc", "ip": rt.ipc_path}
-    elif res.remote:
+    if res.remote:  # (a kernel on this machine listens on 127.0.0.1 ports: nothing to forward)
         transport = transports.for_runtime(rt, res)  # login host, node over SSH, or a relay in the allocation
         transport.start()
         if rt.ipc_path:
@@ -375,13 +372,18 @@ def _close_local(name: str) -> None:
     if cached:
         for fwd in cached[0]:
             forwarder().remove(fwd)
-        if cached[1].get("transport") == "ipc" and cached[0]:  # the 0700 directory of the local sockets
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(cached[1]["ip"]))
+        _remove_local_dir(cached[1])
     transports.close(name)
 
 
 _LOCAL_PREFIX = "cybershuttle-"  # of the 0700 directories of a runtime's local sockets
+
+
+def _remove_local_dir(info: dict[str, Any]) -> None:
+    """The 0700 directory of the local sockets of a connection `info` (and the sockets), if it has one."""
+    where = os.path.dirname(info["ip"]) if info.get("transport") == "ipc" else ""
+    if os.path.basename(where).startswith(_LOCAL_PREFIX):
+        shutil.rmtree(where, ignore_errors=True)
 
 
 @atexit.register
@@ -390,8 +392,7 @@ def _remove_local_sockets() -> None:
     with _local_lock:
         infos = [cached[1] for cached in _local.values()]
     for info in infos:
-        if info.get("transport") == "ipc" and os.path.basename(os.path.dirname(info["ip"])).startswith(_LOCAL_PREFIX):
-            shutil.rmtree(os.path.dirname(info["ip"]), ignore_errors=True)
+        _remove_local_dir(info)
 
 
 def _short_tmp() -> str | None:

@@ -26,14 +26,7 @@ class LoginTransport(Transport):
     unix_sockets = True
 
     def open_unix(self, path: str) -> Any:
-        if not self.res.remote:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(path)
-            except OSError:
-                sock.close()
-                raise
-            return sock
+        # only remote resources' kernels bind Unix sockets (transports.unix_sockets): this machine's need no forward
         return ssh.connect(self.res.endpoint).open_unix(path)
 
     def shell(self):
