@@ -1114,7 +1114,8 @@ def _parse_sacct_text(text: str) -> list[_AcctRecord]:
                 start=_ts(row["Start"]), end=_ts(row["End"]), elapsed_s=float(_num(row["ElapsedRaw"]) or 0),
                 alloc_cpus=int(_num(row["AllocCPUS"]) or 0), alloc_gpus=int(float(gpus or 0)),
                 total_cpu_s=_duration_s(row["TotalCPU"]),
-                max_rss_mb=parse_memory_mb(row["MaxRSS"]) if row["MaxRSS"].strip() else None,
+                # 0 means never sampled (a step shorter than the gather interval): unknown, as in JSON.
+                max_rss_mb=(parse_memory_mb(row["MaxRSS"]) or None) if row["MaxRSS"].strip() else None,
                 nodes=_none_if(row["NodeList"], "None assigned"), partition=row["Partition"].strip(),
                 user=row["User"].strip(), name=row["JobName"],
             )
