@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--no-peer", action="store_true", help="do not measure the peer (sshpyk)")
+    parser.add_argument("--samples", action="store_true", help="also print every run's time, sorted")
     parser.add_argument("--peer-worker", metavar="KERNEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer_worker:
@@ -130,6 +131,9 @@ def main() -> None:
     for label in times:
         print(f"{label}: one 20 MB write {med[label]['one']:.3f} s, many small writes {med[label]['many']:.3f} s",
               flush=True)
+        if args.samples:
+            for cell, ts in times[label].items():
+                print(f"  {cell}: " + " ".join(f"{t:.3f}" for t in sorted(ts)))
     ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in times}
     print("P0_ratio=%.2f (plain TCP ports, not private)" % max(ratio["P0"].values()))
     vs_peer = ""
