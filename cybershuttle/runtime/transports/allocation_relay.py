@@ -46,11 +46,14 @@ def tune(sock):
 
 def pump(src, dst):
     """Copy src to dst until EOF, then pass the EOF on (half-close)."""
+    # Linux clears quick-ACK mode by itself: re-arm it after every read of a TCP socket (a Unix socket,
+    # the kernel's, has no ACKs: asking would fail on every read)
+    rearm = QUICKACK is not None and src.family != socket.AF_UNIX
     try:
         while True:
             data = src.recv(262144)
-            if QUICKACK is not None:
-                try:  # Linux clears quick-ACK mode by itself: re-arm it after every read
+            if rearm:
+                try:
                     src.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
                 except OSError:
                     pass
