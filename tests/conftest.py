@@ -196,19 +196,38 @@ def registered(resources_yml):
     return {r.resource.name: r for r in results}
 
 
-@pytest.fixture
-def local_kernel():
-    """A real local ipykernel and a client playing the notebook frontend."""
+def start_local_kernel():
+    """A real local ipykernel (the notebook's own kernel) and a started client playing the frontend.
+
+    Its sockets are Unix sockets in a fresh short directory (removed with the kernel's files at shutdown):
+    the TCP ports jupyter_client picks are bound, closed and bound again by the kernel, and in between
+    the other pytest process of `make test` may take one (CI saw "Address already in use")."""
+    import tempfile
+
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tempfile.mkdtemp(prefix='cs-nb-')}/kernel")
     km.start_kernel()
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)
-    yield kc
+    return km, kc
+
+
+def stop_local_kernel(km, kc) -> None:
+    import shutil
+
     kc.stop_channels()
     km.shutdown_kernel(now=True)
+    shutil.rmtree(os.path.dirname(km.ip), ignore_errors=True)
+
+
+@pytest.fixture
+def local_kernel():
+    """A real local ipykernel and a client playing the notebook frontend."""
+    km, kc = start_local_kernel()
+    yield kc
+    stop_local_kernel(km, kc)
 
 
 def run_ok(kc, code: str, hook=None, **kwargs):

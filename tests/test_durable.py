@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import run_ok
+from conftest import run_ok, start_local_kernel, stop_local_kernel
 
 
 def texts(kc, code: str, **kwargs) -> str:
@@ -169,13 +169,7 @@ PRINTING = "import time\nfor i in range(60):\n    print(f'line {i}', flush=True)
 
 def notebook_kernel():
     """A real local ipykernel (the notebook's own kernel) and a client playing the frontend."""
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
+    km, kc = start_local_kernel()
     run_ok(kc, "import cybershuttle_magic")
     return km, kc
 
@@ -220,7 +214,7 @@ def test_a_notebook_whose_kernel_was_killed_sees_every_line_once_after_reattachi
         # SIGKILL: the notebook's own kernel dies mid-cell; the runtime goes on printing
         os.kill(km.provisioner.process.pid, signal.SIGKILL)
         before += collect(kc, msg_id, 0.5)  # what was already on its way to the frontend
-        kc.stop_channels()
+        stop_local_kernel(km, kc)  # the dead kernel's socket directory too
         assert numbered(before) and numbered(before) == list(range(len(numbered(before))))
         km, kc = notebook_kernel()
         after = texts(kc, "%request_runtime jr --resource testcluster", timeout=120)
@@ -232,8 +226,7 @@ def test_a_notebook_whose_kernel_was_killed_sees_every_line_once_after_reattachi
     finally:
         if runtime.find("jr") is not None:
             runtime.stop("jr")
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        stop_local_kernel(km, kc)
 
 
 def cut_ssh_connections_of(pid: int, port: int) -> int:
@@ -275,8 +268,7 @@ def test_a_cell_whose_ssh_connection_was_cut_shows_every_line_once_in_order(regi
     finally:
         if runtime.find("jc") is not None:
             runtime.stop("jc")
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        stop_local_kernel(km, kc)
 
 
 # -- idle runtimes give their allocation back ---------------------------------------
