@@ -63,6 +63,7 @@ def test_ssh_kind_on_a_slurm_host_needs_no_slurm_but_a_slurm_kind_needs_it(clust
     ({"kind": "cloud"}, "kind must be one of local, ssh, slurm"),
     ({"port": "twenty"}, "port must be a number"),
     ({"port": 70000}, "port must be a number"),
+    ({"node_port": "22"}, "node_port must be a number"),
     ({"name": "bad name"}, "not a valid compute resource name"),
     ({"key": "/nonexistent/key"}, "does not exist"),
     ({"host": "-oProxyCommand=id"}, "host must be a host name"),

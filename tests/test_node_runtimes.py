@@ -129,7 +129,7 @@ def test_a_node_whose_sshd_forbids_unix_socket_forwarding_is_said_at_connect(on_
     """The login node's sshd forwards to Unix sockets (registration saw it), a node's does not: reaching the
     kernel is refused in one line naming the runtime, the job, the node and the setting to use, instead of
     looking like a kernel that is not there yet. Each node's sshd also listens on the cluster's no-Unix-socket
-    port, as a site whose nodes forbid it (the resource's facts name that port: where its nodes' sshd is)."""
+    port, as a site whose nodes forbid it (the resource's `node_port` names that port: where its nodes' sshd is)."""
     from dataclasses import replace
 
     from cybershuttle.errors import CybershuttleError
@@ -142,7 +142,7 @@ def test_a_node_whose_sshd_forbids_unix_socket_forwarding_is_said_at_connect(on_
         usual.start()  # the nodes as configured: the kernel's socket is reached
     finally:
         usual.close()
-    strict = NodeSSHTransport(replace(res, facts={**res.facts, "node_ssh_port": cluster.no_unix_port}), on_node)
+    strict = NodeSSHTransport(replace(res, node_port=cluster.no_unix_port), on_node)
     try:
         with pytest.raises(CybershuttleError) as refused:
             strict.start()

@@ -155,6 +155,24 @@ def test_registration_detects_the_allowed_transports_and_compute_show_names_the_
     line = next(ln for ln in cli("compute", "show", "nodes").out.splitlines() if "transport:" in ln)
     assert line.strip() == ("transport: allocation: a relay inside the job's allocation, started through the "
                             "scheduler (no SSH to the node) (set by the resource)")
+    if not _node_ssh(env):
+        return
+
+    # The nodes' SSH port is a setting of its own (a login host's port is often a gateway's): detection probes
+    # the nodes there. Each node's sshd also listens on the cluster's no-Unix-socket port; nothing on port 1.
+    from cybershuttle import compute
+
+    spec = ["--kind", "slurm", "--host", cluster.host, "--port", str(cluster.port), "--user", cluster.user,
+            "--key", cluster.key, "--known-hosts", cluster.known_hosts, "--partition", env["CS_TEST_NODE_PARTITION"]]
+    moved = cli("compute", "register", "--name", "moved", *spec, "--node-port", str(cluster.no_unix_port))
+    assert moved.code == 0, moved.out + moved.err
+    res = compute.get("moved")
+    assert res.node_port == cluster.no_unix_port and res.facts["transports"] == expected, res
+    assert f"nodes:     SSH on port {cluster.no_unix_port}" in cli("compute", "show", "moved").out
+    closed = cli("compute", "register", "--name", "closed", *spec, "--node-port", "1")
+    assert closed.code == 0, closed.out + closed.err
+    assert compute.get("closed").facts["transports"] == ["allocation"]
+    assert ":1 from the login host" in closed.out, closed.out
 
 
 def test_the_relay_takes_no_token_from_a_command_line_and_refuses_a_wrong_one(alloc_runtime, cluster):

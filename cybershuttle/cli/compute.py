@@ -29,6 +29,7 @@ SPEC_ARGS = (
     arg("--qos", help="Slurm QoS"), arg("--python", help="python3 to run jobs and kernels with"),
     arg("--transport", help="how runtimes on compute nodes are reached (node-ssh, allocation, ...); "
                             "default: the one registration detects"),
+    arg("--node-port", type=int, help="the compute nodes' SSH port, when not 22 (node-ssh transport)"),
 )
 
 
@@ -88,6 +89,8 @@ def _show(args: argparse.Namespace) -> None:
     t = runtime.transports.describe(res)
     why = "set by the resource" if t["set_by_resource"] else f"detected; allowed: {', '.join(t['allowed']) or 'none'}"
     print(f"  transport: " + (f"{t['transport']}: {t['summary']} ({why})" if t["transport"] else f"none ({why})"))
+    if res.node_port:
+        print(f"  nodes:     SSH on port {res.node_port}")
     print("  kernels:   " + ("Unix sockets in the job's 0700 directory, forwarded over SSH" if t["kernel_sockets"] == "unix"
                              else "127.0.0.1 ports, CurveZMQ-encrypted"))
 
@@ -103,8 +106,9 @@ def _show(args: argparse.Namespace) -> None:
 def _register(args: argparse.Namespace) -> int:
     from .. import compute
 
-    spec = {k: getattr(args, k) for k in ("name", "kind", "host", "port", "user", "key", "known_hosts", "partition",
-                                         "account", "qos", "python", "transport") if getattr(args, k) is not None}
+    keys = ("name", "kind", "host", "port", "user", "key", "known_hosts", "partition", "account", "qos", "python",
+            "transport", "node_port")
+    spec = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     result = compute.validate_and_register(spec, public=args.public)
     return _report([result], args.json)
 

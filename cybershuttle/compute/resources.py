@@ -65,6 +65,11 @@ class Resource:
     scope: str = "private"
     conda: dict[str, Any] = field(default_factory=dict)  # the site's conda channels (see compute/condaenv.py)
     transport: str | None = None  # how runtimes on compute nodes are reached (None: the detected one)
+    node_port: int | None = None  # the compute nodes' SSH port (None: 22; the login host's port is often a gateway's)
+
+    @property
+    def node_ssh_port(self) -> int:
+        return self.node_port or 22
 
     @property
     def remote(self) -> bool:
@@ -334,6 +339,12 @@ def _login(res: Resource) -> str:
     return f"{res.user or _login_name()}@{res.host}:{res.port}" if res.remote else f"{_login_name()}@this machine"
 
 
+def _port(name: str, key: str, port: Any) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ResourceSpecError(f"resource {name!r}: {key} must be a number from 1 to 65535, got {port!r}")
+    return port
+
+
 def _parse_spec(spec: dict[str, Any]) -> Resource:
     if not isinstance(spec, dict):
         raise ResourceSpecError("a resource must be a mapping with name, kind, host, ...")
@@ -355,10 +366,9 @@ def _parse_spec(spec: dict[str, Any]) -> Resource:
         raise ResourceSpecError(f"resource {name!r}: an ssh resource needs a host")
     if kind == "local" and host:
         raise ResourceSpecError(f"resource {name!r}: a local resource has no host (use kind ssh)")
-    port = spec.get("port", 22)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ResourceSpecError(f"resource {name!r}: port must be a number from 1 to 65535, got {port!r}")
-    values: dict[str, Any] = {"name": name, "kind": kind, "host": host or None, "port": port}
+    port = _port(name, "port", spec.get("port", 22))
+    node_port = None if spec.get("node_port") is None else _port(name, "node_port", spec["node_port"])
+    values: dict[str, Any] = {"name": name, "kind": kind, "host": host or None, "port": port, "node_port": node_port}
     for key in ("user", "partition", "account", "qos", "python", "transport"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):

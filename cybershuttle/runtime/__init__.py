@@ -279,8 +279,8 @@ def kernel_endpoint(rt: Runtime, res: compute.Resource) -> ssh.Endpoint:
 
     The kernel binds 127.0.0.1 on the host it runs on, so a kernel on a compute
     node is reached by a second SSH session to that node inside the first (same
-    user, key and known_hosts; port 22 unless the resource's facts say
-    `node_ssh_port`), carried by our relay on the login node (`relay.py`: the
+    user, key and known_hosts; port 22 unless the resource sets `node_port`),
+    carried by our relay on the login node (`relay.py`: the
     login sshd's own direct-tcpip costs ~40 ms a cell to Nagle and delayed ACKs).
     """
     if not rt.node or rt.node in (res.facts.get("hostname"), res.host, "localhost"):

@@ -29,12 +29,11 @@ _users_lock = threading.Lock()
 def node_endpoint(res: Any, node: str) -> ssh.Endpoint:
     """How this machine reaches `node` of resource `res`: through its login host and our relay.
 
-    Port 22 unless the resource's facts say `node_ssh_port` (nodes listen where
-    the site's sshd does; the login host's port is often a gateway's).
+    Port 22 unless the resource sets `node_port` (the login host's port is often
+    a gateway's, so it says nothing about the nodes').
     """
     login = res.endpoint
-    port = int(res.facts.get("node_ssh_port") or 22)
-    return ssh.Endpoint(node, port, login.user, login.key, login.known_hosts, via=login, hop="relay")
+    return ssh.Endpoint(node, res.node_ssh_port, login.user, login.key, login.known_hosts, via=login, hop="relay")
 
 
 class NodeSSHTransport(Transport):
@@ -59,7 +58,7 @@ class NodeSSHTransport(Transport):
         nodes = [n for n in schedulers.for_resource(res).nodes(shell) if n not in own][:3]
         if not nodes:
             return "the scheduler names no compute nodes other than the login host"
-        port = int(res.facts.get("node_ssh_port") or 22)
+        port = res.node_ssh_port
         why = ""
         for node in nodes:
             probe = (f"timeout {PROBE_TIMEOUT_S} {relay.command(node, port)} </dev/null 2>&1 | head -c 300")
