@@ -197,29 +197,33 @@ def registered(resources_yml):
 
 
 def start_local_kernel():
-    """A real local ipykernel (the notebook's own kernel) and a started client playing the frontend.
+    """A real local ipykernel (the notebook's own kernel, on 127.0.0.1 ports as JupyterLab starts it)
+    and a started client playing the frontend.
 
-    Its sockets are Unix sockets in a fresh short directory (removed with the kernel's files at shutdown):
-    the TCP ports jupyter_client picks are bound, closed and bound again by the kernel, and in between
-    the other pytest process of `make test` may take one (CI saw "Address already in use")."""
-    import tempfile
-
+    jupyter_client picks free ports by binding and closing them; the kernel binds them again a moment
+    later, and in between the other pytest process of `make test` may take one (CI saw the kernel die
+    with "Address already in use"). A kernel that dies before it answers is started again on fresh ports,
+    twice at most: one that cannot start at all still fails the test."""
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tempfile.mkdtemp(prefix='cs-nb-')}/kernel")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    return km, kc
+    for attempt in range(3):
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            return km, kc
+        except RuntimeError as exc:  # "Kernel died before replying ..." (or did not answer in time: no retry)
+            stop_local_kernel(km, kc)
+            if attempt == 2 or "died" not in str(exc):
+                raise
+    raise AssertionError("not reached")
 
 
 def stop_local_kernel(km, kc) -> None:
-    import shutil
-
     kc.stop_channels()
     km.shutdown_kernel(now=True)
-    shutil.rmtree(os.path.dirname(km.ip), ignore_errors=True)
 
 
 @pytest.fixture
