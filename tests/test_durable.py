@@ -214,7 +214,7 @@ def test_a_notebook_whose_kernel_was_killed_sees_every_line_once_after_reattachi
         # SIGKILL: the notebook's own kernel dies mid-cell; the runtime goes on printing
         os.kill(km.provisioner.process.pid, signal.SIGKILL)
         before += collect(kc, msg_id, 0.5)  # what was already on its way to the frontend
-        stop_local_kernel(km, kc)  # the dead kernel's socket directory too
+        stop_local_kernel(km, kc)  # (already dead: its client and connection file go)
         assert numbered(before) and numbered(before) == list(range(len(numbered(before))))
         km, kc = notebook_kernel()
         after = texts(kc, "%request_runtime jr --resource testcluster", timeout=120)

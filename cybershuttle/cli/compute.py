@@ -89,7 +89,7 @@ def _show(args: argparse.Namespace) -> None:
     t = runtime.transports.describe(res)
     why = "set by the resource" if t["set_by_resource"] else f"detected; allowed: {', '.join(t['allowed']) or 'none'}"
     print(f"  transport: " + (f"{t['transport']}: {t['summary']} ({why})" if t["transport"] else f"none ({why})"))
-    if res.node_port:
+    if res.node_port != 22:
         print(f"  nodes:     SSH on port {res.node_port}")
     print("  kernels:   " + ("Unix sockets in the job's 0700 directory, forwarded over SSH" if t["kernel_sockets"] == "unix"
                              else "127.0.0.1 ports, CurveZMQ-encrypted"))

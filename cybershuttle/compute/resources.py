@@ -65,11 +65,7 @@ class Resource:
     scope: str = "private"
     conda: dict[str, Any] = field(default_factory=dict)  # the site's conda channels (see compute/condaenv.py)
     transport: str | None = None  # how runtimes on compute nodes are reached (None: the detected one)
-    node_port: int | None = None  # the compute nodes' SSH port (None: 22; the login host's port is often a gateway's)
-
-    @property
-    def node_ssh_port(self) -> int:
-        return self.node_port or 22
+    node_port: int = 22  # the compute nodes' SSH port (the login host's `port` is often a gateway's)
 
     @property
     def remote(self) -> bool:
@@ -367,7 +363,7 @@ def _parse_spec(spec: dict[str, Any]) -> Resource:
     if kind == "local" and host:
         raise ResourceSpecError(f"resource {name!r}: a local resource has no host (use kind ssh)")
     port = _port(name, "port", spec.get("port", 22))
-    node_port = None if spec.get("node_port") is None else _port(name, "node_port", spec["node_port"])
+    node_port = _port(name, "node_port", spec.get("node_port", 22))
     values: dict[str, Any] = {"name": name, "kind": kind, "host": host or None, "port": port, "node_port": node_port}
     for key in ("user", "partition", "account", "qos", "python", "transport"):
         value = spec.get(key)

@@ -33,7 +33,7 @@ def node_endpoint(res: Any, node: str) -> ssh.Endpoint:
     a gateway's, so it says nothing about the nodes').
     """
     login = res.endpoint
-    return ssh.Endpoint(node, res.node_ssh_port, login.user, login.key, login.known_hosts, via=login, hop="relay")
+    return ssh.Endpoint(node, res.node_port, login.user, login.key, login.known_hosts, via=login, hop="relay")
 
 
 class NodeSSHTransport(Transport):
@@ -58,7 +58,7 @@ class NodeSSHTransport(Transport):
         nodes = [n for n in schedulers.for_resource(res).nodes(shell) if n not in own][:3]
         if not nodes:
             return "the scheduler names no compute nodes other than the login host"
-        port = res.node_ssh_port
+        port = res.node_port
         why = ""
         for node in nodes:
             probe = (f"timeout {PROBE_TIMEOUT_S} {relay.command(node, port)} </dev/null 2>&1 | head -c 300")

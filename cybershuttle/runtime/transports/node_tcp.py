@@ -97,7 +97,7 @@ class NodeTCPTransport(Transport):
         nodes = [n for n in schedulers.for_resource(res).nodes(shell) if n not in own][:3]
         if not nodes:
             return "the scheduler names no compute nodes other than the login host"
-        port = res.node_ssh_port
+        port = res.node_port
         python = shlex.quote(res.python or "python3")
         out = shell.run(f"{python} -c {shlex.quote(_PROBE)} {port} {PROBE_TIMEOUT_S} "
                         + " ".join(shlex.quote(n) for n in nodes), check=False,
