@@ -15,16 +15,16 @@ library, ipykernel and (for checkpoints) dill. Its settings come from
   numbers); functions and classes defined in the notebook, and whatever the C
   pickler refuses, go through dill. What neither can save is named, never fatal.
 * journal: every IOPub message, as the signed frames the kernel sent, with a
-  sequence number in its metadata, appended to two bounded segment files.
+  sequence number in its metadata, kept in this process's memory (bounded).
   A re-attaching client asks for what it missed on the control channel (it
   answers while a cell runs) and checks the signatures itself.
 * idle stop: after `idle_timeout_s` without a cell, checkpoint and exit;
   `durable/ended.json` says why, for the next use.
 """
+import collections
 import json
 import os
 import pickle
-import queue
 import re
 import signal
 import struct
@@ -106,7 +106,7 @@ class Durable:
         self.running = False
         self.current = None  # the msg_id of the execute_request being run
         self.last_activity = time.time()
-        self.journal = Journal(os.path.join(state, "journal"), int(config.get("journal_bytes") or 64 << 20))
+        self.journal = Journal(int(config.get("journal_bytes") or 64 << 20))
         self.lock = threading.Lock()
 
     # -- wiring ----------------------------------------------------------
@@ -229,7 +229,6 @@ class Durable:
                                                              "checkpoint": result})
         _remove(os.path.join(os.path.dirname(self.state), "connection.json"))
         sys.stdout.flush()
-        self.journal.drain()
         os._exit(0)
 
     # -- checkpoints -------------------------------------------------------
@@ -293,96 +292,48 @@ class Durable:
 
 
 # -- the journal -------------------------------------------------------------
-_INLINE = 64 << 10  # a message at most this large is journaled by the thread that sends it
-
-
-def _write_all(fd, pieces):
-    """Write every piece, in order, with as few system calls as the OS allows (one, usually)."""
-    views = [memoryview(p).cast("B") for p in pieces]
-    while views:
-        done = os.writev(fd, views[:1024])  # IOV_MAX
-        while views and done >= views[0].nbytes:
-            done -= views[0].nbytes
-            views.pop(0)
-        if views and done:
-            views[0] = views[0][done:]
-
-
 class Journal:
-    """Two segment files of at most `limit/2` bytes each: the newest output, bounded."""
+    """The newest IOPub messages, as the frames that went out, in this process's memory: at most `limit`
+    bytes, and always the newest message (the one a re-attaching notebook most needs).
 
-    def __init__(self, base, limit):
-        self.paths = (base + ".0", base + ".1")
-        self.half = max(limit // 2, 1 << 16)
+    Why memory, not files in the job directory: the journal is only ever read through this process
+    (`cybershuttle_journal_request`), so it is gone with it either way, and a file put every output
+    through the filesystem once more; on a cluster that is the shared filesystem. Measured on the
+    loopback cluster (benchmarks/cell_throughput.py, one 20 MB write): the file journal cost this process
+    14-24 ms of CPU a cell, and the kernel's writeback as much again on the same two cores. Here the
+    journal holds references to the bytes the kernel sent anyway (no copy), copying only frames whose
+    memory someone could change after the send (a user's buffers).
+    """
+
+    def __init__(self, limit):
+        self.limit = max(int(limit), 1 << 16)
         self.lock = threading.RLock()
         self.seq = 0
-        for p in self.paths:
-            _remove(p)
-        self.fh = _open_private(self.paths[1], buffering=0)
-        self.pending = queue.Queue()
-        threading.Thread(target=self._writer, name="cybershuttle-journal", daemon=True).start()
+        self.records = collections.deque()  # (seq, time, frames, size), oldest first
+        self.size = 0
 
     def append(self, seq, parts):
-        """Write one message's frames, or queue them for a thread of its own when they are large (or others
-        wait), so a big output's send is not delayed. A small message is written here: one writev, cheaper
-        than waking a thread for it (a trivial cell sends four or five)."""
-        self.seq = max(self.seq, seq)
-        frames = [p.buffer if hasattr(p, "buffer") else p for p in parts]
+        frames = [_frozen(p) for p in parts]
+        size = sum(len(f) for f in frames)
         with self.lock:
-            if self.pending.unfinished_tasks == 0 and sum(memoryview(f).nbytes for f in frames) <= _INLINE:
-                self._write(seq, time.time(), frames)
-                return
-        self.pending.put((seq, time.time(), frames))
-
-    def drain(self):
-        """Wait until everything appended is in the files."""
-        self.pending.join()
-
-    def _writer(self):
-        while True:
-            item = self.pending.get()
-            try:
-                self._write(*item)
-            finally:
-                self.pending.task_done()
-
-    def _write(self, seq, when, parts):
-        frames = [memoryview(p).cast("B") for p in parts]  # no copies: a 20 MB output goes out as it is
-        with self.lock:
-            if self.fh.tell() > self.half:
-                self.fh.close()
-                os.replace(self.paths[1], self.paths[0])
-                self.fh = _open_private(self.paths[1], buffering=0)
-            record = [_REC.pack(seq, when, len(frames))]
-            for f in frames:
-                record += (_LEN.pack(f.nbytes), f)
-            _write_all(self.fh.fileno(), record)
+            self.seq = max(self.seq, seq)
+            self.records.append((seq, time.time(), frames, size))
+            self.size += size
+            while self.size > self.limit and len(self.records) > 1:
+                self.size -= self.records.popleft()[3]
 
     def read(self, after):
-        """Records with seq > after, and the first seq still kept (older ones were dropped)."""
-        if after >= self.seq:
-            return [], None  # nothing new: the common answer to a client's check, kept cheap
-        self.drain()
+        """Records (seq, time, frames) with seq > after, and the first seq still kept (older ones were dropped)."""
         with self.lock:
-            out, first = [], None
-            for path in self.paths:
-                try:
-                    data = open(path, "rb").read()
-                except FileNotFoundError:
-                    continue
-                pos = 0
-                while pos + _REC.size <= len(data):
-                    seq, t, n = _REC.unpack_from(data, pos)
-                    pos += _REC.size
-                    parts = []
-                    for _ in range(n):
-                        (length,) = _LEN.unpack_from(data, pos)
-                        parts.append(data[pos + _LEN.size:pos + _LEN.size + length])
-                        pos += _LEN.size + length
-                    first = seq if first is None else first
-                    if seq > after:
-                        out.append((seq, t, parts))
-            return out, first
+            if after >= self.seq or not self.records:
+                return [], None  # nothing new: the common answer to a client's check, kept cheap
+            return [(seq, t, frames) for seq, t, frames, _ in self.records if seq > after], self.records[0][0]
+
+
+def _frozen(part):
+    """One frame's bytes: bytes as they are (they cannot change), anything else copied (a zmq.Frame, a
+    user's buffer: its memory may be written after the send)."""
+    return part if isinstance(part, bytes) else memoryview(getattr(part, "buffer", part)).tobytes()
 
 
 # -- namespace files ---------------------------------------------------------

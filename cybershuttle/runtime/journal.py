@@ -2,7 +2,7 @@
 
 The kernel (`durable_kernel.py`) numbers every IOPub message (metadata
 `cybershuttle_seq`) and keeps the newest of them, as the signed frames it
-sent, in a bounded journal beside itself. A client remembers the last number
+sent, in a bounded journal in its own memory. A client remembers the last number
 it handled in a `Cursor` (a small 0600 file in the profile, updated with one
 `pwrite` per message, so it survives the notebook's kernel being killed);
 whoever re-attaches asks the kernel, on its control channel, for everything
