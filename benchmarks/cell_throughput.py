@@ -17,7 +17,7 @@ Paths, all on the loopback sshd and all started before the first measurement:
   M   a runtime reached through a local kernel after `%switch_runtime` (the magic
       path, whose local kernel re-publishes every remote IOPub message);
   N:<transport>  P's kernel on a compute node of the cluster's node partition, reached
-      through the login node by that transport (node-ssh, allocation), when the cluster has nodes.
+      through the login node by that transport (node-ssh, allocation, node-tcp), when the cluster has nodes.
   S   the peer, sshpyk 1.25 (an SSH kernel provisioner: OpenSSH client port forwarding over
       one ControlMaster connection, no encryption of kernel traffic), running the same
       ipykernel in the same remote environment as P's kernel on the login node. A comparator
@@ -279,7 +279,7 @@ def node_kernelspecs() -> dict[str, str]:
     if not c.get("CS_TEST_NODES"):
         return {}
     out = {}
-    for transport in ("node-ssh", "allocation"):
+    for transport in ("node-ssh", "allocation", "node-tcp"):
         name = f"bench-{transport}"
         result = compute.validate_and_register(dict(
             name=name, kind="slurm", host=c["CS_TEST_HOST"], port=int(c["CS_TEST_PORT"]), user=c["CS_TEST_USER"],
