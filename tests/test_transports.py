@@ -81,6 +81,12 @@ def _output(kc, code: str) -> str:
     return "".join(out)
 
 
+def _step_table(job_native: str) -> str:
+    """The job's steps as squeue lists them (id, state, name), for a failure's message."""
+    return subprocess.run(["squeue", "-h", "-s", "-j", job_native, "-o", "%i %T %j"], capture_output=True,
+                          text=True).stdout
+
+
 def _steps(job_native: str) -> list[str]:
     """The job's running steps started by srun (the relay is one; not the batch or extern step)."""
     out = subprocess.run(["squeue", "-h", "-s", "-j", job_native, "-o", "%i"], capture_output=True, text=True)
@@ -233,7 +239,7 @@ def test_a_dropped_relay_is_started_again_and_the_kernel_keeps_its_state(alloc_r
         old_token = relay._token
         native = compute.get_job(rt.job_id).native_id
         steps = _steps(native)
-        assert len(steps) == 1, steps
+        assert len(steps) == 1, _step_table(native)
         subprocess.run(["scancel", steps[0]], check=True)
         deadline = time.monotonic() + 20
         while relay._relay is not None and not relay._relay.exit_status_ready() and time.monotonic() < deadline:
@@ -245,8 +251,8 @@ def test_a_dropped_relay_is_started_again_and_the_kernel_keeps_its_state(alloc_r
             if out:
                 break
             time.sleep(0.25)
-        assert out == "42"
-        assert relay._token != old_token
+        assert out == "42", (out, _step_table(native))
+        assert relay._token != old_token, _step_table(native)
     finally:
         kc.stop_channels()
 
