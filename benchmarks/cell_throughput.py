@@ -24,12 +24,16 @@ Paths, all on the loopback sshd and all started before the first measurement:
       only, never a dependency: it lives in a venv of its own (made on first use with
       `python -m venv` + pip into PEER_VENV) and is driven by this script run in that venv
       (`--peer-worker`); skipped with --no-peer or when it cannot be installed.
+  S:node  the peer on the compute node our node-ssh kernel runs on, through the login node
+      (OpenSSH's ProxyJump: both hops OpenSSH in C; the node's sshd lets it in because our
+      runtime holds a job there), when the cluster has nodes and allows SSH to them.
 
 Runs are interleaved (L, P, P0, M, L, P, ...) so that load from other processes on
 a shared machine falls on every path alike; each figure is the median of its runs.
 The last line is `ratio=<worst P/L of the two cells> one_ratio= many_ratio=
-magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport> vs_peer=<P/S, one>`; the
-goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_peer < 1 (ahead of the peer).
+magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport> node_vs_peer=<worst N/S:node, one>
+vs_peer=<P/S, one>`; the goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_peer and node_vs_peer
+< 1 (ahead of the peer).
 
     python benchmarks/cell_throughput.py [--runs 7] [--no-peer]
 """
@@ -113,16 +117,24 @@ def main() -> None:
             if peer:
                 kernels["S"] = (peer, peer)
                 times["S"] = {cell: [] for cell in CELLS}
+            if "N:node-ssh" in kernels:  # the peer on the node our node-ssh runtime holds a job on
+                ours = kernels["N:node-ssh"][1]
+                node = run_for_output(ours, "import os; print(os.environ['SLURMD_NODENAME'], end='')")
+                peer = Peer.start(ours, node)
+                if peer:
+                    kernels["S:node"] = (peer, peer)
+                    times["S:node"] = {cell: [] for cell in CELLS}
         for label, (_, kc) in kernels.items():  # warm up: the first large message grows buffers
-            kc.timed("one") if label == "S" else timed(kc, CELLS["one"])
+            kc.timed("one") if label.startswith("S") else timed(kc, CELLS["one"])
         for _ in range(runs):
             for label, (_, kc) in kernels.items():
                 for cell, code in CELLS.items():
-                    elapsed, received = kc.timed(cell) if label == "S" else timed(kc, code)
+                    elapsed, received = kc.timed(cell) if label.startswith("S") else timed(kc, code)
                     assert received >= SIZE, (label, cell, received)
                     times[label][cell].append(elapsed)
     finally:
-        for label, (km, kc) in kernels.items():
+        # newest first: the peer on a node lives inside our node runtime's job, which ends with its kernel
+        for label, (km, kc) in reversed(kernels.items()):
             if label == "M":
                 timed(kc, "%stop_runtime tput")
             kc.stop_channels()
@@ -143,6 +155,13 @@ def main() -> None:
         vs_peer = f" vs_peer={med['P']['one'] / med['S']['one']:.2f}"
     nodes = [max(r.values()) for label, r in ratio.items() if label.startswith("N:")]
     node = f" node_ratio={max(nodes):.2f}" if nodes else ""
+    if "S:node" in ratio:
+        print(f"node_peer_one_ratio={ratio['S:node']['one']:.2f} node_peer_many_ratio={ratio['S:node']['many']:.2f} "
+              "(sshpyk on the same node through the login node; ours: " + " ".join(
+                  f"{label[2:]} {r['one']:.2f}/{r['many']:.2f}" for label, r in ratio.items() if label.startswith("N:"))
+              + ")")
+        node += " node_vs_peer=%.2f" % max(med[label]["one"] / med["S:node"]["one"] for label in ratio
+                                           if label.startswith("N:"))
     print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
           f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}{vs_peer}")
 
@@ -151,12 +170,15 @@ class Peer:
     """The peer's kernel, driven by this script in the peer's own venv (a child process
     that times each cell itself, the same way `timed` does here)."""
 
-    def __init__(self, proc: subprocess.Popen, config: Path):
+    def __init__(self, proc: subprocess.Popen, config: Path, alias: str):
         self.proc = proc
         self.config = config
+        self.alias = alias
 
     @classmethod
-    def start(cls, ours) -> "Peer | None":
+    def start(cls, ours, node: str | None = None) -> "Peer | None":
+        """The peer's kernel on the login node, or (`node`) on that compute node through the login node
+        (OpenSSH's ProxyJump; the node lets us in because `ours` holds a job there)."""
         python = peer_python()
         if python is None:
             return None
@@ -164,34 +186,38 @@ class Peer:
         remote_python = run_for_output(ours, "import sys; print(sys.executable, end='')")
         c = cluster_env()
         home = Path(os.environ["CYBERSHUTTLE_HOME"])  # private (mkdtemp, 0700) and thrown away
-        config = home / "peer-ssh-config"
-        # sshpyk requires a dedicated host alias with a ControlMaster; host keys stay checked.
-        config.write_text(f"""Host cs-bench-sshpyk
-  HostName {c["CS_TEST_HOST"]}
-  Port {c["CS_TEST_PORT"]}
-  User {c["CS_TEST_USER"]}
+        alias = "cs-bench-sshpyk" + (f"-{node}" if node else "")
+        config = home / f"peer-ssh-config-{alias}"
+        common = f"""  User {c["CS_TEST_USER"]}
   IdentityFile {c["CS_TEST_KEY"]}
   IdentitiesOnly yes
   UserKnownHostsFile {c["CS_TEST_KNOWN_HOSTS"]}
   StrictHostKeyChecking yes
   BatchMode yes
-  ControlMaster auto
-  ControlPath {home}/peer-cm-%C
-  ControlPersist 10m
-""")
+"""
+        # sshpyk requires a dedicated host alias with a ControlMaster (its jump host too); host keys stay checked.
+        common += f"  ControlMaster auto\n  ControlPath {home}/peer-cm-%C\n  ControlPersist 10m\n"
+        where = (f"  HostName {node}\n  ProxyJump cs-bench-login\n" if node
+                 else f"  HostName {c['CS_TEST_HOST']}\n  Port {c['CS_TEST_PORT']}\n")
+        config.write_text(f"""Host {alias}
+{where}{common}Host cs-bench-login
+  HostName {c["CS_TEST_HOST"]}
+  Port {c["CS_TEST_PORT"]}
+{common}""")
+        label = f"S:{node}" if node else "S"
         add = subprocess.run([
-            str(python.parent / "sshpyk"), "add", "--kernel-name", "cs-bench-sshpyk", "--display-name", "sshpyk",
-            "--language", "python", "--ssh-host-alias", "cs-bench-sshpyk", "--ssh-config", str(config),
+            str(python.parent / "sshpyk"), "add", "--kernel-name", alias, "--display-name", "sshpyk",
+            "--language", "python", "--ssh-host-alias", alias, "--ssh-config", str(config),
             "--remote-python", remote_python, "--remote-kernel-name", "python3", "--replace"],
             capture_output=True, text=True)
         if add.returncode:
-            print(f"S: sshpyk add failed, peer skipped: {(add.stdout + add.stderr).strip()[-500:]}", flush=True)
+            print(f"{label}: sshpyk add failed, peer skipped: {(add.stdout + add.stderr).strip()[-500:]}", flush=True)
             return None
-        proc = subprocess.Popen([str(python), __file__, "--peer-worker", "cs-bench-sshpyk"],
+        proc = subprocess.Popen([str(python), __file__, "--peer-worker", alias],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        peer = cls(proc, config)
+        peer = cls(proc, config, alias)
         if proc.stdout.readline().strip() != "ready":
-            print("S: the peer's kernel did not start, peer skipped", flush=True)
+            print(f"{label}: the peer's kernel did not start, peer skipped", flush=True)
             peer.shutdown_kernel()
             return None
         return peer
@@ -218,7 +244,8 @@ class Peer:
             pass
         self.proc.wait(timeout=120)
         # The peer's ControlMaster would outlive this run by ControlPersist otherwise.
-        subprocess.run(["ssh", "-F", str(self.config), "-O", "exit", "cs-bench-sshpyk"], capture_output=True)
+        for alias in (self.alias, "cs-bench-login"):
+            subprocess.run(["ssh", "-F", str(self.config), "-O", "exit", alias], capture_output=True)
 
 
 def peer_python() -> Path | None:
