@@ -21,9 +21,7 @@ Paths, all on the loopback sshd and all started before the first measurement:
   S   the peer, sshpyk 1.25 (an SSH kernel provisioner: OpenSSH client port forwarding over
       one ControlMaster connection, no encryption of kernel traffic), running the same
       ipykernel in the same remote environment as P's kernel on the login node. A comparator
-      only, never a dependency: it lives in a venv of its own (made on first use with
-      `python -m venv` + pip into PEER_VENV) and is driven by this script run in that venv
-      (`--peer-worker`); skipped with --no-peer or when it cannot be installed.
+      only, never a dependency (see _peer.py); skipped with --no-peer or when it cannot be installed.
   S:node  the peer on the compute node our node-ssh kernel runs on, through the login node
       (OpenSSH's ProxyJump: both hops OpenSSH in C; the node's sshd lets it in because our
       runtime holds a job there), when the cluster has nodes and allows SSH to them.
@@ -40,28 +38,27 @@ vs_peer=<P/S, one>`; the goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_pe
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
+from _peer import Peer, run_for_output  # noqa: E402
 
 SIZE = 20_000_000
 CELLS = {
     "one": f"import sys\nsys.stdout.write('x' * {SIZE})\n",
     "many": f"import sys\nline = 'x' * 99 + '\\n'\nfor _ in range({SIZE // 100}):\n    sys.stdout.write(line)\n",
 }
-PEER = "sshpyk==1.25"
-PEER_VENV = Path("/var/tmp/cybershuttle-bench-sshpyk-1.25")
 MAGIC_SETUP = ("import cybershuttle_magic", "%request_runtime tput --resource bench-ssh\n%switch_runtime tput")
 
 
 def timed(kc, code: str) -> tuple[float, int]:
+    if isinstance(kc, Peer):  # timed the same way, in the peer's own process
+        times, received = kc.run(code)
+        return times[0], received
     received = 0
 
     def hook(msg):
@@ -93,10 +90,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--no-peer", action="store_true", help="do not measure the peer (sshpyk)")
     parser.add_argument("--samples", action="store_true", help="also print every run's time, sorted")
-    parser.add_argument("--peer-worker", metavar="KERNEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.peer_worker:
-        return peer_worker(args.peer_worker)
     runs = args.runs
     isolated_home()
     register_cluster()
@@ -125,11 +119,11 @@ def main() -> None:
                     kernels["S:node"] = (peer, peer)
                     times["S:node"] = {cell: [] for cell in CELLS}
         for label, (_, kc) in kernels.items():  # warm up: the first large message grows buffers
-            kc.timed("one") if label.startswith("S") else timed(kc, CELLS["one"])
+            timed(kc, CELLS["one"])
         for _ in range(runs):
             for label, (_, kc) in kernels.items():
                 for cell, code in CELLS.items():
-                    elapsed, received = kc.timed(cell) if label.startswith("S") else timed(kc, code)
+                    elapsed, received = timed(kc, code)
                     assert received >= SIZE, (label, cell, received)
                     times[label][cell].append(elapsed)
     finally:
@@ -164,137 +158,6 @@ def main() -> None:
                                            if label.startswith("N:"))
     print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
           f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}{vs_peer}")
-
-
-class Peer:
-    """The peer's kernel, driven by this script in the peer's own venv (a child process
-    that times each cell itself, the same way `timed` does here)."""
-
-    def __init__(self, proc: subprocess.Popen, config: Path, alias: str):
-        self.proc = proc
-        self.config = config
-        self.alias = alias
-
-    @classmethod
-    def start(cls, ours, node: str | None = None) -> "Peer | None":
-        """The peer's kernel on the login node, or (`node`) on that compute node through the login node
-        (OpenSSH's ProxyJump; the node lets us in because `ours` holds a job there)."""
-        python = peer_python()
-        if python is None:
-            return None
-        # The same remote interpreter (and so the same ipykernel) as our runtime kernel's.
-        remote_python = run_for_output(ours, "import sys; print(sys.executable, end='')")
-        c = cluster_env()
-        home = Path(os.environ["CYBERSHUTTLE_HOME"])  # private (mkdtemp, 0700) and thrown away
-        alias = "cs-bench-sshpyk" + (f"-{node}" if node else "")
-        config = home / f"peer-ssh-config-{alias}"
-        common = f"""  User {c["CS_TEST_USER"]}
-  IdentityFile {c["CS_TEST_KEY"]}
-  IdentitiesOnly yes
-  UserKnownHostsFile {c["CS_TEST_KNOWN_HOSTS"]}
-  StrictHostKeyChecking yes
-  BatchMode yes
-"""
-        # sshpyk requires a dedicated host alias with a ControlMaster (its jump host too); host keys stay checked.
-        common += f"  ControlMaster auto\n  ControlPath {home}/peer-cm-%C\n  ControlPersist 10m\n"
-        where = (f"  HostName {node}\n  ProxyJump cs-bench-login\n" if node
-                 else f"  HostName {c['CS_TEST_HOST']}\n  Port {c['CS_TEST_PORT']}\n")
-        config.write_text(f"""Host {alias}
-{where}{common}Host cs-bench-login
-  HostName {c["CS_TEST_HOST"]}
-  Port {c["CS_TEST_PORT"]}
-{common}""")
-        label = f"S:{node}" if node else "S"
-        add = subprocess.run([
-            str(python.parent / "sshpyk"), "add", "--kernel-name", alias, "--display-name", "sshpyk",
-            "--language", "python", "--ssh-host-alias", alias, "--ssh-config", str(config),
-            "--remote-python", remote_python, "--remote-kernel-name", "python3", "--replace"],
-            capture_output=True, text=True)
-        if add.returncode:
-            print(f"{label}: sshpyk add failed, peer skipped: {(add.stdout + add.stderr).strip()[-500:]}", flush=True)
-            return None
-        proc = subprocess.Popen([str(python), __file__, "--peer-worker", alias],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        peer = cls(proc, config, alias)
-        if proc.stdout.readline().strip() != "ready":
-            print(f"{label}: the peer's kernel did not start, peer skipped", flush=True)
-            peer.shutdown_kernel()
-            return None
-        return peer
-
-    def ask(self, line: str) -> str:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def timed(self, cell: str) -> tuple[float, int]:
-        answer = self.ask(cell)
-        if not answer:
-            raise RuntimeError(f"the peer's worker ended (exit {self.proc.wait()})")
-        elapsed, received = json.loads(answer)
-        return elapsed, received
-
-    def stop_channels(self) -> None:
-        pass
-
-    def shutdown_kernel(self, now: bool = False) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        self.proc.wait(timeout=120)
-        # The peer's ControlMaster would outlive this run by ControlPersist otherwise.
-        for alias in (self.alias, "cs-bench-login"):
-            subprocess.run(["ssh", "-F", str(self.config), "-O", "exit", alias], capture_output=True)
-
-
-def peer_python() -> Path | None:
-    """The peer's venv python, made on first use; None (and a line saying why) when it cannot be."""
-    python = PEER_VENV / "bin" / "python"
-    check = [str(python), "-c", "import sshpyk.provisioning"]
-    if python.exists() and not subprocess.run(check, capture_output=True).returncode:
-        return python
-    print(f"S: installing {PEER} into {PEER_VENV} (once)", flush=True)
-    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], capture_output=True, text=True)
-    if not made.returncode:
-        made = subprocess.run([str(python), "-m", "pip", "install", "-q", PEER], capture_output=True, text=True)
-    if made.returncode or subprocess.run(check, capture_output=True).returncode:
-        print(f"S: cannot install {PEER}, peer skipped: {made.stderr.strip()[-300:]}", flush=True)
-        return None
-    return python
-
-
-def run_for_output(kc, code: str) -> str:
-    out = []
-    reply = kc.execute_interactive(code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")))
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return "".join(out)
-
-
-def peer_worker(kernel_name: str) -> None:
-    """In the peer's venv: start its kernel, then time the cells named on stdin, one JSON line each."""
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # whatever the peer prints stays off the answer channel
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    os.makedirs(jupyter_runtime_dir(), mode=0o700, exist_ok=True)  # the peer writes there before it exists
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name=kernel_name)
-    km.start_kernel()
-    kc = km.client()
-    try:  # the remote kernel goes down with this worker, whatever happens
-        kc.start_channels()
-        kc.wait_for_ready(timeout=300)
-        print("ready", file=answers, flush=True)
-        for line in sys.stdin:
-            cell = line.strip()
-            if cell in CELLS:
-                elapsed, received = timed(kc, CELLS[cell])
-                print(json.dumps([elapsed, received]), file=answers, flush=True)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel()
 
 
 def node_kernelspecs() -> dict[str, str]:
