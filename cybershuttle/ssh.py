@@ -59,8 +59,8 @@ class Endpoint:
     key: str | None = None  # private key file; None: agent, then ~/.ssh/id_*
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts
     via: Endpoint | None = None  # reach this host through another (a compute node through its login node)
-    # How the `via` host reaches this one: "relay" (our own relay program on the via host, TCP_NODELAY and
-    # quick ACKs: runtime/relay.py) or "tcpip" (the via sshd's direct-tcpip, which stalls ~40 ms on small messages).
+    # How the `via` host reaches this one: "tcpip" (the via sshd's direct-tcpip, as OpenSSH's ProxyJump; our
+    # relay when that sshd will not open it) or "relay" (always our relay program on the via host: runtime/relay.py).
     hop: str = "tcpip"
 
     @property
@@ -114,6 +114,8 @@ class Connection:
         self.transport = transport
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.Lock()
+        self._session_started = False  # see _nodelay
+        self._nodelay_lock = threading.Lock()
 
     @property
     def alive(self) -> bool:
@@ -207,8 +209,30 @@ class Connection:
             assert self._sftp is not None
             return self._sftp
 
+    def _nodelay(self) -> None:
+        """Make sure the server has started a session on this connection before it forwards anything.
+
+        OpenSSH's sshd turns TCP_NODELAY on for its connection when the first session starts (an exec,
+        a shell or a subsystem) and never before: a connection that only forwards keeps Nagle's
+        algorithm, and every burst of small kernel messages waits for our delayed ACK, ~40 ms a cell
+        (measured through a login node to a node's sshd: 48 ms a cell against 5 ms). So a connection
+        about to forward before it ran anything starts one session (`true`); only the request's answer
+        is awaited, never the command. A server that refuses it still forwards, only slower.
+        """
+        if self._session_started:
+            return
+        with self._nodelay_lock:
+            if self._session_started:
+                return
+            try:
+                self.session(lambda c: c.exec_command("true"), "starting a session").close()
+            except SSHError:
+                pass  # forwarding still works (only slower); a lost connection fails the forward itself
+            self._session_started = True
+
     def open_tunnel(self, remote_host: str, remote_port: int) -> paramiko.Channel:
         """A direct-tcpip channel to `remote_host:remote_port` as seen by the server."""
+        self._nodelay()
         try:
             return self.transport.open_channel(
                 "direct-tcpip", (remote_host, remote_port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT_S,
@@ -225,6 +249,7 @@ class Connection:
         there and when it forbids such channels (`AllowStreamLocalForwarding no`): see
         `runtime.transports.ssh_forwards_unix_sockets` for telling them apart.
         """
+        self._nodelay()
         try:
             return _open_streamlocal(self.transport, path, CONNECT_TIMEOUT_S)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -275,6 +300,7 @@ class Connection:
             raise SSHError(f"{self.endpoint.label}: the server refused {doing} ({exc})") from exc
         finally:
             watchdog.cancel()
+        self._session_started = True
         return chan
 
     def _pump(self, chan: paramiko.Channel, sink: Callable[[bytes], None], deadline: float | None,
@@ -376,13 +402,7 @@ class Pool:
         if endpoint.via is not None:
             # A second SSH session inside a channel of the first (the relay's exec channel, or a
             # direct-tcpip one): the node is checked and authenticated like any other host.
-            via = self.connect(endpoint.via, prompter)
-            if endpoint.hop == "relay":
-                from .runtime import relay
-
-                sock = _Drained(relay.open(via, endpoint.host, endpoint.port))
-            else:
-                sock = _Drained(via.open_tunnel(endpoint.host, endpoint.port))
+            sock = _Drained(_hop(self.connect(endpoint.via, prompter), endpoint))
         else:
             try:
                 sock = socket.create_connection((endpoint.host, endpoint.port), timeout=CONNECT_TIMEOUT_S)
@@ -571,6 +591,26 @@ def _interactive_handler(prompter: Prompter) -> Callable[[str, str, list[tuple[s
         return [prompter(text, not echo) for text, echo in prompts]
 
     return handler
+
+
+def _hop(via: Connection, endpoint: Endpoint) -> paramiko.Channel:
+    """A byte stream from the `via` host to `endpoint`'s host and port, for a second SSH session.
+
+    The via sshd's direct-tcpip first (what ProxyJump uses; `Connection._nodelay` keeps the node's
+    sshd from stalling on it). When that sshd will not open it (TCP forwarding forbidden or limited
+    by `PermitOpen`, or the host cannot be reached), our relay program on the via host tries: it
+    needs only an exec channel, and when it cannot connect either it says why in one line
+    (does not resolve, refused, no route), which sshd's answer does not.
+    """
+    from .runtime import relay
+
+    if endpoint.hop != "relay":
+        try:
+            return via.open_tunnel(endpoint.host, endpoint.port)
+        except SSHError as exc:
+            if not isinstance(exc.__cause__, paramiko.ChannelException):
+                raise  # the via connection itself failed: nothing else would get through it
+    return relay.open(via, endpoint.host, endpoint.port)
 
 
 class _Drained:

@@ -125,7 +125,7 @@ class Cluster:
     other_user: str
     other_key: str
     state_dir: str
-    no_unix_port: int = 0  # the same sshd, without forwarding to Unix sockets (AllowStreamLocalForwarding no)
+    no_unix_port: int = 0  # the same sshd: no forwards to Unix sockets, TCP forwards to 127.0.0.1 only
 
     def endpoint(self, **overrides):
         from cybershuttle.ssh import Endpoint

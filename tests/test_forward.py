@@ -31,12 +31,12 @@ def _pattern(i: int) -> bytes:
     return hashlib.sha256(b"%d" % i).digest() * 2048  # 64 KiB that differ block to block
 
 
-@pytest.mark.parametrize("hop", ["login", "relay"])
+@pytest.mark.parametrize("hop", ["login", "tcpip", "relay"])
 def test_forwarded_bytes_arrive_whole_and_in_order_also_when_the_reader_falls_behind(cluster, ssh_pool, hop):
     from cybershuttle.runtime.forward import Forwarder
 
     login = cluster.endpoint()
-    endpoint = login if hop == "login" else cluster.endpoint(host="localhost", via=login, hop="relay")
+    endpoint = login if hop == "login" else cluster.endpoint(host="localhost", via=login, hop=hop)
     forwarder = Forwarder()
 
     def open_channel(host: str, port: int):

@@ -1,11 +1,12 @@
-"""The SSH-to-node transport: our relay on the login node carrying a node's SSH session.
+"""The SSH-to-node hop: a node's SSH session inside a channel of its login node's.
 
-Until the cluster has compute nodes, the "node" is the login node's own sshd reached
-through the relay (`localhost:2222` from the login host), which is the same path a node
-takes: login transport -> exec channel -> relay -> TCP to the node's sshd.
+Here the "node" is the login node's own sshd reached through the login connection
+(`localhost:2222` from the login host), the same path a node takes: login transport ->
+direct-tcpip channel (or our relay on an exec channel) -> TCP to the node's sshd.
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -16,9 +17,15 @@ import pytest
 from cybershuttle.errors import HostKeyError, SSHError
 
 
-def _node(cluster, **overrides):
-    login = cluster.endpoint()
-    return cluster.endpoint(**{"host": "localhost", "via": login, "hop": "relay", **overrides})
+def _node(cluster, login=None, **overrides):
+    return cluster.endpoint(**{"host": "localhost", "via": login or cluster.endpoint(), **overrides})
+
+
+def _relays(ssh_pool, cluster) -> int:
+    """Our relay programs running on the login host to the "node" (its program names itself; argv ends
+    HOST PORT)."""
+    mine = f"pgrep -u \"$(id -u)\" -f 'cybershuttle-relay.* localhost {cluster.port}$' | wc -l"
+    return int(ssh_pool.connect(cluster.endpoint()).run(mine).stdout)
 
 
 def _client_over(name: str, endpoint):
@@ -47,56 +54,71 @@ def _client_over(name: str, endpoint):
     return kc, forwards
 
 
-def test_a_node_is_reached_through_the_relay_on_its_login_host(cluster, ssh_pool):
+def test_a_node_is_reached_through_its_login_hosts_direct_tcpip_with_no_process_there(cluster, ssh_pool):
+    before = _relays(ssh_pool, cluster)
     node = _node(cluster)
     conn = ssh_pool.connect(node)
     assert conn.run("id -un").stdout == f"{cluster.user}\n"
     assert conn.transport is not ssh_pool.connect(cluster.endpoint()).transport
-    # the hop is a relay of ours on the login host (its program names itself; argv ends HOST PORT),
-    # not the sshd's direct-tcpip; closing the node's connection ends it
-    mine = f"pgrep -u \"$(id -u)\" -f 'cybershuttle-relay.* localhost {cluster.port}$' | wc -l"
-    relays = int(ssh_pool.connect(cluster.endpoint()).run(mine).stdout)
-    assert relays >= 1
+    assert _relays(ssh_pool, cluster) == before
+
+
+def test_where_the_login_sshd_will_not_forward_to_the_node_our_relay_carries_it(cluster, ssh_pool):
+    """The cluster's second login port forwards TCP only to 127.0.0.1 (`PermitOpen`, as some sites limit it):
+    the node hop goes through our relay there, and closing the node's connection ends the relay."""
+    assert cluster.no_unix_port, "re-run `bash tests/cluster/cluster.sh start` (no CS_TEST_NO_UNIX_PORT)"
+    before = _relays(ssh_pool, cluster)
+    node = _node(cluster, login=cluster.endpoint(port=cluster.no_unix_port))
+    assert ssh_pool.connect(node).run("echo relayed").stdout == "relayed\n"
+    assert _relays(ssh_pool, cluster) == before + 1
     ssh_pool.drop(node)
     deadline = time.monotonic() + 5
-    while int(ssh_pool.connect(cluster.endpoint()).run(mine).stdout) != relays - 1:
+    while _relays(ssh_pool, cluster) != before:
         assert time.monotonic() < deadline, "the relay outlived its node connection"
         time.sleep(0.1)
 
 
-def test_a_kernel_behind_the_relay_answers_at_direct_speed(cluster, registered):
-    """A trivial cell's round trip through the node hop: the relay keeps it at the direct path's;
-    the login sshd's own direct-tcpip hop (Nagle meeting delayed ACK) is several times slower.
-    Direct and relayed are measured in alternating blocks: the machine is shared and its load moves."""
+def test_a_kernel_behind_the_node_hop_answers_at_direct_speed(cluster, registered):
+    """A trivial cell's round trip through the node hop stays at the direct path's, and so does it through
+    our relay; a node connection that forwards before the node's sshd started a session (which is what turns
+    its TCP_NODELAY on) is several times slower: Nagle meeting the delayed ACK, the stall the session avoids.
+    Measured in alternating blocks: the machine is shared and its load moves."""
     from test_node_runtimes import _cells as timed
 
-    from cybershuttle import runtime
+    from cybershuttle import runtime, ssh
     from cybershuttle.runtime.forward import forwarder
 
     runtime.request("relayed", "workstation")
     runtime.wait("relayed", timeout=120)
-    clients = []
+    clients, forwards = [], []
+    # its own endpoint (another known_hosts path, same keys), so that the pool gives it its own connection
+    stalled = _node(cluster, known_hosts=shutil.copy(cluster.known_hosts, tempfile.mkdtemp()))
+    ssh.connect(stalled)._session_started = True  # as if a session had started: none will
     try:
         direct = runtime.client("relayed")
+        hop, hop_forwards = _client_over("relayed", _node(cluster))
         relayed, relay_forwards = _client_over("relayed", _node(cluster, hop="relay"))
-        tcpip, tcpip_forwards = _client_over("relayed", _node(cluster, hop="tcpip"))
-        clients = [direct, relayed, tcpip]
+        nagle, nagle_forwards = _client_over("relayed", stalled)
+        clients, forwards = [direct, hop, relayed, nagle], hop_forwards + relay_forwards + nagle_forwards
         for kc in clients:
             timed(kc, 5)
-        times: dict[str, list[float]] = {"direct": [], "relay": [], "tcpip": []}
+        times: dict[str, list[float]] = {"direct": [], "hop": [], "relay": [], "nagle": []}
         for _ in range(5):
             times["direct"] += timed(direct, 8)
+            times["hop"] += timed(hop, 8)
             times["relay"] += timed(relayed, 8)
-            times["tcpip"] += timed(tcpip, 2)
+            times["nagle"] += timed(nagle, 2)
     finally:
         for kc in clients:
             kc.stop_channels()
         runtime.stop("relayed")
-    for fwd in relay_forwards + tcpip_forwards:
-        forwarder().remove(fwd)
+        for fwd in forwards:
+            forwarder().remove(fwd)
+        ssh.pool.drop(stalled)
     median = {hop: statistics.median(values) for hop, values in times.items()}
+    assert median["hop"] <= median["direct"] * 1.3 + 0.001, median
     assert median["relay"] <= median["direct"] * 1.3 + 0.001, median
-    assert median["tcpip"] > 2 * median["relay"], median  # the stall this transport exists to avoid
+    assert median["nagle"] > 2 * median["hop"], median  # the stall the first session avoids
 
 
 def test_a_node_that_does_not_resolve_is_named_at_once(cluster, ssh_pool):
@@ -119,7 +141,7 @@ def test_an_unknown_node_host_key_is_refused_with_the_line_that_trusts_it(cluste
     login_lines = [ln for ln in open(cluster.known_hosts).read().splitlines() if ln.startswith(f"[{cluster.host}]")]
     known.write_text("\n".join(login_lines) + "\n")
     login = cluster.endpoint(known_hosts=str(known))
-    node = cluster.endpoint(host="localhost", via=login, hop="relay", known_hosts=str(known))
+    node = cluster.endpoint(host="localhost", via=login, known_hosts=str(known))
     with pytest.raises(HostKeyError) as info:
         ssh_pool.connect(node)
     message = str(info.value)
@@ -226,6 +248,6 @@ def test_a_node_refusing_a_user_without_a_job_there_says_why_it_may(cluster, ssh
     node = next(n for n in ("node1", "node2") if n not in busy)  # the second user holds no job there
     with pytest.raises(SSHError) as info:
         ssh_pool.connect(cluster.endpoint(host=node, port=22, user=cluster.other_user, key=cluster.other_key,
-                                          via=login, hop="relay"))
+                                          via=login))
     assert str(info.value).startswith(f"{cluster.other_user}@{node}:22 via {cluster.host}: authentication failed")
     assert str(info.value).endswith("(a compute node also refuses users who hold no job on it)")

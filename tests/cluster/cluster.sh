@@ -42,7 +42,8 @@ STATE=${CS_CLUSTER_DIR:-/var/tmp/cybershuttle-cluster}
 STATE=$(realpath -m -- "$STATE")
 PORT=${CS_TEST_PORT:-2222}
 # A second port of the same sshd, where forwarding to Unix sockets is off: a site with
-# `AllowStreamLocalForwarding no`, whose runtimes fall back to TCP ports with CurveZMQ.
+# `AllowStreamLocalForwarding no`, whose runtimes fall back to TCP ports with CurveZMQ, and TCP forwards
+# only to 127.0.0.1 (`PermitOpen`).
 NO_UNIX_PORT=${CS_TEST_NO_UNIX_PORT:-$((PORT + 1))}
 # MariaDB gets its own port (not 3306) so it cannot clash with a database already on the box.
 DB_PORT=${CS_DB_PORT:-3307}
@@ -326,6 +327,9 @@ UsePAM no
 $(sshd_common_settings)
 Match LocalPort $NO_UNIX_PORT
     AllowStreamLocalForwarding no
+    # TCP forwards only to the loopback address (a site's PermitOpen): a node behind this port is
+    # reached through our relay instead (tests/test_node_transport.py)
+    PermitOpen 127.0.0.1:*
 EOF
     local changed=$FILE_CHANGED
 

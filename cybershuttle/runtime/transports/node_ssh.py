@@ -1,12 +1,15 @@
-"""The "node-ssh" transport: SSH to the compute node, carried by our relay on the login node.
+"""The "node-ssh" transport: SSH to the compute node, through the login node.
 
-The node's SSH session runs inside an exec channel of the pooled login
-connection, where our relay (`runtime/relay.py`) holds the TCP connection to
-the node's sshd with TCP_NODELAY and quick ACKs; the kernel's ports are then
-`direct-tcpip` channels of the node's session, to 127.0.0.1 on the node. The
-node is checked against the same known_hosts and authenticated with the same
-key as the login host (a cluster's shared home), so a site that lets users
-SSH to the nodes where their jobs run (pam_slurm_adopt) needs nothing more.
+The node's SSH session runs inside a `direct-tcpip` channel of the pooled login
+connection to the node's sshd (as OpenSSH's ProxyJump does; our relay,
+`runtime/relay.py`, on an exec channel where the login sshd will not open one);
+the kernel's sockets are then forwarded by the node's session, on the node. The
+node's sshd gets one session started before it forwards anything
+(`ssh.Connection._nodelay`), which is what turns its TCP_NODELAY on: without it
+every cell stalled ~40 ms on Nagle meeting a delayed ACK. The node is checked
+against the same known_hosts and authenticated with the same key as the login
+host (a cluster's shared home), so a site that lets users SSH to the nodes where
+their jobs run (pam_slurm_adopt) needs nothing more.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from ...errors import CybershuttleError
 from .. import relay
 from .base import Transport
 
-#: how long registration waits for one node's sshd to greet through the relay (seconds)
+#: how long registration waits for one node's sshd to greet the login host (seconds)
 PROBE_TIMEOUT_S = 5
 
 _users: dict[ssh.Endpoint, int] = {}  # runtimes of this process using each pooled node connection
@@ -27,18 +30,18 @@ _users_lock = threading.Lock()
 
 
 def node_endpoint(res: Any, node: str) -> ssh.Endpoint:
-    """How this machine reaches `node` of resource `res`: through its login host and our relay.
+    """How this machine reaches `node` of resource `res`: through its login host.
 
     Port 22 unless the resource sets `node_port` (the login host's port is often
     a gateway's, so it says nothing about the nodes').
     """
     login = res.endpoint
-    return ssh.Endpoint(node, res.node_port, login.user, login.key, login.known_hosts, via=login, hop="relay")
+    return ssh.Endpoint(node, res.node_port, login.user, login.key, login.known_hosts, via=login)
 
 
 class NodeSSHTransport(Transport):
     name = "node-ssh"
-    summary = "SSH to the compute node through a relay on the login node (TCP_NODELAY, quick ACKs)"
+    summary = "SSH to the compute node through the login node (as ProxyJump)"
     preference = 10
 
     def __init__(self, res: Any, rt: Any) -> None:
@@ -50,7 +53,7 @@ class NodeSSHTransport(Transport):
 
     @classmethod
     def allowed(cls, res: Any, shell: Any) -> str | None:
-        """Allowed when a node's sshd greets through the relay from the login host (no login needed:
+        """Allowed when a node's sshd greets the login host (read by our relay program; no login needed:
         pam_slurm_adopt refuses users without a job there only after the greeting)."""
         from ...compute import schedulers
 
