@@ -11,6 +11,7 @@ small kernel message can wait ~40 ms for Nagle's algorithm.
 from __future__ import annotations
 
 import getpass
+import logging
 import shlex
 import socket
 import sys
@@ -41,6 +42,32 @@ KEEPALIVE_S = 30
 BULK_WINDOW = 32 * 2**20
 BULK_PACKET = 256 * 2**10
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class _QuietExpected(logging.Filter):
+    """Drops paramiko's records of what our callers expect, handle and report themselves.
+
+    * A channel refused because nothing listens yet (or any more): forwarding a kernel's ports retries
+      while it starts, restarts or after it exited, dozens of times per runtime start and stop, and every
+      caller of `open_tunnel`/`open_unix` gets the refusal as an SSHError.
+    * A channel the server will not open (forwarding prohibited or limited): a node's hop then goes
+      through our relay (`_hop`), and a forward logs it once itself.
+    * A transport whose socket died ("Socket exception: Connection reset by peer"): in a notebook that
+      line lands in the running cell; the pool opens a fresh transport on the next use, and a connection
+      that cannot be re-established is an SSHError that says so.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        # TCP: "...: Connection refused: Connect failed"; a Unix socket: "...: open failed: Connect failed"
+        # (OpenSSH words a Unix socket nobody listens on like any channel it will not open)
+        refused = msg.startswith("Secsh channel") and (msg.endswith(" open FAILED: Connection refused: Connect failed")
+                                                       or msg.endswith(" open FAILED: open failed: Connect failed")
+                                                       or msg.endswith(": Administratively prohibited"))
+        return not (refused or msg.startswith("Socket exception: "))
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietExpected())
 
 
 class Prompter(Protocol):

@@ -12,16 +12,9 @@ When the SSH connection drops, the forwarded connections close; ZeroMQ
 reconnects by itself, and the next accepted connection opens its channel on
 a fresh transport from the pool. Reconnects to a port where nothing listens
 (a kernel starting, restarting or gone) are expected: the server refuses the
-channel and the client's connection is closed, quietly. paramiko would log
-every such refusal as an ERROR ("Secsh channel N open FAILED: Connection
-refused"), dozens per runtime start and stop: those records are dropped, and
-every caller of `ssh.Connection.open_tunnel` gets the refusal as an SSHError.
-A refusal for any other reason (forwarding prohibited by the server) is a real
-failure and is logged once per forward. Likewise a dropped connection: paramiko's
-transport thread logs "Socket exception: Connection reset by peer" when its socket
-dies, and in a notebook that line lands in the running cell; the pool opens a fresh
-transport on the next use, and a connection that cannot be re-established is an
-SSHError that says so, so the record only adds noise to a cell that goes on working.
+channel and the client's connection is closed, quietly (paramiko's own records of
+such refusals are dropped: `ssh._QuietExpected`). A refusal for any other reason
+(forwarding prohibited by the server) is a real failure and is logged once per forward.
 """
 from __future__ import annotations
 
@@ -50,22 +43,6 @@ _CHANNEL_CHUNK = 64 * 1024 * 1024
 # through the forwarding thread. Measured, one 20 MB write, same run: 1.17-1.29 -> 1.09-1.12x a local
 # kernel. The system caps it (net.core.wmem_max), which is fine: it only costs speed.
 _UNIX_SNDBUF = 4 * 1024 * 1024
-
-
-class _QuietExpected(logging.Filter):
-    """Drops paramiko's records of what forwarding expects and recovers from: a channel refused because
-    nothing listens yet (or any more), and a transport whose socket was dropped (reconnected on next use)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        # TCP: "...: Connection refused: Connect failed"; a Unix socket: "...: open failed: Connect failed"
-        # (OpenSSH words a Unix socket nobody listens on like any channel it will not open)
-        refused = msg.startswith("Secsh channel") and (msg.endswith(" open FAILED: Connection refused: Connect failed")
-                                                       or msg.endswith(" open FAILED: open failed: Connect failed"))
-        return not (refused or msg.startswith("Socket exception: "))
-
-
-logging.getLogger("paramiko.transport").addFilter(_QuietExpected())
 
 
 def refused(exc: BaseException | None) -> bool:
