@@ -173,4 +173,4 @@ def test_kernel_endpoint_hops_only_to_other_nodes(registered):
     other = Runtime(name="b", resource=res.name, job_id="x", node="node042")
     assert kernel_endpoint(same, res) == res.endpoint
     hop = kernel_endpoint(other, res)
-    assert (hop.host, hop.port, hop.via, hop.hop) == ("node042", 22, res.endpoint, "tcpip")
+    assert (hop.host, hop.port, hop.via, hop.hop) == ("node042", 22, res.endpoint, "relay")

@@ -1,10 +1,12 @@
 """A relay of our own on a login node: a byte stream from here to HOST:PORT as the login node sees it.
 
-A node's SSH session normally rides the login sshd's `direct-tcpip` (as
-ProxyJump); this relay carries it where that sshd will not open such a channel
-(TCP forwarding off, or limited by `PermitOpen`: see `ssh._hop`), and node-ssh's
-detection uses the program to read a node's SSH greeting from the login host. It
-is a small Python program run on an exec channel of the pooled login transport:
+It carries a node's SSH session (node-ssh: `ssh.Endpoint(..., via=login,
+hop="relay")`, and any `via` hop whose sshd will not open a `direct-tcpip`
+channel: see `ssh._hop`), and node-ssh's detection uses the program to read a
+node's SSH greeting from the login host. Why not the login sshd's `direct-tcpip`:
+the connection sshd opens for it keeps Nagle's algorithm on, so small messages
+toward the node can wait for its delayed ACK. The relay is a small Python program
+run on an exec channel of the pooled login transport:
 its stdin/stdout are the channel, and it opens the TCP connection itself with
 TCP_NODELAY, re-arming TCP_QUICKACK after every read (Linux turns quick ACKs off
 again by itself), so small kernel messages never wait for a delayed ACK on its

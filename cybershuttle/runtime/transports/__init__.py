@@ -5,7 +5,7 @@ Cybershuttle's own pyproject.toml declares four:
 
     [project.entry-points."cybershuttle.transports"]
     login = ...        # the kernel runs on the resource's host: forwards over the pooled SSH connection
-    node-ssh = ...     # a compute node reached by SSH through the login node
+    node-ssh = ...     # a compute node reached by SSH through a relay on the login node
     allocation = ...   # a relay started inside the job's allocation (sites that forbid SSH to nodes)
     node-tcp = ...     # direct-tcpip to the kernel on the node's cluster address (opt-in; CurveZMQ keeps it private)
 
