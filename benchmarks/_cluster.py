@@ -44,3 +44,21 @@ def register_cluster() -> dict[str, str]:
         if not result.saved:
             sys.exit(f"cannot register the loopback cluster: {result.to_dict()}")
     return c
+
+
+def comparator_python(venv: Path, packages: list[str], check: str, label: str) -> Path | None:
+    """The python of a comparator's own venv (a peer, another library: never our dependency), made on first
+    use with `python -m venv` + pip; None, with a line saying why, when it cannot be. `check` is the
+    import statement that proves the venv is whole."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", check]
+    if python.exists() and not subprocess.run(probe, capture_output=True).returncode:
+        return python
+    print(f"{label}: installing {' '.join(packages)} into {venv} (once)", flush=True)
+    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+    if not made.returncode:
+        made = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True)
+    if made.returncode or subprocess.run(probe, capture_output=True).returncode:
+        print(f"{label}: cannot install {' '.join(packages)}, skipped: {made.stderr.strip()[-300:]}", flush=True)
+        return None
+    return python

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import cluster_env  # noqa: E402
+from _cluster import cluster_env, comparator_python  # noqa: E402
 
 PEER = "sshpyk==1.25"
 PEER_VENV = Path("/var/tmp/cybershuttle-bench-sshpyk-1.25")
@@ -110,18 +110,7 @@ class Peer:
 
 def peer_python() -> Path | None:
     """The peer's venv python, made on first use; None (and a line saying why) when it cannot be."""
-    python = PEER_VENV / "bin" / "python"
-    check = [str(python), "-c", "import sshpyk.provisioning"]
-    if python.exists() and not subprocess.run(check, capture_output=True).returncode:
-        return python
-    print(f"S: installing {PEER} into {PEER_VENV} (once)", flush=True)
-    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], capture_output=True, text=True)
-    if not made.returncode:
-        made = subprocess.run([str(python), "-m", "pip", "install", "-q", PEER], capture_output=True, text=True)
-    if made.returncode or subprocess.run(check, capture_output=True).returncode:
-        print(f"S: cannot install {PEER}, peer skipped: {made.stderr.strip()[-300:]}", flush=True)
-        return None
-    return python
+    return comparator_python(PEER_VENV, [PEER], "import sshpyk.provisioning", "S")
 
 
 def run_for_output(kc, code: str) -> str:

@@ -20,13 +20,12 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import cluster_env  # noqa: E402
+from _cluster import cluster_env, comparator_python  # noqa: E402
 
 VENV = Path("/var/tmp/cybershuttle-bench-ssh2")
 ECHOES = 2000
@@ -113,21 +112,10 @@ def with_libssh2(c: dict) -> tuple[float, float, float]:
 
 
 def venv_python() -> Path | None:
-    python = VENV / "bin" / "python"
-    check = [str(python), "-c", "import ssh2.session, paramiko"]
-    if python.exists() and not subprocess.run(check, capture_output=True).returncode:
-        return python
-    print(f"installing ssh2-python and paramiko into {VENV} (once)", flush=True)
     import paramiko
 
-    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], capture_output=True, text=True)
-    if not made.returncode:
-        made = subprocess.run([str(python), "-m", "pip", "install", "-q", "ssh2-python",
-                               f"paramiko=={paramiko.__version__}"], capture_output=True, text=True)
-    if made.returncode or subprocess.run(check, capture_output=True).returncode:
-        print(f"cannot install ssh2-python: {made.stderr.strip()[-300:]}", flush=True)
-        return None
-    return python
+    return comparator_python(VENV, ["ssh2-python", f"paramiko=={paramiko.__version__}"],
+                             "import ssh2.session, paramiko", "ssh_data_path")
 
 
 def main() -> None:
