@@ -2,6 +2,7 @@
 throwaway Cybershuttle home with the cluster registered (as `bench-ssh` and `bench-slurm`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -62,3 +63,22 @@ def comparator_python(venv: Path, packages: list[str], check: str, label: str) -
         print(f"{label}: cannot install {' '.join(packages)}, skipped: {made.stderr.strip()[-300:]}", flush=True)
         return None
     return python
+
+
+@contextlib.contextmanager
+def in_process_forwarding(on: bool = True):
+    """Runtimes connected inside this block keep their forwards in this process (paramiko), as before the
+    OpenSSH client carried a login runtime's: the baseline of that change, measured in the same run."""
+    from cybershuttle.runtime import FORWARDER_ENV
+
+    old = os.environ.get(FORWARDER_ENV)
+    if on:
+        os.environ[FORWARDER_ENV] = "python"
+    try:
+        yield
+    finally:
+        if on:
+            if old is None:
+                os.environ.pop(FORWARDER_ENV, None)
+            else:
+                os.environ[FORWARDER_ENV] = old

@@ -5,6 +5,7 @@
      provisioner (the kernelspec path JupyterLab and papermill use);
   M  the same kind of runtime reached through a local kernel after `%switch_runtime`
      (the magic path, which unavoidably crosses two kernels).
+  Pi P with its forwards in this process (paramiko), as before an OpenSSH client process carried them.
   P0 P on plain TCP ports (no Unix sockets, no CurveZMQ), to show what privacy costs.
   S  the peer, sshpyk 1.25 (_peer.py), on the login node beside L, P and P0, and on the compute
      node of the node-ssh measurement (through the login node) beside N and L; --no-peer skips it.
@@ -17,7 +18,7 @@ Prints median and p90 of each and ends with
 `ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median> node_ratio=<N/L median>
 node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>
 tcp_node_ratio=<T/L median> tcp_node_p90_ratio=<T/L p90> node_vs_peer=<N/S median, on the node>
-vs_peer=<P/S median>` (N, A and T each with its own L, measured in
+vs_peer=<P/S median> vs_in_process=<P/Pi median>` (N, A and T each with its own L, measured in
 alternating blocks, both kernels up; L, P and P0 likewise, all three up). Goals: ratio and the node ratios <= 1.15, the p90 ratios <= 1.3,
 magic_ratio <= 1.15.
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
+from _cluster import cluster_env, in_process_forwarding, isolated_home, register_cluster  # noqa: E402
 from _peer import Peer, run_for_output  # noqa: E402
 
 
@@ -173,8 +174,9 @@ def main() -> None:
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
-    with Kernel("python3") as local, Kernel("cybershuttle-bench") as p, Kernel("cybershuttle-bench-plain") as p0:
-        clients = {"L": local, "P": p, "P0": p0}
+    with Kernel("python3") as local, Kernel("cybershuttle-bench") as p, Kernel("cybershuttle-bench-plain") as p0, \
+            in_process_forwarding(), Kernel("cybershuttle-bench") as pi:
+        clients = {"L": local, "P": p, "Pi": pi, "P0": p0}
         s = Peer.start(p) if peer else None
         try:
             results = alternating({**clients, **({"S": s} if s else {})}, cells)
@@ -192,7 +194,7 @@ def main() -> None:
           f"private/plain median {p_med / p0_med:.2f}, p90 {p_p90 / p0_p90:.2f}")
     vs_peer = f" vs_peer={p_med / results['S'][0]:.2f}" if "S" in results else ""
     print(f"ratio={p_med / l_med:.2f} p90_ratio={p_p90 / l_p90:.2f} magic_ratio={m_med / (l_med + p_med):.2f} "
-          f"{nodes}{vs_peer}")
+          f"{nodes}{vs_peer} vs_in_process={p_med / results['Pi'][0]:.2f}")
 
 
 if __name__ == "__main__":

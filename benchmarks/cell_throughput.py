@@ -13,6 +13,7 @@ Paths, all on the loopback sshd and all started before the first measurement:
       path of JupyterLab, nbclient and papermill): Unix sockets in its 0700 job
       directory, forwarded in-process over the pooled SSH transport to Unix sockets
       in a 0700 directory here (private without CurveZMQ);
+  Pi  P with its forwards in this process (paramiko), as before an OpenSSH client process carried them;
   P0  P on plain 127.0.0.1 ports without CurveZMQ, as the peer runs (never used for real);
   M   a runtime reached through a local kernel after `%switch_runtime` (the magic
       path, whose local kernel re-publishes every remote IOPub message);
@@ -30,7 +31,7 @@ Runs are interleaved (L, P, P0, M, L, P, ...) so that load from other processes 
 a shared machine falls on every path alike; each figure is the median of its runs.
 The last line is `ratio=<worst P/L of the two cells> one_ratio= many_ratio=
 magic_ratio=<worst M/L> node_ratio=<worst N/L of every transport> node_vs_peer=<worst N/S:node, one>
-vs_peer=<P/S, one>`; the goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_peer and node_vs_peer
+vs_peer=<P/S, one> vs_in_process=<P/Pi, one>`; the goal is ratio <= 1.25 and node_ratio <= 1.25, and vs_peer and node_vs_peer
 < 1 (ahead of the peer).
 
     python benchmarks/cell_throughput.py [--runs 7] [--no-peer]
@@ -44,7 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _cluster import cluster_env, isolated_home, register_cluster  # noqa: E402
+from _cluster import cluster_env, in_process_forwarding, isolated_home, register_cluster  # noqa: E402
 from _peer import Peer, run_for_output  # noqa: E402
 
 SIZE = 20_000_000
@@ -98,14 +99,16 @@ def main() -> None:
 
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench")
     provisioner.install_kernelspec("bench-ssh", name="cybershuttle-bench-plain", encrypt=False)
-    paths = {"L": ("python3", ()), "P": ("cybershuttle-bench", ()), "P0": ("cybershuttle-bench-plain", ()),
+    paths = {"L": ("python3", ()), "P": ("cybershuttle-bench", ()), "Pi": ("cybershuttle-bench", ()),
+             "P0": ("cybershuttle-bench-plain", ()),
              "M": ("python3", MAGIC_SETUP)}
     paths.update({f"N:{t}": (kernel, ()) for t, kernel in node_kernelspecs().items()})
     kernels = {}
     times: dict[str, dict[str, list[float]]] = {label: {cell: [] for cell in CELLS} for label in paths}
     try:
         for label, (kernel_name, setup) in paths.items():
-            kernels[label] = start(kernel_name, setup)
+            with in_process_forwarding(label == "Pi"):
+                kernels[label] = start(kernel_name, setup)
         if not args.no_peer:
             peer = Peer.start(kernels["P"][1])
             if peer:
@@ -142,6 +145,9 @@ def main() -> None:
                 print(f"  {cell}: " + " ".join(f"{t:.3f}" for t in sorted(ts)))
     ratio = {label: {cell: med[label][cell] / med["L"][cell] for cell in CELLS} for label in times}
     print("P0_ratio=%.2f (plain TCP ports, not private)" % max(ratio["P0"].values()))
+    print("Pi_one_ratio=%.2f Pi_many_ratio=%.2f (forwards in this process); OpenSSH client / in-process: one %.2f, "
+          "many %.2f" % (ratio["Pi"]["one"], ratio["Pi"]["many"], med["P"]["one"] / med["Pi"]["one"],
+                         med["P"]["many"] / med["Pi"]["many"]))
     vs_peer = ""
     if "S" in ratio:
         print(f"peer_one_ratio={ratio['S']['one']:.2f} peer_many_ratio={ratio['S']['many']:.2f} "
@@ -157,7 +163,8 @@ def main() -> None:
         node += " node_vs_peer=%.2f" % max(med[label]["one"] / med["S:node"]["one"] for label in ratio
                                            if label.startswith("N:"))
     print(f"ratio={max(ratio['P'].values()):.2f} one_ratio={ratio['P']['one']:.2f} "
-          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}{vs_peer}")
+          f"many_ratio={ratio['P']['many']:.2f} magic_ratio={max(ratio['M'].values()):.2f}{node}{vs_peer} "
+          f"vs_in_process={med['P']['one'] / med['Pi']['one']:.2f}")
 
 
 def node_kernelspecs() -> dict[str, str]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -47,6 +48,10 @@ from .. import compute, names, profile, ssh
 from ..errors import CybershuttleError, NotFoundError
 from ..registry import catalog, dump_record, load_record
 from .forward import Forward, forwarder
+from .openssh_forward import OpenSSHForwards
+from .openssh_forward import Unavailable as OpenSSHUnavailable
+
+log = logging.getLogger(__name__)
 
 KIND = "runtime"
 PORTS = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
@@ -259,9 +264,14 @@ def connection_info(name: str) -> dict[str, Any]:
             # Unix sockets here too, in a fresh 0700 directory: a shared machine (JupyterHub) has other users.
             local_dir = tempfile.mkdtemp(prefix=_LOCAL_PREFIX, dir=_short_tmp())
             where = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
+        pairs = [(f"{where['ip']}-{p}", f"{rt.ipc_path}-{p}") for p in local_ports.values()] if rt.ipc_path else []
+        carrier = _openssh_forwards(transport, rt, pairs)
         for port_name in PORTS:
             port = local_ports[port_name]
-            if rt.ipc_path:
+            if carrier is not None:  # the client forwards; the forwarder only probes (a stopping kernel's port)
+                remote = f"{rt.ipc_path}-{port}"
+                fwd = forwarder().add_probe(f"{where['ip']}-{port}", remote, lambda r=remote: transport.open_unix(r))
+            elif rt.ipc_path:
                 fwd = forwarder().add_unix(f"{where['ip']}-{port}", f"{rt.ipc_path}-{port}", transport.open_unix)
             else:
                 fwd = forwarder().add(rt.remote_host, port, transport.open_channel)
@@ -270,8 +280,28 @@ def connection_info(name: str) -> dict[str, Any]:
     curve = {k: secrets[k] for k in ("curve_publickey", "curve_secretkey") if k in secrets and not rt.ipc_path}
     info = {**where, "signature_scheme": "hmac-sha256", "key": secrets["key"], **curve, **local_ports}
     with _local_lock:
-        _local[name] = (forwards, info, rt.job_id)
+        _local[name] = (forwards, info, rt.job_id, carrier)
     return dict(info)
+
+
+#: `CYBERSHUTTLE_FORWARDER=python` keeps every runtime's forwards in this process (the OpenSSH client is used
+#: where it can be otherwise): for a site whose OpenSSH client misbehaves, and for the benchmarks' comparison
+FORWARDER_ENV = "CYBERSHUTTLE_FORWARDER"
+
+
+def _openssh_forwards(transport: Any, rt: Runtime, pairs: list[tuple[str, str]]) -> OpenSSHForwards | None:
+    """The OpenSSH client carrying the kernel's Unix sockets `pairs`, started; None where it cannot
+    (then the in-process forwarder does: see `openssh_forward`)."""
+    endpoint = transport.openssh()
+    if not pairs or endpoint is None or os.environ.get(FORWARDER_ENV, "openssh") == "python":
+        return None
+    carrier = OpenSSHForwards(endpoint, pairs, rt.name)
+    try:
+        carrier.start()
+    except OpenSSHUnavailable as exc:
+        log.debug("runtime %s: forwarded in-process: %s", rt.name, exc)
+        return None
+    return carrier
 
 
 def kernel_endpoint(rt: Runtime, res: compute.Resource) -> ssh.Endpoint:
@@ -362,7 +392,8 @@ def reconcile(jobs: dict[str, compute.Job] | None = None) -> list[Runtime]:
 
 
 # -- helpers ---------------------------------------------------------------
-_local: dict[str, tuple[list[Forward], dict[str, Any], str]] = {}  # name -> (forwards, info, job id)
+# name -> (forwards, info, job id, the OpenSSH client carrying them or None)
+_local: dict[str, tuple[list[Forward], dict[str, Any], str, OpenSSHForwards | None]] = {}
 _local_lock = threading.Lock()
 
 
@@ -370,6 +401,8 @@ def _close_local(name: str) -> None:
     with _local_lock:
         cached = _local.pop(name, None)
     if cached:
+        if cached[3] is not None:
+            cached[3].close()
         for fwd in cached[0]:
             forwarder().remove(fwd)
         _remove_local_dir(cached[1])
@@ -388,10 +421,13 @@ def _remove_local_dir(info: dict[str, Any]) -> None:
 
 @atexit.register
 def _remove_local_sockets() -> None:
-    """This process's local Unix sockets end with it, as their forwards do: no directory left in /tmp."""
+    """This process's local Unix sockets end with it, as their forwards do (and the OpenSSH clients carrying
+    some: their sessions would end a moment later anyway, when their stdin closes): no directory left in /tmp."""
     with _local_lock:
-        infos = [cached[1] for cached in _local.values()]
-    for info in infos:
+        cached = list(_local.values())
+    for _, info, _, carrier in cached:
+        if carrier is not None:
+            carrier.close()
         _remove_local_dir(info)
 
 

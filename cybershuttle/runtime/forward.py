@@ -66,7 +66,7 @@ class Forward:
     local_port: int  # 0 for a Unix socket
     target: str
     open: Callable[[], paramiko.Channel]
-    listener: socket.socket
+    listener: socket.socket | None  # None: only probed (`Forwarder.add_probe`), another process forwards
     local_path: str | None = None  # the local Unix socket (0600, in a 0700 directory of the caller's)
     pairs: list[tuple[socket.socket, paramiko.Channel]] = field(default_factory=list)
     warned: bool = False  # a real failure (not a refusal) was logged once already
@@ -109,6 +109,16 @@ class Forwarder:
             os.umask(old)
         return self._listen(Forward(0, remote_path, lambda: open_unix(remote_path), listener, local_path))
 
+    def add_probe(self, key: int | str, target: str, open_channel: Callable[[], paramiko.Channel]) -> Forward:
+        """Let `probe(key)` look at `target` through `open_channel` where another process forwards `key`
+        (`openssh_forward`); nothing listens here."""
+        fwd = Forward(0, target, open_channel, None, key if isinstance(key, str) else None)
+        if isinstance(key, int):
+            fwd.local_port = key
+        with self._lock:
+            self._by_key[fwd.key] = fwd
+        return fwd
+
     def _listen(self, fwd: Forward) -> Forward:
         fwd.listener.listen(16)
         fwd.listener.setblocking(False)
@@ -139,7 +149,7 @@ class Forwarder:
         """Stop listening and close every connection of `fwd`."""
 
         def close() -> None:
-            for sock in [fwd.listener] + [s for pair in fwd.pairs for s in pair]:  # type: ignore[operator]
+            for sock in [fwd.listener] * (fwd.listener is not None) + [s for pair in fwd.pairs for s in pair]:
                 self._forget(sock)
             fwd.pairs.clear()
 

@@ -65,6 +65,12 @@ class Transport(ABC):
 
         raise CybershuttleError(f"transport {self.name} cannot reach Unix sockets on the kernel's host")
 
+    def openssh(self) -> Any:
+        """The `ssh.Endpoint` whose SSH server reaches the kernel's Unix sockets itself, when one OpenSSH
+        client connection to it can carry the kernel's forwards (`runtime/openssh_forward.py`: C, outside
+        this process); None (the default): the in-process forwarder uses `open_unix`/`open_channel`."""
+        return None
+
     @abstractmethod
     def shell(self) -> Shell:
         """A `compute.shell.Shell` whose commands run on the kernel's host."""

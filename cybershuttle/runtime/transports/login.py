@@ -29,5 +29,8 @@ class LoginTransport(Transport):
         # only remote resources' kernels bind Unix sockets (transports.unix_sockets): this machine's need no forward
         return ssh.connect(self.res.endpoint).open_unix(path)
 
+    def openssh(self) -> Any:
+        return self.res.endpoint if self.res.remote else None
+
     def shell(self):
         return self.res.shell()
