@@ -94,30 +94,31 @@ def test_a_key_with_a_passphrase_keeps_the_forwards_in_process(cluster, tmp_path
             name="locked", kind="ssh", host=cluster.host, port=cluster.port, user=cluster.user, key=str(locked),
             known_hosts=cluster.known_hosts))
         assert result.saved, result.to_dict()
-        runtime.request("lockedrt", "locked")
-        runtime.wait("lockedrt", timeout=120)
-        kc = runtime.client("lockedrt")
-        try:
-            assert _carrier("lockedrt") is None
-            run_ok(kc, "print('through paramiko')")
-        finally:
-            kc.stop_channels()
-            runtime.stop("lockedrt")
+        _forwarded_in_process("lockedrt", "locked")
 
 
 def test_the_forwarder_setting_keeps_them_in_process(registered, monkeypatch):
     from cybershuttle import runtime
 
     monkeypatch.setenv(runtime.FORWARDER_ENV, "python")
-    runtime.request("inproc", "workstation")
-    runtime.wait("inproc", timeout=120)
-    kc = runtime.client("inproc")
+    _forwarded_in_process("inproc", "workstation")
+
+
+def _forwarded_in_process(name: str, resource: str) -> None:
+    """A runtime `name` on `resource` whose cells run through the in-process forwarder's listening sockets."""
+    from cybershuttle import runtime
+
+    runtime.request(name, resource)
+    runtime.wait(name, timeout=120)
+    kc = runtime.client(name)
     try:
-        assert _carrier("inproc") is None
+        assert _carrier(name) is None
+        with runtime._local_lock:
+            assert all(fwd.listener is not None for fwd in runtime._local[name][0])
         run_ok(kc, "print('in process')")
     finally:
         kc.stop_channels()
-        runtime.stop("inproc")
+        runtime.stop(name)
 
 
 @pytest.mark.parametrize("why", ["no client", "a colon"])
