@@ -257,6 +257,7 @@ def connection_info(name: str) -> dict[str, Any]:
     forwards: list[Forward] = []
     local_ports = {p: int(rt.remote_ports[p]) for p in PORTS}
     where: dict[str, Any] = {"transport": "tcp", "ip": "127.0.0.1"}
+    carrier: OpenSSHForwards | None = None  # an OpenSSH client carrying the forwards, where one does
     if res.remote:  # (a kernel on this machine listens on 127.0.0.1 ports: nothing to forward)
         transport = transports.for_runtime(rt, res)  # login host, node over SSH, or a relay in the allocation
         transport.start()
