@@ -13,11 +13,13 @@
      node by each node transport (`measure_node(transport)`): node-ssh is SSH to the node
      through our relay on the login node; allocation (A) a relay started inside the job; node-tcp (T)
      direct-tcpip from the login node straight to the kernel bound on the node's cluster address.
+  Ni node-ssh's N with its forwards in this process, as before the OpenSSH client carried them there.
 
 Prints median and p90 of each and ends with
 `ratio=<P/L median> p90_ratio=<P/L p90> magic_ratio=<M/(L+P) median> node_ratio=<N/L median>
 node_p90_ratio=<N/L p90> alloc_node_ratio=<A/L median> alloc_node_p90_ratio=<A/L p90>
-tcp_node_ratio=<T/L median> tcp_node_p90_ratio=<T/L p90> node_vs_peer=<N/S median, on the node>
+tcp_node_ratio=<T/L median> tcp_node_p90_ratio=<T/L p90> node_vs_in_process=<N/Ni median>
+node_vs_peer=<N/S median, on the node>
 vs_peer=<P/S median> vs_in_process=<P/Pi median>` (N, A and T each with its own L, measured in
 alternating blocks, both kernels up; L, P and P0 likewise, all three up). Goals: ratio and the node ratios <= 1.15, the p90 ratios <= 1.3,
 magic_ratio <= 1.15.
@@ -27,6 +29,7 @@ magic_ratio <= 1.15.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -110,13 +113,19 @@ def node_kernelspec(transport: str) -> str:
 
 def measure_node(transport: str, cells: int, peer: bool) -> dict[str, tuple[float, float]]:
     """(median, p90) in ms through `transport` to a kernel on a compute node ("N"), of a local kernel ("L")
-    and, with `peer` (node-ssh only: the peer needs SSH to the node), of the peer on the same node ("S").
+    and, with `peer` (node-ssh only: the peer needs SSH to the node), of the peer on the same node ("S");
+    node-ssh measures "Ni" too: its kernel forwarded in-process, the baseline of the OpenSSH client.
 
     They are measured in alternating blocks of 10 cells, all kernels running: on a shared machine
     the load changes from minute to minute, and each block of one is compared with the others' next to it.
     """
-    with Kernel(node_kernelspec(transport)) as node, Kernel("python3") as local:
+    spec = node_kernelspec(transport)
+    with contextlib.ExitStack() as kernels:
+        node, local = kernels.enter_context(Kernel(spec)), kernels.enter_context(Kernel("python3"))
         clients = {"N": node, "L": local}
+        if transport == "node-ssh":  # the same path with its forwards in this process: the baseline of OpenSSH's
+            with in_process_forwarding():
+                clients["Ni"] = kernels.enter_context(Kernel(spec))
         if peer and transport == "node-ssh":
             name = run_for_output(node, "import os; print(os.environ['SLURMD_NODENAME'], end='')")
             clients["S"] = Peer.start(node, name)
@@ -149,6 +158,10 @@ def node_figures(cells: int, peer: bool) -> str:
         print(f"N ({transport}): median={n_med:.2f} ms  p90={n_p90:.2f} ms; local kernel in alternating blocks: "
               f"median={l_med:.2f} ms  p90={l_p90:.2f} ms", flush=True)
         figures.append(f"{prefix}_ratio={n_med / l_med:.2f} {prefix}_p90_ratio={n_p90 / l_p90:.2f}")
+        if "Ni" in found:
+            figures.append(f"node_vs_in_process={n_med / found['Ni'][0]:.2f}")
+            print(f"Ni ({transport}, forwarded in-process): median={found['Ni'][0]:.2f} ms  p90={found['Ni'][1]:.2f} ms",
+                  flush=True)
         if "S" in found:
             s_med, s_p90 = found["S"]
             print(f"S (the peer on the same node, through the login node): median={s_med:.2f} ms  p90={s_p90:.2f} ms "

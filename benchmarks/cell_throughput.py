@@ -19,6 +19,7 @@ Paths, all on the loopback sshd and all started before the first measurement:
       path, whose local kernel re-publishes every remote IOPub message);
   N:<transport>  P's kernel on a compute node of the cluster's node partition, reached
       through the login node by that transport (node-ssh, allocation, node-tcp), when the cluster has nodes.
+  Ni:node-ssh  N:node-ssh with its forwards in this process (the baseline of the OpenSSH client there);
   S   the peer, sshpyk 1.25 (an SSH kernel provisioner: OpenSSH client port forwarding over
       one ControlMaster connection, no encryption of kernel traffic), running the same
       ipykernel in the same remote environment as P's kernel on the login node. A comparator
@@ -103,11 +104,13 @@ def main() -> None:
              "P0": ("cybershuttle-bench-plain", ()),
              "M": ("python3", MAGIC_SETUP)}
     paths.update({f"N:{t}": (kernel, ()) for t, kernel in node_kernelspecs().items()})
+    if "N:node-ssh" in paths:
+        paths["Ni:node-ssh"] = paths["N:node-ssh"]
     kernels = {}
     times: dict[str, dict[str, list[float]]] = {label: {cell: [] for cell in CELLS} for label in paths}
     try:
         for label, (kernel_name, setup) in paths.items():
-            with in_process_forwarding(label == "Pi"):
+            with in_process_forwarding(label.startswith(("Pi", "Ni:"))):
                 kernels[label] = start(kernel_name, setup)
         if not args.no_peer:
             peer = Peer.start(kernels["P"][1])
@@ -148,6 +151,11 @@ def main() -> None:
     print("Pi_one_ratio=%.2f Pi_many_ratio=%.2f (forwards in this process); OpenSSH client / in-process: one %.2f, "
           "many %.2f" % (ratio["Pi"]["one"], ratio["Pi"]["many"], med["P"]["one"] / med["Pi"]["one"],
                          med["P"]["many"] / med["Pi"]["many"]))
+    if "Ni:node-ssh" in ratio:
+        print("Ni_one_ratio=%.2f Ni_many_ratio=%.2f (node-ssh forwarded in this process); OpenSSH client / in-process: "
+              "one %.2f, many %.2f" % (ratio["Ni:node-ssh"]["one"], ratio["Ni:node-ssh"]["many"],
+                                       med["N:node-ssh"]["one"] / med["Ni:node-ssh"]["one"],
+                                       med["N:node-ssh"]["many"] / med["Ni:node-ssh"]["many"]))
     vs_peer = ""
     if "S" in ratio:
         print(f"peer_one_ratio={ratio['S']['one']:.2f} peer_many_ratio={ratio['S']['many']:.2f} "

@@ -1,5 +1,5 @@
-"""A login runtime's kernel forwarded by an OpenSSH client process (`runtime/openssh_forward.py`), and the
-in-process forwarder where that client cannot log in by itself (a key with a passphrase) or is turned off."""
+"""A runtime's kernel forwarded by an OpenSSH client process (`runtime/openssh_forward.py`) on the login node
+and on a compute node behind it, and the in-process forwarder where that client cannot log in by itself (a key with a passphrase) or is turned off."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_large_output_whole, run_ok
+from test_nodes import _cell_text, _register_nodes_resource, nodes_env, partition  # noqa: F401 - fixtures, used by name
 
 
 def _carrier(name: str):
@@ -23,35 +24,55 @@ def _carrier(name: str):
 
 
 def _cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
 
 
 def test_a_login_runtime_is_forwarded_by_an_openssh_client_that_ends_with_it(registered):
+    _carried_through_a_drop("ossh", "workstation", clients=1)
+
+
+def test_a_node_runtime_is_forwarded_through_an_openssh_master_on_the_login_node(cluster, partition, tmp_path):
+    """node-ssh: a master connection to the login node (with a session, so its sshd sends without Nagle) and
+    the node's client through it (-W); killing the master drops both, and both are started again."""
+    resource = _register_nodes_resource(cluster, partition, tmp_path, "node-ssh")
+    _carried_through_a_drop("onode", resource, clients=2)
+
+
+def _carried_through_a_drop(name: str, resource: str, clients: int) -> None:
+    """Runtime `name` on `resource` is carried by `clients` OpenSSH processes (the last one forwards), keeps
+    its state when the first is killed, and takes them with it when it stops."""
     from cybershuttle import runtime
 
-    runtime.request("ossh", "workstation")
-    rt = runtime.wait("ossh", timeout=120)
-    kc = runtime.client("ossh")
+    runtime.request(name, resource)
+    rt = runtime.wait(name, timeout=120)
+    kc = runtime.client(name)
     try:
         run_ok(kc, "x = 41")
-        carrier = _carrier("ossh")
-        assert carrier is not None, "the OpenSSH client should carry a login runtime's forwards"
-        argv = _cmdline(carrier.pid)
-        assert argv[0] == "ssh" and "BatchMode=yes" in argv and "StrictHostKeyChecking=yes" in argv
+        carrier = _carrier(name)
+        assert carrier is not None, "the OpenSSH client should carry the runtime's forwards"
+        assert len(carrier.pids) == clients
+        argvs = [_cmdline(pid) for pid in carrier.pids]
+        for argv in argvs:
+            assert argv[0] == "ssh" and "BatchMode=yes" in argv and "StrictHostKeyChecking=yes" in argv
+        argv = argvs[-1]
         assert sum(a.startswith("/") and a.endswith(f"{rt.ipc_path}-{rt.remote_ports['shell_port']}")
                    for a in argv) == 1
-        secrets = runtime._read_secrets("ossh")
-        assert not any(secrets["key"] in a for a in argv)  # the kernel's HMAC key is never on a command line
-        info = runtime.connection_info("ossh")
+        if clients == 2:  # the node's client goes through the master, never a connection of its own
+            assert any(a.startswith("ProxyCommand=") and "ControlMaster=no" in a and "-W" in a for a in argv)
+            node = _cell_text(kc, "import os; print(os.environ['SLURMD_NODENAME'], end='')")
+            assert node in ("node1", "node2") and argv[-2].endswith(f"@{node}")
+        secrets = runtime._read_secrets(name)
+        assert not any(secrets["key"] in a for argv in argvs for a in argv)  # the HMAC key on no command line
+        info = runtime.connection_info(name)
         local = Path(f"{info['ip']}-{info['shell_port']}")
         assert stat.S_ISSOCK(local.stat().st_mode) and stat.S_IMODE(local.stat().st_mode) == 0o600
         assert stat.S_IMODE(local.parent.stat().st_mode) == 0o700
 
-        # The connection drops (the client dies): it is started again, and the kernel kept its state.
+        # The connection drops (the first client dies): they are started again, and the kernel kept its state.
         # (A raw client loses IOPub messages published before its SUB socket reconnects, so it asks until a
         # cell's idle status arrives; the notebook's path replays them from the journal: test_magics.)
-        first = carrier.pid
-        os.kill(first, signal.SIGKILL)
+        first = carrier.pids
+        os.kill(first[0], signal.SIGKILL)
         deadline = time.time() + 60
         while True:
             try:
@@ -59,18 +80,18 @@ def test_a_login_runtime_is_forwarded_by_an_openssh_client_that_ends_with_it(reg
                 break
             except TimeoutError:
                 assert time.time() < deadline, "the forwards did not come back"
-        out: list[str] = []
-        run_ok(kc, "print(x + 1)", hook=lambda m: out.append(m["content"].get("text", "")))
-        assert "".join(out) == "42\n" and carrier.pid != first
+        assert _cell_text(kc, "print(x + 1)") == "42\n"
+        assert not set(carrier.pids) & set(first) and len(carrier.pids) == clients
         assert_large_output_whole(kc)
     finally:
         kc.stop_channels()
-        pid = _carrier("ossh").pid
-        runtime.stop("ossh")
-    deadline = time.time() + 10
-    while time.time() < deadline and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
-        time.sleep(0.05)
-    assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), "the client outlived its runtime"
+        pids = _carrier(name).pids
+        runtime.stop(name)
+    for pid in pids:
+        deadline = time.time() + 10
+        while time.time() < deadline and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), "a client outlived its runtime"
     assert not local.parent.exists()
 
 

@@ -105,6 +105,9 @@ class NodeSSHTransport(Transport):
     def open_unix(self, path: str) -> Any:
         return ssh.connect(self.endpoint).open_unix(path)
 
+    def openssh(self) -> ssh.Endpoint:
+        return self.endpoint  # the node, behind its login host: a master there carries the node's client
+
     def shell(self) -> RemoteShell:
         return RemoteShell(self.endpoint)
 
