@@ -73,6 +73,12 @@ def test_a_kernel_on_each_node_binds_the_nodes_address_answers_through_node_tcp_
             assert (host, ip) == (node, _node_addr(node))  # the cluster address, not 127.0.0.1
             assert not loopback
             assert _output(kc, "print(6 * 7)").strip() == "42"
+            # The login host's OpenSSH client carries the ports (-L to node:port), to Unix sockets here.
+            with runtime._local_lock:
+                carrier = runtime._local[name][3]
+            assert carrier is not None and {r for _, r in carrier.pairs} == {
+                f"{node}:{p}" for p in rt.remote_ports.values()}
+            assert runtime.connection_info(name)["transport"] == "ipc"
             if node == "node1":
                 # A trivial cell's round trip against a local kernel's, in alternating blocks (the machine is
                 # shared). A 40 ms Nagle/delayed-ACK stall a cell would be 10x; this bound catches it. The issue's

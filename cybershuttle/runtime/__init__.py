@@ -261,19 +261,28 @@ def connection_info(name: str) -> dict[str, Any]:
     if res.remote:  # (a kernel on this machine listens on 127.0.0.1 ports: nothing to forward)
         transport = transports.for_runtime(rt, res)  # login host, node over SSH, or a relay in the allocation
         transport.start()
-        if rt.ipc_path:
-            # Unix sockets here too, in a fresh 0700 directory: a shared machine (JupyterHub) has other users.
+        local_dir = None
+        if rt.ipc_path or transport.openssh() is not None:
+            # Unix sockets here, in a fresh 0700 directory: a shared machine (JupyterHub) has other users.
+            # (A kernel on TCP ports gets them too where OpenSSH carries it: its -L forwards to any address.)
             local_dir = tempfile.mkdtemp(prefix=_LOCAL_PREFIX, dir=_short_tmp())
-            where = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
-        pairs = [(f"{where['ip']}-{p}", f"{rt.ipc_path}-{p}") for p in local_ports.values()] if rt.ipc_path else []
+        ipc = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
+        host = transport.kernel_address(rt.remote_host)
+        remotes = {p: f"{rt.ipc_path}-{p}" if rt.ipc_path else f"{host}:{p}" for p in local_ports.values()}
+        pairs = [(f"{ipc['ip']}-{p}", remote) for p, remote in remotes.items()] if local_dir else []
         carrier = _openssh_forwards(transport, rt, pairs)
+        if carrier is not None or rt.ipc_path:
+            where = ipc
+        elif local_dir:
+            os.rmdir(local_dir)  # TCP ports forwarded in-process: 127.0.0.1 ports here
         for port_name in PORTS:
             port = local_ports[port_name]
             if carrier is not None:  # the client forwards; the forwarder only probes (a stopping kernel's port)
-                remote = f"{rt.ipc_path}-{port}"
-                fwd = forwarder().add_probe(f"{where['ip']}-{port}", remote, lambda r=remote: transport.open_unix(r))
+                opens = (lambda r=remotes[port]: transport.open_unix(r)) if rt.ipc_path else \
+                    (lambda p=port: transport.open_channel(rt.remote_host, p))
+                fwd = forwarder().add_probe(f"{where['ip']}-{port}", remotes[port], opens)
             elif rt.ipc_path:
-                fwd = forwarder().add_unix(f"{where['ip']}-{port}", f"{rt.ipc_path}-{port}", transport.open_unix)
+                fwd = forwarder().add_unix(f"{where['ip']}-{port}", remotes[port], transport.open_unix)
             else:
                 fwd = forwarder().add(rt.remote_host, port, transport.open_channel)
                 local_ports[port_name] = fwd.local_port

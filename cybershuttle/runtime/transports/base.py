@@ -72,6 +72,11 @@ class Transport(ABC):
         forwarder uses `open_unix`/`open_channel`."""
         return None
 
+    def kernel_address(self, host: str) -> str:
+        """Where the `openssh` server reaches a kernel's TCP ports that the runtime records at `host` (its
+        127.0.0.1, as a rule); a transport that maps them elsewhere says where."""
+        return host
+
     @abstractmethod
     def shell(self) -> Shell:
         """A `compute.shell.Shell` whose commands run on the kernel's host."""

@@ -148,6 +148,12 @@ class NodeTCPTransport(Transport):
             return self._connect(port)
         return self._for_commands().open_channel(host, port)  # a runtime's own tunnels: 127.0.0.1 on the node
 
+    def openssh(self) -> Any:
+        return self.res.endpoint if self.res.remote else None  # the login host: -L to node:port from there
+
+    def kernel_address(self, host: str) -> str:
+        return self.rt.node  # the kernel binds the node's cluster address (see _BIND), not its loopback
+
     def _for_commands(self) -> Transport:
         """The node transport that runs commands on the node (this one carries only the kernel's ports)."""
         if self._commands is None:
