@@ -256,25 +256,23 @@ def connection_info(name: str) -> dict[str, Any]:
     res = compute.get(rt.resource)
     forwards: list[Forward] = []
     local_ports = {p: int(rt.remote_ports[p]) for p in PORTS}
-    where: dict[str, Any] = {"transport": "tcp", "ip": "127.0.0.1"}
+    loopback = {"transport": "tcp", "ip": "127.0.0.1"}
+    where: dict[str, Any] = loopback
     carrier: OpenSSHForwards | None = None  # an OpenSSH client carrying the forwards, where one does
     if res.remote:  # (a kernel on this machine listens on 127.0.0.1 ports: nothing to forward)
         transport = transports.for_runtime(rt, res)  # login host, node over SSH, or a relay in the allocation
         transport.start()
-        local_dir = None
+        host = transport.kernel_address(rt.remote_host)
+        remotes = {p: f"{rt.ipc_path}-{p}" if rt.ipc_path else f"{host}:{p}" for p in local_ports.values()}
         if rt.ipc_path or transport.openssh() is not None:
             # Unix sockets here, in a fresh 0700 directory: a shared machine (JupyterHub) has other users.
             # (A kernel on TCP ports gets them too where OpenSSH carries it: its -L forwards to any address.)
             local_dir = tempfile.mkdtemp(prefix=_LOCAL_PREFIX, dir=_short_tmp())
-        ipc = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
-        host = transport.kernel_address(rt.remote_host)
-        remotes = {p: f"{rt.ipc_path}-{p}" if rt.ipc_path else f"{host}:{p}" for p in local_ports.values()}
-        pairs = [(f"{ipc['ip']}-{p}", remote) for p, remote in remotes.items()] if local_dir else []
-        carrier = _openssh_forwards(transport, rt, pairs)
-        if carrier is not None or rt.ipc_path:
-            where = ipc
-        elif local_dir:
-            os.rmdir(local_dir)  # TCP ports forwarded in-process: 127.0.0.1 ports here
+            where = {"transport": "ipc", "ip": f"{local_dir}/kernel"}  # a fixed name: a socket's path is short
+            carrier = _openssh_forwards(transport, rt, [(f"{where['ip']}-{p}", r) for p, r in remotes.items()])
+            if carrier is None and not rt.ipc_path:  # TCP ports forwarded in-process: 127.0.0.1 ports here
+                os.rmdir(local_dir)
+                where = loopback
         for port_name in PORTS:
             port = local_ports[port_name]
             if carrier is not None:  # the client forwards; the forwarder only probes (a stopping kernel's port)

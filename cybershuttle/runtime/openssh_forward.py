@@ -100,7 +100,8 @@ class OpenSSHForwards:
         proxy: list[str] = []
         if self.endpoint.via is not None:
             via = self.endpoint.via
-            jump = ["ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "ControlMaster=no",
+            # Through the master; should it be gone, a connection of its own is checked as the master's is.
+            jump = ["ssh", "-F", "none", *via.openssh_options(), "-o", "ControlMaster=no",
                     "-o", f"ControlPath={self.control_path}", "-W", "%h:%p", f"{via.user}@{via.host}"]
             proxy = ["-o", "ProxyCommand=" + " ".join(shlex.quote(arg) for arg in jump)]
         return ["ssh", *_OPTIONS, *self.endpoint.openssh_options(), *proxy, *forwards,

@@ -66,8 +66,8 @@ class Transport(ABC):
         raise CybershuttleError(f"transport {self.name} cannot reach Unix sockets on the kernel's host")
 
     def openssh(self) -> Any:
-        """The `ssh.Endpoint` whose SSH server reaches the kernel's Unix sockets itself (its `via`, one login
-        host at most, is the hop), when an OpenSSH client can carry the kernel's forwards there
+        """The `ssh.Endpoint` whose SSH server reaches the kernel's Unix sockets or ports itself (its `via`, one
+        login host at most, is the hop), when an OpenSSH client can carry the kernel's forwards there
         (`runtime/openssh_forward.py`: C, outside this process); None (the default): the in-process
         forwarder uses `open_unix`/`open_channel`."""
         return None
