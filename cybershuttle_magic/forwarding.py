@@ -122,6 +122,9 @@ def _follow(shell: Any, kc: Any, msg_id: str, is_dead: Any, cursor: journal.Curs
             if not events:
                 silent_since = silent_since or time.monotonic()
                 _check_alive(kc, is_dead, time.monotonic() - silent_since)
+                if interrupted and not idle:  # still running after a quiet spell: the request may have been
+                    # lost on a control connection being (re)made (seen in CI); asking again is harmless
+                    kc.control_channel.send(kc.session.msg("interrupt_request", {}))
                 if cursor is not None and kc.hb_channel.is_beating():
                     for msg in _from_journal(kc, cursor, None):  # what a dropped connection swallowed
                         handle(msg)
